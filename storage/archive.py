@@ -1,0 +1,225 @@
+"""Study ZIPs and staging files: how instances are laid out in them and read back.
+
+Two kinds of ZIP share one layout of entry names (see :mod:`storage.layout`):
+- the sealed study ZIP, ``studies/{S}/metadata`` (gzip of a JSON array, stored)
+  followed by every instance's frames and bulk data;
+- a staging file holding one instance: its metadata object as an entry of its
+  own, plus its frames and bulk data, already compressed as they will be sealed.
+
+Sealing copies the compressed entries of both kinds into a new study ZIP
+verbatim (:class:`storage.zipwriter.ZipWriter`).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import io
+import json
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from storage.convert import SplitInstance
+from storage.errors import InvalidArchive, StorageError
+from storage.layout import (
+    bulk_entry,
+    frame_entry,
+    instance_prefix,
+    metadata_entry,
+    staged_metadata_entry,
+)
+from storage.multipart import OCTET_STREAM, frame_media_type, wrap
+from storage.zipwriter import ZipWriter
+
+STUDY_UID_KEY = "0020000D"
+SERIES_UID_KEY = "0020000E"
+SOP_UID_KEY = "00080018"
+INSTANCE_NUMBER_KEY = "00200013"
+_GZIP_LEVEL = 6
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def first_value(metadata: dict[str, Any], key: str) -> Any:
+    try:
+        return metadata[key]["Value"][0]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+@dataclass
+class InstanceSource:
+    """Where one instance's entries can be copied from: a staging file or a study ZIP."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    metadata: dict[str, Any]
+    archive: zipfile.ZipFile
+    entries: list[zipfile.ZipInfo] = field(default_factory=list)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        return instance_digest(self.metadata, self.study_uid, self.entries)
+
+    @property
+    def uncompressed_size(self) -> int:
+        return sum(info.file_size for info in self.entries)
+
+    @property
+    def compressed_size(self) -> int:
+        return sum(info.compress_size for info in self.entries)
+
+    def sort_key(self) -> tuple[str, int, str]:
+        return instance_sort_key(self.metadata, self.series_uid, self.sop_uid)
+
+
+def instance_sort_key(
+    metadata: dict[str, Any], series_uid: str, sop_uid: str
+) -> tuple[str, int, str]:
+    number = first_value(metadata, INSTANCE_NUMBER_KEY)
+    try:
+        position = int(number)
+    except (TypeError, ValueError):
+        position = 1 << 62
+    return series_uid, position, sop_uid
+
+
+def instance_digest(
+    metadata: dict[str, Any], study_uid: str, entries: Iterable[zipfile.ZipInfo]
+) -> str:
+    """SHA-256 of an instance's content, the same wherever it is stored.
+
+    It covers the canonical metadata JSON and, for each frame and bulk entry,
+    its name, size and CRC-32 (part files are deterministic, so equal payloads
+    give equal CRCs). It is computed from the ZIP directory alone, without
+    decompressing anything, so inventories of large studies stay cheap.
+    """
+    hasher = hashlib.sha256(canonical_json(metadata))
+    prefix_length = len(f"studies/{study_uid}/")
+    for name, size, crc in sorted((info.filename, info.file_size, info.CRC) for info in entries):
+        hasher.update(f"\n{name[prefix_length:]}:{size}:{crc:08x}".encode())
+    return hasher.hexdigest()
+
+
+def build_staged(split: SplitInstance, level: int | None) -> tuple[bytes, InstanceSource]:
+    """Build the staging file of ``split`` in memory; return it and the instance it holds."""
+    buffer = io.BytesIO()
+    writer = ZipWriter(buffer)
+    for name, payload in _instance_parts(split):
+        writer.add(name, payload, level)
+    writer.add(
+        staged_metadata_entry(split.study_uid, split.series_uid, split.sop_uid),
+        canonical_json(split.metadata),
+        level if level is not None else 6,
+    )
+    writer.close()
+    data = buffer.getvalue()
+    return data, read_staged(zipfile.ZipFile(io.BytesIO(data)))
+
+
+def _instance_parts(split: SplitInstance) -> Iterable[tuple[str, bytes]]:
+    ids = (split.study_uid, split.series_uid, split.sop_uid)
+    media_type = frame_media_type(split.transfer_syntax, split.encapsulated)
+    for number, frame in enumerate(split.frames, start=1):
+        yield frame_entry(*ids, number), wrap(frame, media_type, split.transfer_syntax)
+    for key, payload in sorted(split.bulk.items()):
+        yield bulk_entry(*ids, key), wrap(payload, OCTET_STREAM, split.transfer_syntax)
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def _entry_owner(name: str) -> tuple[str, str] | None:
+    """(series, sop) of a frame or bulk entry name."""
+    parts = name.split("/")
+    if len(parts) >= 7 and parts[2] == "series" and parts[4] == "instances":
+        return parts[3], parts[5]
+    return None
+
+
+def read_staged(archive: zipfile.ZipFile) -> InstanceSource:
+    """The one instance in a staging file."""
+    meta_infos = [info for info in archive.infolist() if info.filename.endswith("/metadata")]
+    if len(meta_infos) != 1:
+        raise StorageError(f"staging file {archive.filename} has no instance metadata")
+    meta_info = meta_infos[0]
+    owner = _entry_owner(meta_info.filename)
+    if owner is None:
+        raise StorageError(f"staging file {archive.filename} is malformed")
+    study_uid = meta_info.filename.split("/")[1]
+    metadata = json.loads(archive.read(meta_info))
+    entries = [info for info in archive.infolist() if info is not meta_info]
+    return InstanceSource(study_uid, owner[0], owner[1], metadata, archive, entries)
+
+
+def read_study_metadata(archive: zipfile.ZipFile, study_uid: str) -> list[dict[str, Any]]:
+    try:
+        raw = archive.read(metadata_entry(study_uid))
+        objects = json.loads(gzip.decompress(raw))
+    except KeyError:
+        raise StorageError(f"{archive.filename} has no study metadata") from None
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise StorageError(f"{archive.filename}: unreadable study metadata: {exc}") from exc
+    if not isinstance(objects, list):
+        raise StorageError(f"{archive.filename}: study metadata is not a JSON array")
+    return objects
+
+
+def read_sealed(archive: zipfile.ZipFile, study_uid: str) -> dict[str, InstanceSource]:
+    """Every instance of a sealed study ZIP, by SOP Instance UID."""
+    sources: dict[str, InstanceSource] = {}
+    for metadata in read_study_metadata(archive, study_uid):
+        sop_uid = str(first_value(metadata, SOP_UID_KEY))
+        series_uid = str(first_value(metadata, SERIES_UID_KEY))
+        sources[sop_uid] = InstanceSource(study_uid, series_uid, sop_uid, metadata, archive)
+    for info in archive.infolist():
+        owner = _entry_owner(info.filename)
+        if owner is not None and owner[1] in sources:
+            sources[owner[1]].entries.append(info)
+    return sources
+
+
+# --- writing a study ZIP -------------------------------------------------------------
+
+
+def study_metadata_gzip(objects: list[dict[str, Any]]) -> bytes:
+    document = json.dumps(objects, separators=(",", ":"), allow_nan=False).encode()
+    return gzip.compress(document, compresslevel=_GZIP_LEVEL, mtime=0)
+
+
+def write_study_zip(handle: BinaryIO, study_uid: str, sources: list[InstanceSource]) -> None:
+    """Write a complete study ZIP: metadata first, then each instance's entries, copied raw."""
+    ordered = sorted(sources, key=InstanceSource.sort_key)
+    writer = ZipWriter(handle)
+    writer.add(metadata_entry(study_uid), study_metadata_gzip([s.metadata for s in ordered]), None)
+    for source in ordered:
+        prefix = instance_prefix(study_uid, source.series_uid, source.sop_uid)
+        for info in sorted(source.entries, key=_entry_order):
+            if not info.filename.startswith(prefix):
+                raise StorageError(f"entry {info.filename} is outside its instance")
+            writer.copy(source.archive, info)
+    writer.close()
+
+
+def _entry_order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
+    kind, _, tail = info.filename.rpartition("/")
+    if kind.endswith("frames"):
+        return 0, int(tail), ""
+    return 1, 0, tail
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InvalidArchive(f"{path.name} is not a readable ZIP: {exc}") from exc

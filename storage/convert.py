@@ -1,0 +1,301 @@
+"""DICOM P10 <-> archive-direct instance: metadata JSON, frames and bulk data.
+
+pydicom does the DICOM work (parsing, the DICOM JSON model, encapsulation);
+this module decides what goes where, as the design note fixes it: Pixel Data
+becomes frames in their own transfer syntax, other large binary values become
+bulk data, the rest stays in the metadata object with relative BulkDataURIs.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
+from pydicom.filewriter import correct_ambiguous_vr
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID
+
+from storage.errors import InvalidDicom, MissingUid
+from storage.layout import check_uid, instance_path
+
+PIXEL_DATA = 0x7FE00010
+EXTENDED_OFFSET_TABLE = 0x7FE00001
+EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
+AVAILABLE_TRANSFER_SYNTAX = 0x00083002
+AVAILABLE_TRANSFER_SYNTAX_KEY = "00083002"
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+# pydicom's own root; pacsnode has no registered one. "2.25" + a fixed UUID.
+IMPLEMENTATION_CLASS_UID = "2.25.223874215392108765823957304659283748101"
+IMPLEMENTATION_VERSION_NAME = "PACSNODE_1"
+
+# Binary values over ~1 KiB are kept as bulk data; pydicom measures its threshold
+# in base64 characters.
+_BULK_THRESHOLD_BASE64 = 1368
+_FOUR_GIB = 1 << 32
+_VIDEO_PREFIX = "1.2.840.10008.1.2.4.10"
+
+
+@dataclass
+class SplitInstance:
+    """One instance taken apart: metadata object, frame payloads, bulk payloads."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    transfer_syntax: str
+    metadata: dict[str, Any]
+    frames: list[bytes] = field(default_factory=list)
+    bulk: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def encapsulated(self) -> bool:
+        return is_encapsulated(self.transfer_syntax)
+
+
+def is_encapsulated(transfer_syntax: str) -> bool:
+    return UID(transfer_syntax).is_encapsulated
+
+
+# --- reading P10 -------------------------------------------------------------------
+
+
+def _looks_like_raw_dataset(head: bytes) -> bool:
+    """A file without preamble that starts with a group 0002 or 0008 tag."""
+    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
+
+
+def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
+    """Parse a DICOM file; anything pydicom cannot read becomes :class:`InvalidDicom`."""
+    if isinstance(source, Path):
+        with open(source, "rb") as handle:
+            return read_p10(handle)
+    handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    start = handle.tell()
+    head = handle.read(132)
+    handle.seek(start)
+    has_preamble = len(head) == 132 and head[128:132] == b"DICM"
+    if not has_preamble and not _looks_like_raw_dataset(head):
+        raise InvalidDicom("not a DICOM file: no 'DICM' prefix and no DICOM data set found")
+    try:
+        dataset = pydicom.dcmread(handle, force=not has_preamble)
+        # Values are decoded lazily; touch every element now so that a damaged
+        # or truncated file fails here, not half-way through storing it.
+        _touch_all(dataset)
+    except InvalidDicom:
+        raise
+    except Exception as exc:  # pydicom raises many types for damaged input
+        raise InvalidDicom(f"cannot parse DICOM: {exc}") from exc
+    return dataset
+
+
+def _touch_all(dataset: Dataset) -> None:
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                _touch_all(item)
+
+
+def transfer_syntax_of(dataset: Dataset) -> str:
+    meta = getattr(dataset, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax:
+        return str(syntax)
+    implicit, little = dataset.original_encoding
+    if implicit:
+        return IMPLICIT_VR_LITTLE_ENDIAN
+    return EXPLICIT_VR_LITTLE_ENDIAN if little else EXPLICIT_VR_BIG_ENDIAN
+
+
+def _required_uid(dataset: Dataset, keyword: str) -> str:
+    value = dataset.get(keyword)
+    if value is None or str(value).strip("\0 ") == "":
+        raise MissingUid(f"the instance has no {keyword}")
+    return check_uid(str(value).strip("\0 "), keyword)
+
+
+# --- P10 -> archive ------------------------------------------------------------------
+
+
+def split_dataset(dataset: Dataset) -> SplitInstance:
+    """Take a parsed instance apart into metadata, frames and bulk data."""
+    study_uid = _required_uid(dataset, "StudyInstanceUID")
+    series_uid = _required_uid(dataset, "SeriesInstanceUID")
+    sop_uid = _required_uid(dataset, "SOPInstanceUID")
+    _required_uid(dataset, "SOPClassUID")
+    syntax = check_uid(transfer_syntax_of(dataset), "TransferSyntaxUID")
+    little_endian = syntax != EXPLICIT_VR_BIG_ENDIAN
+    try:
+        correct_ambiguous_vr(dataset, little_endian)
+        split = SplitInstance(study_uid, series_uid, sop_uid, syntax, {})
+        base = instance_path(series_uid, sop_uid)
+        pixel_element = _take_pixel_data(dataset, split)
+        bulk_keys = _assign_bulk_keys(dataset)
+
+        def to_bulk_uri(element: DataElement) -> str:
+            key = bulk_keys[id(element)]
+            split.bulk[key] = bytes(element.value)
+            return f"{base}/bulkdata/{key}"
+
+        metadata = dataset.to_json_dict(_BULK_THRESHOLD_BASE64, to_bulk_uri)
+    except InvalidDicom:
+        raise
+    except Exception as exc:
+        raise InvalidDicom(f"cannot convert to DICOM JSON: {exc}") from exc
+    if pixel_element is not None:
+        metadata[f"{PIXEL_DATA:08X}"] = pixel_element
+    metadata[AVAILABLE_TRANSFER_SYNTAX_KEY] = {"vr": "UI", "Value": [syntax]}
+    split.metadata = dict(sorted(metadata.items()))
+    return split
+
+
+def _take_pixel_data(dataset: Dataset, split: SplitInstance) -> dict[str, Any] | None:
+    """Move top-level Pixel Data out of ``dataset`` into frames (or bulk data)."""
+    if PIXEL_DATA not in dataset:
+        return None
+    element = dataset[PIXEL_DATA]
+    value = element.value
+    dataset.pop(AVAILABLE_TRANSFER_SYNTAX, None)
+    if not value:
+        return None
+    base = instance_path(split.series_uid, split.sop_uid)
+    frames = _frames_of(dataset, element, split.transfer_syntax)
+    del dataset[PIXEL_DATA]
+    for tag in (EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS):
+        dataset.pop(tag, None)
+    if frames is None:
+        key = f"{PIXEL_DATA:08X}"
+        split.bulk[key] = bytes(value)
+        return {"vr": element.VR, "BulkDataURI": f"{base}/bulkdata/{key}"}
+    split.frames = frames
+    return {"vr": element.VR, "BulkDataURI": f"{base}/frames"}
+
+
+def _number_of_frames(dataset: Dataset) -> int:
+    try:
+        return max(int(dataset.get("NumberOfFrames") or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _frames_of(dataset: Dataset, element: DataElement, syntax: str) -> list[bytes] | None:
+    """Split Pixel Data into frames; ``None`` when it cannot be split reliably."""
+    value: bytes = element.value
+    count = _number_of_frames(dataset)
+    if is_encapsulated(syntax) and element.is_undefined_length:
+        if syntax.startswith(_VIDEO_PREFIX):
+            count = 1  # a video stream is one object, however many frames it shows
+        extended = None
+        if EXTENDED_OFFSET_TABLE in dataset and EXTENDED_OFFSET_TABLE_LENGTHS in dataset:
+            extended = (
+                dataset[EXTENDED_OFFSET_TABLE].value,
+                dataset[EXTENDED_OFFSET_TABLE_LENGTHS].value,
+            )
+        try:
+            frames = list(generate_frames(value, number_of_frames=count, extended_offsets=extended))
+        except Exception:
+            return None
+        return frames if len(frames) == count else None
+    try:
+        frame_bits = get_expected_length(dataset, unit="pixels") // count
+        frame_bits *= dataset.BitsAllocated
+        if dataset.get("PhotometricInterpretation") == "YBR_FULL_422":
+            frame_bits = frame_bits * 2 // 3 if dataset.SamplesPerPixel == 3 else frame_bits
+    except Exception:
+        return None
+    if frame_bits <= 0 or frame_bits % 8:
+        return None
+    frame_length = frame_bits // 8
+    if len(value) not in (frame_length * count, frame_length * count + 1):
+        return None
+    return [value[i * frame_length : (i + 1) * frame_length] for i in range(count)]
+
+
+def _assign_bulk_keys(dataset: Dataset, prefix: str = "") -> dict[int, str]:
+    """Give each binary element a stable key from its path: ``TAG`` or ``SEQ.ITEM.TAG``."""
+    keys: dict[int, str] = {}
+    for element in dataset:
+        key = f"{prefix}{element.tag:08X}"
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value):
+                keys.update(_assign_bulk_keys(item, f"{key}.{index}."))
+        else:
+            keys[id(element)] = key
+    return keys
+
+
+# --- archive -> P10 ------------------------------------------------------------------
+
+
+FrameReader = Callable[[], list[bytes]]
+BulkReader = Callable[[str], bytes]
+
+
+def transfer_syntax_of_metadata(metadata: dict[str, Any]) -> str:
+    try:
+        return str(metadata[AVAILABLE_TRANSFER_SYNTAX_KEY]["Value"][0])
+    except (KeyError, IndexError, TypeError):
+        return EXPLICIT_VR_LITTLE_ENDIAN
+
+
+def build_dataset(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReader) -> Dataset:
+    """Rebuild a dataset (with file meta) from a stored metadata object."""
+    syntax = transfer_syntax_of_metadata(metadata)
+
+    extended_tables: list[tuple[bytes, bytes]] = []
+
+    def resolve(uri: str) -> bytes:
+        if uri.endswith("/frames"):
+            pixel_data, tables = _pixel_data_from_frames(frames(), syntax)
+            if tables is not None:
+                extended_tables.append(tables)
+            return pixel_data
+        key = uri.rsplit("/bulkdata/", 1)[-1]
+        return bulk(key)
+
+    body = {key: value for key, value in metadata.items() if key != AVAILABLE_TRANSFER_SYNTAX_KEY}
+    dataset = Dataset.from_json(body, resolve)
+    if syntax and is_encapsulated(syntax) and PIXEL_DATA in dataset:
+        dataset[PIXEL_DATA].is_undefined_length = True
+        if extended_tables:
+            dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended_tables[0]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.get("SOPClassUID", "")
+    meta.MediaStorageSOPInstanceUID = dataset.get("SOPInstanceUID", "")
+    meta.TransferSyntaxUID = syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    dataset.file_meta = meta
+    return dataset
+
+
+def _pixel_data_from_frames(
+    frames: list[bytes], syntax: str
+) -> tuple[bytes, tuple[bytes, bytes] | None]:
+    """Pixel Data from frames, re-encapsulated with a Basic Offset Table when that fits."""
+    if not is_encapsulated(syntax):
+        return b"".join(frames), None
+    if sum(len(frame) + 8 for frame in frames) < _FOUR_GIB:
+        return encapsulate(frames, has_bot=True), None
+    data, offsets, lengths = encapsulate_extended(frames)
+    return data, (offsets, lengths)
+
+
+def write_p10(dataset: Dataset, handle: BinaryIO) -> None:
+    """Write ``dataset`` as a DICOM file with preamble and file meta."""
+    dataset.save_as(handle, enforce_file_format=True)
+
+
+def p10_bytes(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReader) -> bytes:
+    buffer = io.BytesIO()
+    write_p10(build_dataset(metadata, frames, bulk), buffer)
+    return buffer.getvalue()

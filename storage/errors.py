@@ -1,0 +1,75 @@
+"""Domain errors of the study store.
+
+Every error carries a machine-readable ``code`` and the statuses that the
+edges (REST, DICOM) answer with, so that the mapping lives in one place.
+``storage`` knows nothing of HTTP or DIMSE beyond these numbers.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class: something the caller asked for cannot be done."""
+
+    code = "storage-error"
+    http_status = 500
+    #: DIMSE C-STORE failure "Out of resources - unable to process"
+    dimse_status = 0xC000
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidDicom(StorageError):
+    """The bytes are not a DICOM instance pydicom can read."""
+
+    code = "invalid-dicom"
+    http_status = 400
+    #: "Cannot understand"
+    dimse_status = 0xC000
+
+
+class MissingUid(InvalidDicom):
+    """A required UID (study, series, SOP instance, SOP class) is absent."""
+
+    code = "missing-uid"
+    #: "Data set does not match SOP class"
+    dimse_status = 0xA900
+
+
+class InvalidUid(InvalidDicom):
+    """A UID is not a valid DICOM UID; it would be unsafe as a path."""
+
+    code = "invalid-uid"
+    dimse_status = 0xA900
+
+
+class InvalidArchive(StorageError):
+    """A study ZIP received from elsewhere failed validation; nothing was stored."""
+
+    code = "invalid-archive"
+    http_status = 400
+
+
+class NotFound(StorageError):
+    """The study, series, instance, frame, bulk element or attachment does not exist."""
+
+    code = "not-found"
+    http_status = 404
+
+
+class InvalidAttachmentId(StorageError):
+    """An attachment id is not 32 lowercase hex digits."""
+
+    code = "invalid-attachment-id"
+    http_status = 400
+
+
+class StorageFull(StorageError):
+    """The disk is full (ENOSPC); the write was refused and nothing was damaged."""
+
+    code = "storage-full"
+    http_status = 507
+    #: "Refused: Out of resources"
+    dimse_status = 0xA700

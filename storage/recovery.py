@@ -1,0 +1,122 @@
+"""Start-up recovery: resolve what a crash left behind.
+
+Every mutation of a study first leaves a durable marker in ``pending/``, so
+recovery visits only those studies (plus one listing of each bucket for
+half-deleted trees), not the whole archive. After it, every acknowledged
+instance is readable and every study ZIP on disk is a complete ZIP.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.archive import InstanceSource, open_zip, read_sealed, read_staged
+from storage.durable import is_temp, remove_durable, remove_leftover
+from storage.errors import StorageError
+from storage.layout import is_valid_uid, sop_uid_of_staged, staging_dir, study_dir, study_zip_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecoveryReport:
+    #: studies that still have staged instances to seal
+    pending: list[str] = field(default_factory=list)
+    removed_temp_files: int = 0
+    #: staged instances that a finished seal had already folded into the study ZIP
+    removed_sealed_staging: int = 0
+    #: unreadable files moved aside to ``quarantine/``
+    quarantined: list[str] = field(default_factory=list)
+
+
+def recover(root: Path) -> RecoveryReport:
+    report = RecoveryReport()
+    for bucket in sorted((root / "studies").iterdir()):
+        report.removed_temp_files += _remove_temps(bucket)
+    for marker in sorted((root / "pending").iterdir()):
+        if is_temp(marker) or not is_valid_uid(marker.name):
+            remove_leftover(marker)
+            continue
+        if _recover_study(root, marker.name, report):
+            report.pending.append(marker.name)
+        else:
+            remove_durable(marker)
+    return report
+
+
+def _remove_temps(directory: Path) -> int:
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    for entry in directory.iterdir():
+        if is_temp(entry):
+            remove_leftover(entry)
+            removed += 1
+    return removed
+
+
+def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> bool:
+    """Clean one pending study; return whether staged instances remain."""
+    directory = study_dir(root, study_uid)
+    report.removed_temp_files += _remove_temps(directory)
+    report.removed_temp_files += _remove_temps(staging_dir(root, study_uid))
+    sealed: dict[str, InstanceSource] = {}
+    archive: zipfile.ZipFile | None = None
+    try:
+        archive = open_zip(study_zip_path(root, study_uid))
+        sealed = read_sealed(archive, study_uid)
+    except FileNotFoundError:
+        pass
+    except StorageError as exc:
+        # Cannot happen with atomic renames unless the disk lies; keep the file, say so.
+        log.error("study %s: sealed ZIP unreadable: %s", study_uid, exc)
+    remaining = 0
+    try:
+        staged_paths = sorted(staging_dir(root, study_uid).iterdir())
+    except FileNotFoundError:
+        staged_paths = []
+    for path in staged_paths:
+        if sop_uid_of_staged(path) is None:
+            continue
+        state = _staged_state(path, sealed)
+        if state == "sealed":
+            remove_durable(path)
+            report.removed_sealed_staging += 1
+        elif state == "unreadable":
+            report.quarantined.append(_quarantine(root, path))
+        else:
+            remaining += 1
+    if archive is not None:
+        archive.close()
+    for empty in (staging_dir(root, study_uid), directory):
+        try:
+            empty.rmdir()
+        except OSError:
+            pass  # not empty, or absent
+    return remaining > 0
+
+
+def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:
+    try:
+        with open_zip(path) as staged:
+            if staged.testzip() is not None:
+                return "unreadable"
+            source = read_staged(staged)
+            in_zip = sealed.get(source.sop_uid)
+            if in_zip is not None and in_zip.digest == source.digest:
+                return "sealed"
+            return "staged"
+    except (StorageError, ValueError, zipfile.BadZipFile):
+        return "unreadable"
+
+
+def _quarantine(root: Path, path: Path) -> str:
+    target_dir = root / "quarantine"
+    target_dir.mkdir(exist_ok=True)
+    target = target_dir / f"{path.parent.parent.name}-{path.name}"
+    path.replace(target)
+    log.error("moved unreadable staging file %s to %s", path, target)
+    return str(target)

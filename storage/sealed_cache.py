@@ -1,0 +1,64 @@
+"""A small cache of opened, parsed sealed study ZIPs.
+
+Parsing a study's metadata (gzip + JSON) costs milliseconds for a large
+study; reads of single instances and duplicate checks on every ingest would
+pay it again each time. Entries are keyed by the file's identity (inode,
+mtime, size), so a rewritten ZIP is never served stale. An evicted ZipFile is
+not closed here: readers may still hold it, and it closes when the last
+reference goes.
+"""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+
+from storage.archive import InstanceSource, open_zip, read_sealed
+
+_FileKey = tuple[int, int, int]
+
+
+class SealedStudy:
+    """An opened study ZIP and its instances."""
+
+    def __init__(self, archive: zipfile.ZipFile, instances: dict[str, InstanceSource]) -> None:
+        self.archive = archive
+        self.instances = instances
+
+
+class SealedCache:
+    def __init__(self, capacity: int = 32) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[Path, tuple[_FileKey, SealedStudy]] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def get(self, path: Path, study_uid: str) -> SealedStudy | None:
+        """The parsed ZIP at ``path``, or ``None`` if there is none."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self.forget(path)
+            return None
+        key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        with self._guard:
+            cached = self._entries.get(path)
+            if cached is not None and cached[0] == key:
+                self._entries.move_to_end(path)
+                return cached[1]
+        try:
+            archive = open_zip(path)
+        except FileNotFoundError:
+            return None
+        study = SealedStudy(archive, read_sealed(archive, study_uid))
+        with self._guard:
+            self._entries[path] = (key, study)
+            self._entries.move_to_end(path)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return study
+
+    def forget(self, path: Path) -> None:
+        with self._guard:
+            self._entries.pop(path, None)

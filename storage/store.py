@@ -1,0 +1,531 @@
+"""The study store: one archive-direct ZIP per study, with a staging area in front.
+
+Writes to a study are serialised by a per-study lock; reads take no lock and
+see staged and sealed instances alike. One process owns a data directory at a
+time (an exclusive ``flock`` on ``.lock``).
+
+Layout under ``root``::
+
+    studies/{xx}/{S}/study.zip          the sealed study
+    studies/{xx}/{S}/staging/{I}.zip    one durable file per instance not yet sealed
+    pending/{S}                         marker: the study has staging or may have leftovers
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import threading
+import time
+import weakref
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from storage import recovery
+from storage.archive import (
+    InstanceSource,
+    build_staged,
+    canonical_json,
+    open_zip,
+    read_staged,
+    study_metadata_gzip,
+    write_study_zip,
+)
+from storage.convert import build_dataset, read_p10, split_dataset, write_p10
+from storage.durable import (
+    make_dirs_durable,
+    remove_durable,
+    remove_tree_durable,
+    write_atomic,
+    write_atomic_with,
+)
+from storage.errors import NotFound, StorageError
+from storage.layout import (
+    bulk_entry,
+    check_uid,
+    frame_entry,
+    metadata_entry,
+    sop_uid_of_staged,
+    staged_instance_path,
+    staging_dir,
+    study_dir,
+    study_zip_path,
+)
+from storage.multipart import Part, unwrap
+from storage.sealed_cache import SealedCache
+from storage.validation import validate_study_zip
+
+DEFAULT_COMPRESSION_LEVEL = 6
+
+
+class PutStatus(Enum):
+    STORED = "Success"
+    ALREADY_STORED = "AlreadyStored"
+    CONFLICT = "Conflict"
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the index needs to know about an instance the store holds."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    metadata: dict[str, Any]
+    digest: str
+    stored_size: int
+    uncompressed_size: int
+
+
+@dataclass(frozen=True)
+class PutResult:
+    status: PutStatus
+    instance: StoredInstance
+    source_size: int
+    #: digest of the copy already stored, when the status is a conflict
+    existing_digest: str | None = None
+
+
+@dataclass
+class MergeResult:
+    study_uid: str
+    added: list[StoredInstance] = field(default_factory=list)
+    already_stored: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StudySize:
+    disk_bytes: int
+    uncompressed_bytes: int
+    instance_count: int
+    staged_count: int
+
+
+def _stored_instance(source: InstanceSource, stored_size: int | None = None) -> StoredInstance:
+    return StoredInstance(
+        source.study_uid,
+        source.series_uid,
+        source.sop_uid,
+        source.metadata,
+        source.digest,
+        source.compressed_size if stored_size is None else stored_size,
+        source.uncompressed_size,
+    )
+
+
+class StudyStore:
+    """Archive-direct study ZIPs under ``root``; see the module docstring."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        compression: bool = True,
+        compression_level: int = DEFAULT_COMPRESSION_LEVEL,
+        stable_age_s: float = 60.0,
+    ) -> None:
+        self.root = Path(root)
+        self.level: int | None = compression_level if compression else None
+        self.stable_age_s = stable_age_s
+        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._locks_guard = threading.Lock()
+        self._last_write: dict[str, float] = {}
+        self._lock_file: BinaryIO | None = None
+        self._sealed = SealedCache()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def open(self) -> recovery.RecoveryReport:
+        """Take the data directory and recover from any crash; return what recovery did."""
+        for directory in (self.root, self.root / "studies", self.root / "pending"):
+            directory.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / ".lock", "wb")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StorageError(f"{self.root} is in use by another pacsnode process") from None
+        self._lock_file = handle
+        report = recovery.recover(self.root)
+        now = time.monotonic()
+        for study_uid in report.pending:
+            self._last_write[study_uid] = now
+        return report
+
+    def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self) -> StudyStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _study_lock(self, study_uid: str) -> threading.Lock:
+        with self._locks_guard:
+            lock = self._locks.get(study_uid)
+            if lock is None:
+                lock = threading.Lock()
+                self._locks[study_uid] = lock
+            return lock
+
+    # --- ingest ------------------------------------------------------------------
+
+    def put_instance(
+        self, source: bytes | Path | BinaryIO, *, overwrite: bool = False
+    ) -> PutResult:
+        """Store one DICOM instance durably (staged until its study is sealed).
+
+        An identical copy already stored gives ``ALREADY_STORED`` and writes
+        nothing; a different copy under the same SOP Instance UID gives
+        ``CONFLICT`` and writes nothing unless ``overwrite``.
+        """
+        source_size = _size_of(source)
+        split = split_dataset(read_p10(source))
+        staged_bytes, staged = build_staged(split, self.level)
+        instance = _stored_instance(staged, len(staged_bytes))
+        with self._study_lock(split.study_uid):
+            existing = self._existing_digest(split.study_uid, split.sop_uid)
+            if existing == instance.digest:
+                return PutResult(PutStatus.ALREADY_STORED, instance, source_size)
+            if existing is not None and not overwrite:
+                return PutResult(PutStatus.CONFLICT, instance, source_size, existing)
+            self._mark_pending(split.study_uid)
+            target = staged_instance_path(self.root, split.study_uid, split.sop_uid)
+            make_dirs_durable(target.parent, self.root)
+            write_atomic(target, staged_bytes)
+            self._last_write[split.study_uid] = time.monotonic()
+        return PutResult(PutStatus.STORED, instance, source_size)
+
+    def merge_study_zip(self, path: Path) -> MergeResult:
+        """Merge a study ZIP made by another node: union of instances by SOP Instance UID.
+
+        The ZIP is validated whole first (:func:`validate_study_zip`); an instance
+        present here with different content is reported as a conflict and kept as it is.
+        """
+        with open_zip(path) as incoming:
+            study_uid, received = validate_study_zip(incoming)
+            result = MergeResult(study_uid)
+            with self._study_lock(study_uid), self._study_sources(study_uid) as current:
+                for sop_uid, source in received.items():
+                    here = current.get(sop_uid)
+                    if here is None:
+                        result.added.append(_stored_instance(source))
+                        current[sop_uid] = source
+                    elif here.digest == source.digest:
+                        result.already_stored.append(sop_uid)
+                    else:
+                        result.conflicts.append(sop_uid)
+                if result.added:
+                    self._mark_pending(study_uid)
+                    self._rewrite(study_uid, list(current.values()))
+        return result
+
+    # --- sealing -----------------------------------------------------------------
+
+    def pending_studies(self) -> list[str]:
+        """Studies with staged instances or an unfinished rewrite."""
+        return sorted(entry.name for entry in (self.root / "pending").iterdir())
+
+    def seal(self, study_uid: str) -> bool:
+        """Fold the study's staged instances into its ZIP; return whether anything was sealed."""
+        check_uid(study_uid, "StudyInstanceUID")
+        with self._study_lock(study_uid):
+            if not self._staged_paths(study_uid):
+                self._clear_pending(study_uid)
+                return False
+            with self._study_sources(study_uid) as sources:
+                self._rewrite(study_uid, list(sources.values()))
+            return True
+
+    def seal_quiet(self, now: float | None = None) -> list[str]:
+        """Seal every pending study that has received nothing for ``stable_age_s``."""
+        now = time.monotonic() if now is None else now
+        sealed = []
+        for study_uid in self.pending_studies():
+            last = self._last_write.get(study_uid)
+            if last is None or now - last >= self.stable_age_s:
+                self.seal(study_uid)
+                self._last_write.pop(study_uid, None)
+                sealed.append(study_uid)
+        return sealed
+
+    def _rewrite(self, study_uid: str, sources: list[InstanceSource]) -> None:
+        """Replace the study ZIP by one holding exactly ``sources``; drop its staging.
+
+        The caller holds the study lock and has marked the study pending, so a
+        crash at any point leaves the old or new ZIP plus leftovers recovery resolves.
+        """
+        staged = self._staged_paths(study_uid)
+        zip_path = study_zip_path(self.root, study_uid)
+        self._sealed.forget(zip_path)
+        if sources:
+            make_dirs_durable(zip_path.parent, self.root)
+            write_atomic_with(zip_path, lambda handle: write_study_zip(handle, study_uid, sources))
+        else:
+            remove_durable(zip_path)
+        for path in staged:
+            remove_durable(path)
+        self._remove_empty_dirs(study_uid)
+        self._clear_pending(study_uid)
+
+    # --- reads -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _study_sources(self, study_uid: str) -> Iterator[dict[str, InstanceSource]]:
+        """Every instance of the study, staged copies taking precedence over sealed ones."""
+        with contextlib.ExitStack() as stack:
+            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            sources = dict(sealed.instances) if sealed is not None else {}
+            for path in self._staged_paths(study_uid):
+                try:
+                    staged = stack.enter_context(open_zip(path))
+                except FileNotFoundError:
+                    continue  # sealed meanwhile; the sealed copy was read above or is newer
+                source = read_staged(staged)
+                sources[source.sop_uid] = source
+            yield sources
+
+    def _staged_paths(self, study_uid: str) -> list[Path]:
+        try:
+            entries = list(staging_dir(self.root, study_uid).iterdir())
+        except FileNotFoundError:
+            return []
+        return sorted(path for path in entries if sop_uid_of_staged(path) is not None)
+
+    @contextlib.contextmanager
+    def _instance_source(
+        self, study_uid: str, series_uid: str, sop_uid: str
+    ) -> Iterator[InstanceSource]:
+        """The instance's current copy: its staging file, else the sealed study ZIP."""
+        check_uid(series_uid, "SeriesInstanceUID")
+        try:
+            staged = open_zip(staged_instance_path(self.root, study_uid, sop_uid))
+        except FileNotFoundError:
+            staged = None  # not staged, or sealed since
+        source: InstanceSource | None
+        if staged is not None:
+            with staged:
+                source = read_staged(staged)
+                if source.series_uid == series_uid:
+                    yield source
+                    return
+        else:
+            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            source = sealed.instances.get(sop_uid) if sealed is not None else None
+            if source is not None and source.series_uid == series_uid:
+                yield source
+                return
+        raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid}")
+
+    def _existing_digest(self, study_uid: str, sop_uid: str) -> str | None:
+        try:
+            with open_zip(staged_instance_path(self.root, study_uid, sop_uid)) as staged:
+                return read_staged(staged).digest
+        except FileNotFoundError:
+            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            source = sealed.instances.get(sop_uid) if sealed is not None else None
+            return source.digest if source is not None else None
+
+    def study_exists(self, study_uid: str) -> bool:
+        return study_dir(self.root, study_uid).is_dir()
+
+    def study_uids(self) -> Iterator[str]:
+        """Every study on disk (sealed or staged), in no particular order."""
+        for bucket in (self.root / "studies").iterdir():
+            for entry in bucket.iterdir():
+                if not entry.name.startswith("."):
+                    yield entry.name
+
+    def instances(self, study_uid: str) -> list[StoredInstance]:
+        check_uid(study_uid, "StudyInstanceUID")
+        with self._study_sources(study_uid) as sources:
+            if not sources:
+                raise NotFound(f"no study {study_uid}")
+            ordered = sorted(sources.values(), key=InstanceSource.sort_key)
+            return [_stored_instance(source) for source in ordered]
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        """SOP Instance UID -> content digest, for peers comparing what each side holds."""
+        return {instance.sop_uid: instance.digest for instance in self.instances(study_uid)}
+
+    def study_metadata(self, study_uid: str) -> list[dict[str, Any]]:
+        return [instance.metadata for instance in self.instances(study_uid)]
+
+    def study_metadata_gzip(self, study_uid: str) -> bytes:
+        """The study metadata as gzip bytes: the stored entry itself once sealed."""
+        check_uid(study_uid, "StudyInstanceUID")
+        if not self._staged_paths(study_uid):
+            with contextlib.suppress(FileNotFoundError, KeyError):
+                with open_zip(study_zip_path(self.root, study_uid)) as archive:
+                    return archive.read(metadata_entry(study_uid))
+        return study_metadata_gzip(self.study_metadata(study_uid))
+
+    def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict[str, Any]:
+        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+            return source.metadata
+
+    def frame(self, study_uid: str, series_uid: str, sop_uid: str, number: int) -> Part:
+        """One frame (1-based) as its stored part, with media type and boundary."""
+        name = frame_entry(study_uid, series_uid, sop_uid, number)
+        return self._read_part(study_uid, series_uid, sop_uid, name)
+
+    def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
+        """Every frame of the instance, in order (none for an instance without pixels)."""
+        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+            return [unwrap(source.archive.read(info)) for info in _frame_infos(source)]
+
+    def bulk(self, study_uid: str, series_uid: str, sop_uid: str, key: str) -> Part:
+        name = bulk_entry(study_uid, series_uid, sop_uid, key)
+        return self._read_part(study_uid, series_uid, sop_uid, name)
+
+    def _read_part(self, study_uid: str, series_uid: str, sop_uid: str, name: str) -> Part:
+        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+            for info in source.entries:
+                if info.filename == name:
+                    return unwrap(source.archive.read(info))
+        raise NotFound(f"no {name}")
+
+    def instance_p10(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
+        """The instance regenerated as DICOM P10."""
+        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+            return _p10_of(source)
+
+    def iter_p10(
+        self, study_uid: str, series_uid: str | None = None
+    ) -> Iterator[tuple[StoredInstance, bytes]]:
+        """Each instance of a study (or one series) as P10, one at a time."""
+        check_uid(study_uid, "StudyInstanceUID")
+        with self._study_sources(study_uid) as sources:
+            selected = [s for s in sources.values()
+                        if series_uid is None or s.series_uid == series_uid]
+            if not selected:
+                raise NotFound(f"no instances in study {study_uid}")
+            for source in sorted(selected, key=InstanceSource.sort_key):
+                yield _stored_instance(source), _p10_of(source)
+
+    def study_zip(self, study_uid: str) -> Path:
+        """The sealed study ZIP (sealing staged instances first), for transfer to peers."""
+        self.seal(study_uid)
+        path = study_zip_path(self.root, study_uid)
+        if not path.exists():
+            raise NotFound(f"no study {study_uid}")
+        return path
+
+    def study_size(self, study_uid: str) -> StudySize:
+        check_uid(study_uid, "StudyInstanceUID")
+        staged = self._staged_paths(study_uid)
+        disk = sum(_file_size(path) for path in staged)
+        disk += _file_size(study_zip_path(self.root, study_uid))
+        with self._study_sources(study_uid) as sources:
+            if not sources:
+                raise NotFound(f"no study {study_uid}")
+            uncompressed = sum(
+                source.uncompressed_size + len(canonical_json(source.metadata))
+                for source in sources.values()
+            )
+            return StudySize(disk, uncompressed, len(sources), len(staged))
+
+    # --- deletion ----------------------------------------------------------------
+
+    def delete_instances(self, study_uid: str, sop_uids: set[str]) -> list[str]:
+        """Delete the given instances of a study; return those that existed."""
+        with self._study_lock(study_uid), self._study_sources(study_uid) as sources:
+            doomed = sorted(sop_uids & sources.keys())
+            if not doomed:
+                return []
+            self._mark_pending(study_uid)
+            for sop_uid in doomed:
+                remove_durable(staged_instance_path(self.root, study_uid, sop_uid))
+                del sources[sop_uid]
+            self._rewrite(study_uid, list(sources.values()))
+        return doomed
+
+    def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        check_uid(series_uid, "SeriesInstanceUID")
+        return bool(self.delete_instances(study_uid, {check_uid(sop_uid, "SOPInstanceUID")}))
+
+    def delete_series(self, study_uid: str, series_uid: str) -> list[str]:
+        with self._study_sources(study_uid) as sources:
+            members = {uid for uid, s in sources.items() if s.series_uid == series_uid}
+        return self.delete_instances(study_uid, members)
+
+    def delete_study(self, study_uid: str) -> bool:
+        check_uid(study_uid, "StudyInstanceUID")
+        with self._study_lock(study_uid):
+            self._sealed.forget(study_zip_path(self.root, study_uid))
+            removed = remove_tree_durable(study_dir(self.root, study_uid))
+            self._clear_pending(study_uid)
+            self._last_write.pop(study_uid, None)
+            return removed
+
+    # --- pending markers ---------------------------------------------------------
+
+    def _pending_marker(self, study_uid: str) -> Path:
+        return self.root / "pending" / check_uid(study_uid, "StudyInstanceUID")
+
+    def _mark_pending(self, study_uid: str) -> None:
+        marker = self._pending_marker(study_uid)
+        if not marker.exists():
+            write_atomic(marker, b"")
+
+    def _clear_pending(self, study_uid: str) -> None:
+        if not self._staged_paths(study_uid):
+            remove_durable(self._pending_marker(study_uid))
+
+    def _remove_empty_dirs(self, study_uid: str) -> None:
+        for directory in (staging_dir(self.root, study_uid), study_dir(self.root, study_uid)):
+            with contextlib.suppress(FileNotFoundError, OSError):
+                directory.rmdir()
+                # Not fsynced: an empty directory that reappears after a crash is harmless.
+
+
+def _frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:
+    frames = [info for info in source.entries if "/frames/" in info.filename]
+    return sorted(frames, key=lambda info: int(info.filename.rsplit("/", 1)[1]))
+
+
+def _p10_of(source: InstanceSource) -> bytes:
+    def frames() -> list[bytes]:
+        return [unwrap(source.archive.read(info)).payload for info in _frame_infos(source)]
+
+    def bulk(key: str) -> bytes:
+        name = bulk_entry(source.study_uid, source.series_uid, source.sop_uid, key)
+        for info in source.entries:
+            if info.filename == name:
+                return unwrap(source.archive.read(info)).payload
+        raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
+
+    buffer = io.BytesIO()
+    write_p10(build_dataset(source.metadata, frames, bulk), buffer)
+    return buffer.getvalue()
+
+
+def _size_of(source: bytes | Path | BinaryIO) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, Path):
+        return source.stat().st_size
+    position = source.tell()
+    size = source.seek(0, os.SEEK_END) - position
+    source.seek(position)
+    return size
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

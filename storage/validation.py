@@ -1,0 +1,155 @@
+"""Validation of a study ZIP received from another node, before anything is stored.
+
+A peer's ZIP is refused whole when an entry name escapes ``studies/{S}/`` or
+is not one pacsnode writes, when a CRC, a part file or the metadata JSON is
+wrong, or when metadata and entries disagree.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from storage.archive import (
+    SERIES_UID_KEY,
+    SOP_UID_KEY,
+    STUDY_UID_KEY,
+    InstanceSource,
+    first_value,
+    read_study_metadata,
+)
+from storage.errors import InvalidArchive, StorageError
+from storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
+from storage.multipart import unwrap
+
+_TAG_KEY_LENGTH = 8
+_ENCRYPTED_FLAG = 0x1
+
+
+def validate_study_zip(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]:
+    """Check every part of ``archive``; return its study UID and instances.
+
+    Raises :class:`InvalidArchive` naming the first problem found.
+    """
+    entries = _parse_names(archive)
+    study_uid = _single_study(entries)
+    sources = _instances_from_metadata(archive, study_uid)
+    for info, name in entries:
+        if name.is_metadata:
+            continue
+        source = sources.get(name.sop_uid or "")
+        if source is None or source.series_uid != name.series_uid:
+            raise InvalidArchive(f"entry {info.filename} belongs to no instance in the metadata")
+        source.entries.append(info)
+    for source in sources.values():
+        _check_bulk_references(source)
+    _check_contents(archive)
+    return study_uid, sources
+
+
+def _parse_names(archive: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, EntryName]]:
+    parsed: list[tuple[zipfile.ZipInfo, EntryName]] = []
+    seen: set[str] = set()
+    for info in archive.infolist():
+        name = parse_entry_name(info.filename)
+        if name is None:
+            raise InvalidArchive(f"entry name {info.filename[:200]!r} is not allowed")
+        if info.filename in seen:
+            raise InvalidArchive(f"entry {info.filename} appears twice")
+        if info.flag_bits & _ENCRYPTED_FLAG:
+            raise InvalidArchive(f"entry {info.filename} is encrypted")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise InvalidArchive(f"entry {info.filename} uses an unsupported compression")
+        seen.add(info.filename)
+        parsed.append((info, name))
+    return parsed
+
+
+def _single_study(entries: list[tuple[zipfile.ZipInfo, EntryName]]) -> str:
+    studies = {name.study_uid for _, name in entries}
+    if len(studies) != 1:
+        raise InvalidArchive("the ZIP must hold exactly one study")
+    if sum(1 for _, name in entries if name.is_metadata) != 1:
+        raise InvalidArchive("the ZIP has no study metadata entry")
+    return studies.pop()
+
+
+def _instances_from_metadata(
+    archive: zipfile.ZipFile, study_uid: str
+) -> dict[str, InstanceSource]:
+    try:
+        objects = read_study_metadata(archive, study_uid)
+    except StorageError as exc:
+        raise InvalidArchive(exc.message) from exc
+    sources: dict[str, InstanceSource] = {}
+    for index, metadata in enumerate(objects):
+        if not _is_json_dataset(metadata):
+            raise InvalidArchive(f"metadata object {index} is not a DICOM JSON data set")
+        if first_value(metadata, STUDY_UID_KEY) != study_uid:
+            raise InvalidArchive(f"metadata object {index} belongs to another study")
+        series_uid = first_value(metadata, SERIES_UID_KEY)
+        sop_uid = first_value(metadata, SOP_UID_KEY)
+        if not (is_valid_uid(series_uid) and is_valid_uid(sop_uid)):
+            raise InvalidArchive(f"metadata object {index} has an invalid series or SOP UID")
+        if sop_uid in sources:
+            raise InvalidArchive(f"instance {sop_uid} appears twice in the metadata")
+        sources[sop_uid] = InstanceSource(study_uid, series_uid, sop_uid, metadata, archive)
+    return sources
+
+
+def _is_json_dataset(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    for key, element in value.items():
+        if len(key) != _TAG_KEY_LENGTH or not isinstance(element, dict):
+            return False
+        try:
+            int(key, 16)
+        except ValueError:
+            return False
+        if not isinstance(element.get("vr"), str):
+            return False
+        if element["vr"] == "SQ" and not all(_is_json_dataset(item)
+                                             for item in element.get("Value", [])):
+            return False
+    return True
+
+
+def _bulk_uris(metadata: dict[str, Any]) -> Iterator[str]:
+    for element in metadata.values():
+        uri = element.get("BulkDataURI")
+        if uri is not None:
+            yield uri
+        if element.get("vr") == "SQ":
+            for item in element.get("Value", []):
+                yield from _bulk_uris(item)
+
+
+def _check_bulk_references(source: InstanceSource) -> None:
+    base = instance_path(source.series_uid, source.sop_uid)
+    prefix = f"studies/{source.study_uid}/"
+    present = {info.filename[len(prefix):] for info in source.entries}
+    for uri in _bulk_uris(source.metadata):
+        if not isinstance(uri, str) or not uri.startswith(f"{base}/"):
+            raise InvalidArchive(f"instance {source.sop_uid} has a foreign BulkDataURI")
+        if uri == f"{base}/frames":
+            if f"{uri}/1" not in present:
+                raise InvalidArchive(f"instance {source.sop_uid} lacks its frames")
+        elif uri not in present:
+            raise InvalidArchive(f"instance {source.sop_uid} lacks {uri}")
+
+
+def _check_contents(archive: zipfile.ZipFile) -> None:
+    """Read every entry: zipfile checks each CRC; part files must parse."""
+    for info in archive.infolist():
+        try:
+            data = archive.read(info)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise InvalidArchive(f"entry {info.filename} is damaged: {exc}") from exc
+        if info.filename.endswith("/metadata"):
+            continue
+        try:
+            unwrap(data)
+        except StorageError as exc:
+            raise InvalidArchive(f"entry {info.filename}: {exc.message}") from exc
