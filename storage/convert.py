@@ -9,13 +9,14 @@ bulk data, the rest stays in the metadata object with relative BulkDataURIs.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
 from pydicom.filewriter import correct_ambiguous_vr
@@ -43,6 +44,8 @@ IMPLEMENTATION_VERSION_NAME = "PACSNODE_1"
 _BULK_THRESHOLD_BASE64 = 1368
 _FOUR_GIB = 1 << 32
 _VIDEO_PREFIX = "1.2.840.10008.1.2.4.10"
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_ELEMENT_HEADER_MIN = 8
 
 
 @dataclass
@@ -86,16 +89,46 @@ def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     if not has_preamble and not _looks_like_raw_dataset(head):
         raise InvalidDicom("not a DICOM file: no 'DICM' prefix and no DICOM data set found")
+    end = handle.seek(0, io.SEEK_END)
+    handle.seek(start)
     try:
-        dataset = pydicom.dcmread(handle, force=not has_preamble)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset = pydicom.dcmread(handle, force=not has_preamble)
+        _check_complete(dataset, caught, end)
         # Values are decoded lazily; touch every element now so that a damaged
-        # or truncated file fails here, not half-way through storing it.
+        # file fails here, not half-way through storing it.
         _touch_all(dataset)
     except InvalidDicom:
         raise
     except Exception as exc:  # pydicom raises many types for damaged input
         raise InvalidDicom(f"cannot parse DICOM: {exc}") from exc
     return dataset
+
+
+def _check_complete(
+    dataset: Dataset, caught: list[warnings.WarningMessage], file_end: int
+) -> None:
+    """Refuse a truncated file: pydicom keeps short values and stops at a short header."""
+    for warning in caught:
+        if "End of file" in str(warning.message):
+            raise InvalidDicom("the file is truncated: a delimiter is missing")
+    last_end = 0
+    for tag in dataset.keys():
+        raw = dataset.get_item(tag)
+        if not isinstance(raw, RawDataElement) or raw.value_tell is None:
+            continue
+        if raw.length == _UNDEFINED_LENGTH or not isinstance(raw.value, bytes):
+            last_end = file_end  # read up to its delimiter: nothing to compare
+            continue
+        if len(raw.value) < raw.length:
+            raise InvalidDicom(
+                f"the file is truncated: element {tag} has {len(raw.value)} of "
+                f"{raw.length} bytes"
+            )
+        last_end = max(last_end, raw.value_tell + raw.length)
+    if last_end and 0 < file_end - last_end < _ELEMENT_HEADER_MIN:
+        raise InvalidDicom("the file is truncated inside an element header")
 
 
 def _touch_all(dataset: Dataset) -> None:

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.store import StudyStore
+
+
+@pytest.fixture(autouse=True)
+def _quiet_pydicom() -> Iterator[None]:
+    # pydicom warns about every odd value in its own test corpus; the tests check outcomes.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StudyStore]:
+    study_store = StudyStore(tmp_path / "data")
+    study_store.open()
+    yield study_store
+    study_store.close()
