@@ -37,8 +37,9 @@ def _slice_pixels(size: int, position: int, rng: np.random.Generator) -> np.ndar
     x, y = np.meshgrid(axis, axis)
     radius = np.sqrt(x**2 + (1.2 * y) ** 2)
     body = np.where(radius < 0.85, 1000.0 + 80.0 * np.cos(6 * x + position * 0.05), 0.0)
-    organ = np.where((x - 0.3) ** 2 + (y + 0.1) ** 2 < 0.04 + 0.01 * np.sin(position * 0.1),
-                     300.0, 0.0)
+    organ = np.where(
+        (x - 0.3) ** 2 + (y + 0.1) ** 2 < 0.04 + 0.01 * np.sin(position * 0.1), 300.0, 0.0
+    )
     bone = np.where(np.abs(radius - 0.7) < 0.03, 1400.0, 0.0)
     noise = rng.normal(0.0, 12.0, size=(size, size))
     image = body + organ + bone + noise

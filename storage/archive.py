@@ -113,8 +113,11 @@ def build_staged(split: SplitInstance, level: int | None) -> tuple[bytes, Instan
     """Build the staging file of ``split`` in memory; return it and the instance it holds."""
     buffer = io.BytesIO()
     writer = ZipWriter(buffer)
-    for name, payload in _instance_parts(split):
-        writer.add(name, payload, level)
+    # Frames already compressed (JPEG, JPEG-LS, JPEG 2000, RLE, video) are stored:
+    # deflating them costs CPU and saves next to nothing.
+    frame_level = None if split.encapsulated else level
+    for name, payload, is_frame in _instance_parts(split):
+        writer.add(name, payload, frame_level if is_frame else level)
     writer.add(
         staged_metadata_entry(split.study_uid, split.series_uid, split.sop_uid),
         canonical_json(split.metadata),
@@ -125,13 +128,14 @@ def build_staged(split: SplitInstance, level: int | None) -> tuple[bytes, Instan
     return data, read_staged(zipfile.ZipFile(io.BytesIO(data)))
 
 
-def _instance_parts(split: SplitInstance) -> Iterable[tuple[str, bytes]]:
+def _instance_parts(split: SplitInstance) -> Iterable[tuple[str, bytes, bool]]:
+    """(entry name, part file, whether it is a frame) of each frame and bulk element."""
     ids = (split.study_uid, split.series_uid, split.sop_uid)
     media_type = frame_media_type(split.transfer_syntax, split.encapsulated)
     for number, frame in enumerate(split.frames, start=1):
-        yield frame_entry(*ids, number), wrap(frame, media_type, split.transfer_syntax)
+        yield frame_entry(*ids, number), wrap(frame, media_type, split.transfer_syntax), True
     for key, payload in sorted(split.bulk.items()):
-        yield bulk_entry(*ids, key), wrap(payload, OCTET_STREAM, split.transfer_syntax)
+        yield bulk_entry(*ids, key), wrap(payload, OCTET_STREAM, split.transfer_syntax), False
 
 
 # --- reading -------------------------------------------------------------------------

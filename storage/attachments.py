@@ -65,8 +65,9 @@ class AttachmentStore:
                     removed += 1
         return removed
 
-    def put(self, data: bytes, *, compress: bool = False,
-            attachment_id: str | None = None) -> AttachmentInfo:
+    def put(
+        self, data: bytes, *, compress: bool = False, attachment_id: str | None = None
+    ) -> AttachmentInfo:
         """Store ``data`` durably under a new (or the given) id."""
         attachment_id = _check_id(attachment_id or uuid.uuid4().hex)
         stored = zlib.compress(data, self.level) if compress else data

@@ -106,9 +106,7 @@ def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
     return dataset
 
 
-def _check_complete(
-    dataset: Dataset, caught: list[warnings.WarningMessage], file_end: int
-) -> None:
+def _check_complete(dataset: Dataset, caught: list[warnings.WarningMessage], file_end: int) -> None:
     """Refuse a truncated file: pydicom keeps short values and stops at a short header."""
     for warning in caught:
         if "End of file" in str(warning.message):
@@ -123,8 +121,7 @@ def _check_complete(
             continue
         if len(raw.value) < raw.length:
             raise InvalidDicom(
-                f"the file is truncated: element {tag} has {len(raw.value)} of "
-                f"{raw.length} bytes"
+                f"the file is truncated: element {tag} has {len(raw.value)} of {raw.length} bytes"
             )
         last_end = max(last_end, raw.value_tell + raw.length)
     if last_end and 0 < file_end - last_end < _ELEMENT_HEADER_MIN:

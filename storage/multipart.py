@@ -124,5 +124,6 @@ def unwrap(wrapped: bytes) -> Part:
     tail = f"\r\n--{boundary}--\r\n".encode("ascii")
     if not wrapped.endswith(tail):
         raise StorageError("stored part does not end with its closing boundary")
-    return Part(wrapped, boundary, media_type, transfer_syntax, header_end + 4,
-                len(wrapped) - len(tail))
+    return Part(
+        wrapped, boundary, media_type, transfer_syntax, header_end + 4, len(wrapped) - len(tail)
+    )

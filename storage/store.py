@@ -409,8 +409,9 @@ class StudyStore:
         """Each instance of a study (or one series) as P10, one at a time."""
         check_uid(study_uid, "StudyInstanceUID")
         with self._study_sources(study_uid) as sources:
-            selected = [s for s in sources.values()
-                        if series_uid is None or s.series_uid == series_uid]
+            selected = [
+                s for s in sources.values() if series_uid is None or s.series_uid == series_uid
+            ]
             if not selected:
                 raise NotFound(f"no instances in study {study_uid}")
             for source in sorted(selected, key=InstanceSource.sort_key):

@@ -75,9 +75,7 @@ def _single_study(entries: list[tuple[zipfile.ZipInfo, EntryName]]) -> str:
     return studies.pop()
 
 
-def _instances_from_metadata(
-    archive: zipfile.ZipFile, study_uid: str
-) -> dict[str, InstanceSource]:
+def _instances_from_metadata(archive: zipfile.ZipFile, study_uid: str) -> dict[str, InstanceSource]:
     try:
         objects = read_study_metadata(archive, study_uid)
     except StorageError as exc:
@@ -110,8 +108,9 @@ def _is_json_dataset(value: Any) -> bool:
             return False
         if not isinstance(element.get("vr"), str):
             return False
-        if element["vr"] == "SQ" and not all(_is_json_dataset(item)
-                                             for item in element.get("Value", [])):
+        if element["vr"] == "SQ" and not all(
+            _is_json_dataset(item) for item in element.get("Value", [])
+        ):
             return False
     return True
 
@@ -129,7 +128,7 @@ def _bulk_uris(metadata: dict[str, Any]) -> Iterator[str]:
 def _check_bulk_references(source: InstanceSource) -> None:
     base = instance_path(source.series_uid, source.sop_uid)
     prefix = f"studies/{source.study_uid}/"
-    present = {info.filename[len(prefix):] for info in source.entries}
+    present = {info.filename[len(prefix) :] for info in source.entries}
     for uri in _bulk_uris(source.metadata):
         if not isinstance(uri, str) or not uri.startswith(f"{base}/"):
             raise InvalidArchive(f"instance {source.sop_uid} has a foreign BulkDataURI")

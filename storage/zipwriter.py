@@ -181,16 +181,29 @@ class ZipWriter:
             end64_offset = self._offset
             self._emit(
                 _END_RECORD64.pack(
-                    _END64_SIGNATURE, 44, _MADE_BY_UNIX | _VERSION_ZIP64, _VERSION_ZIP64,
-                    0, 0, count, count, directory_size, directory_offset,
+                    _END64_SIGNATURE,
+                    44,
+                    _MADE_BY_UNIX | _VERSION_ZIP64,
+                    _VERSION_ZIP64,
+                    0,
+                    0,
+                    count,
+                    count,
+                    directory_size,
+                    directory_offset,
                 )
             )
             self._emit(_END_LOCATOR64.pack(_LOCATOR64_SIGNATURE, 0, end64_offset, 1))
         self._emit(
             _END_RECORD.pack(
-                _END_SIGNATURE, 0, 0,
-                min(count, _LIMIT16), min(count, _LIMIT16),
-                min(directory_size, _LIMIT32), min(directory_offset, _LIMIT32), 0,
+                _END_SIGNATURE,
+                0,
+                0,
+                min(count, _LIMIT16),
+                min(count, _LIMIT16),
+                min(directory_size, _LIMIT32),
+                min(directory_offset, _LIMIT32),
+                0,
             )
         )
 
@@ -209,13 +222,28 @@ def _central_header(entry: WrittenEntry) -> bytes:
         offset = _LIMIT32
     extra = b""
     if zip64_fields:
-        extra = struct.pack(f"<HH{len(zip64_fields)}Q", _ZIP64_EXTRA_ID, 8 * len(zip64_fields),
-                            *zip64_fields)
+        extra = struct.pack(
+            f"<HH{len(zip64_fields)}Q", _ZIP64_EXTRA_ID, 8 * len(zip64_fields), *zip64_fields
+        )
     version = _VERSION_ZIP64 if zip64_fields else _VERSION_DEFAULT
     encoded_name = entry.name.encode("ascii")
     header = _CENTRAL_HEADER.pack(
-        _CENTRAL_SIGNATURE, _MADE_BY_UNIX | version, version, 0, entry.method,
-        _DOS_TIME, _DOS_DATE, entry.crc, compressed_size, file_size,
-        len(encoded_name), len(extra), 0, 0, 0, _FILE_MODE, offset,
+        _CENTRAL_SIGNATURE,
+        _MADE_BY_UNIX | version,
+        version,
+        0,
+        entry.method,
+        _DOS_TIME,
+        _DOS_DATE,
+        entry.crc,
+        compressed_size,
+        file_size,
+        len(encoded_name),
+        len(extra),
+        0,
+        0,
+        0,
+        _FILE_MODE,
+        offset,
     )
     return header + encoded_name + extra

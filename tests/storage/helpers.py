@@ -7,8 +7,9 @@ from pydicom.dataset import Dataset
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
 
 
-def ct_instance(index: int = 0, *, patient: int = 1, study: int = 1, series: int = 1,
-                size: int = 64) -> Dataset:
+def ct_instance(
+    index: int = 0, *, patient: int = 1, study: int = 1, series: int = 1, size: int = 64
+) -> Dataset:
     return make_instance(SeriesSpec(patient, study, series, index + 1, size), index)
 
 

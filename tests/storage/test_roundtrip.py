@@ -18,13 +18,24 @@ CORPUS_ROOT = Path(pydicom.data.__file__).parent / "test_files"
 
 # Files pydicom reads that the store refuses, and why.
 LACKS_UIDS = {
-    "JPEGLSNearLossless_08.dcm", "JPEGLSNearLossless_16.dcm", "SC_rgb_jls_lossy_line.dcm",
-    "SC_rgb_jls_lossy_sample.dcm", "UN_sequence.dcm", "empty_charset_LEI.dcm",
-    "meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm", "no_meta_group_length.dcm",
+    "JPEGLSNearLossless_08.dcm",
+    "JPEGLSNearLossless_16.dcm",
+    "SC_rgb_jls_lossy_line.dcm",
+    "SC_rgb_jls_lossy_sample.dcm",
+    "UN_sequence.dcm",
+    "empty_charset_LEI.dcm",
+    "meta_missing_tsyntax.dcm",
+    "nested_priv_SQ.dcm",
+    "no_meta_group_length.dcm",
     "priv_SQ.dcm",
     # DICOMDIRs are media directories, not instances: no Study/Series/SOP Instance UID
-    "DICOMDIR", "DICOMDIR-bigEnd", "DICOMDIR-empty.dcm", "DICOMDIR-implicit",
-    "DICOMDIR-nooffset", "DICOMDIR-nopatient", "DICOMDIR-reordered",
+    "DICOMDIR",
+    "DICOMDIR-bigEnd",
+    "DICOMDIR-empty.dcm",
+    "DICOMDIR-implicit",
+    "DICOMDIR-nooffset",
+    "DICOMDIR-nopatient",
+    "DICOMDIR-reordered",
 }
 INVALID_VALUES = {
     "badVR.dcm": "an IS value '1A' is not a number",
@@ -32,8 +43,14 @@ INVALID_VALUES = {
     "rtplan_truncated.dcm": "truncated: a sequence ends 265 bytes short of its declared length",
 }
 NOT_DICOM = {
-    "README.txt", "README", "crayons.icc", "rtplan.dump", "rtstruct.dump", "test1.json",
-    "test_PN.json", "zipMR.gz",
+    "README.txt",
+    "README",
+    "crayons.icc",
+    "rtplan.dump",
+    "rtstruct.dump",
+    "test1.json",
+    "test_PN.json",
+    "zipMR.gz",
     # a fragment of one element, no preamble: pydicom only reads it when forced
     "no_meta.dcm",
 }
@@ -75,8 +92,9 @@ def test_round_trip(path: Path, tmp_path: Path) -> None:
         source = read_p10(path)
         copy = pydicom.dcmread(pydicom.filebase.DicomBytesIO(sealed_copy))
         assert differences(source, copy) == []
-        assert str(copy.file_meta.TransferSyntaxUID) == split_dataset(read_p10(path)).transfer_syntax
+        original = split_dataset(read_p10(path))
+        assert str(copy.file_meta.TransferSyntaxUID) == original.transfer_syntax
 
-        original_frames = split_dataset(read_p10(path)).frames
+        original_frames = original.frames
         assert [part.payload for part in store.frames(*ids)] == original_frames
         assert split_dataset(read_p10(sealed_copy)).frames == original_frames

@@ -12,18 +12,21 @@ import pytest
 
 from storage.errors import InvalidDicom, InvalidUid, MissingUid, NotFound, StorageError
 from storage.layout import staged_instance_path, study_zip_path
-from storage.store import PutStatus, StudyStore
+from storage.store import PutResult, PutStatus, StudyStore
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
 
 
-def ids_of(result):  # noqa: ANN001, ANN201
+def ids_of(result: PutResult) -> tuple[str, str, str]:
     instance = result.instance
     return instance.study_uid, instance.series_uid, instance.sop_uid
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
 
 
 def test_put_stages_durably_and_reads_back(store: StudyStore) -> None:
@@ -38,15 +41,21 @@ def test_put_stages_durably_and_reads_back(store: StudyStore) -> None:
     assert frame.transfer_syntax == "1.2.840.10008.1.2.1"
     assert len(frame.payload) == 64 * 64 * 2
     assert frame.wrapped.startswith(f"--{frame.boundary}\r\n".encode())
-    assert pydicom.dcmread(pydicom.filebase.DicomBytesIO(
-        store.instance_p10(study, series, sop))).PatientID == "PAT00001"
+    assert (
+        pydicom.dcmread(
+            pydicom.filebase.DicomBytesIO(store.instance_p10(study, series, sop))
+        ).PatientID
+        == "PAT00001"
+    )
 
 
 def test_metadata_and_frame_uris_follow_wado_rs(store: StudyStore) -> None:
     study, series, sop = ids_of(store.put_instance(ct_bytes(0)))
     metadata = store.instance_metadata(study, series, sop)
     assert metadata["7FE00010"] == {
-        "vr": "OW", "BulkDataURI": f"series/{series}/instances/{sop}/frames"}
+        "vr": "OW",
+        "BulkDataURI": f"series/{series}/instances/{sop}/frames",
+    }
     assert metadata["00083002"]["Value"] == ["1.2.840.10008.1.2.1"]
     assert metadata["00280030"]["Value"] == [0.7, 0.7]  # DS as JSON numbers
     assert "00020010" not in metadata
@@ -77,11 +86,13 @@ def test_different_content_same_uid_is_a_conflict(store: StudyStore) -> None:
     replaced = store.put_instance(to_bytes(changed), overwrite=True)
     assert replaced.status is PutStatus.STORED
     assert store.instance_metadata(study, series, sop)["00100010"]["Value"] == [
-        {"Alphabetic": "Other^Name"}]
+        {"Alphabetic": "Other^Name"}
+    ]
     store.seal(study)
     assert len(store.instances(study)) == 1
     assert store.instance_metadata(study, series, sop)["00100010"]["Value"] == [
-        {"Alphabetic": "Other^Name"}]
+        {"Alphabetic": "Other^Name"}
+    ]
 
 
 def test_seal_builds_one_valid_zip_in_wado_layout(store: StudyStore) -> None:
@@ -118,8 +129,10 @@ def test_append_to_sealed_study_copies_entries_without_recompressing(store: Stud
     before = raw_entry(study_zip_path(store.root, study), name)
     store.put_instance(ct_bytes(1))
     # reads see staged and sealed instances alike
-    assert [i.sop_uid for i in store.instances(study)] == [sop, ids_of(
-        store.put_instance(ct_bytes(1)))[2]]
+    assert [i.sop_uid for i in store.instances(study)] == [
+        sop,
+        ids_of(store.put_instance(ct_bytes(1)))[2],
+    ]
     assert len(store.study_metadata(study)) == 2
     assert len(json.loads(gzip.decompress(store.study_metadata_gzip(study)))) == 2
     store.seal(study)
@@ -154,8 +167,10 @@ def test_iter_p10_streams_series(store: StudyStore) -> None:
             store.put_instance(ct_bytes(index, series=series))
     study = ct_instance(0).StudyInstanceUID
     series_uid = ct_instance(0, series=2).SeriesInstanceUID
-    got = [(i.series_uid, pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)).InstanceNumber)
-           for i, data in store.iter_p10(study, series_uid)]
+    got = [
+        (i.series_uid, pydicom.dcmread(pydicom.filebase.DicomBytesIO(data)).InstanceNumber)
+        for i, data in store.iter_p10(study, series_uid)
+    ]
     assert got == [(series_uid, 1), (series_uid, 2)]
     assert len(list(store.iter_p10(study))) == 4
 
@@ -176,7 +191,8 @@ def test_delete_instance_series_and_study(store: StudyStore) -> None:
     deleted = store.delete_series(study, first.SeriesInstanceUID)
     assert len(deleted) == 2
     assert {i.series_uid for i in store.instances(study)} == {
-        ct_instance(0, series=2).SeriesInstanceUID}
+        ct_instance(0, series=2).SeriesInstanceUID
+    }
     with zipfile.ZipFile(study_zip_path(store.root, study)) as archive:
         assert archive.testzip() is None
     assert store.delete_study(study)
@@ -217,8 +233,9 @@ def test_truncated_file_is_refused_and_nothing_changes(store: StudyStore) -> Non
     assert snapshot(store.root) == before
 
 
-@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID",
-                                     "SOPInstanceUID", "SOPClassUID"])
+@pytest.mark.parametrize(
+    "keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"]
+)
 def test_missing_uid_is_refused(store: StudyStore, keyword: str) -> None:
     dataset = ct_instance(0)
     delattr(dataset, keyword)
@@ -234,8 +251,21 @@ def to_bytes_loose(dataset: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("hostile", ["../../etc", "1.2.3/../../x", "1.2.03", "1..2", ".1.2",
-                                     "1.2.", "1" * 65, "1.2.3\x00", "abc", "1.2.3 "])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "../../etc",
+        "1.2.3/../../x",
+        "1.2.03",
+        "1..2",
+        ".1.2",
+        "1.2.",
+        "1" * 65,
+        "1.2.3\x00",
+        "abc",
+        "1.2.3 ",
+    ],
+)
 def test_hostile_uids_are_refused(store: StudyStore, hostile: str) -> None:
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
         dataset = ct_instance(0)

@@ -1,0 +1,81 @@
+"""Crash safety: SIGKILL a child that stores and seals, many times; recover; check."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+from storage.layout import study_zip_path
+from storage.store import StudyStore
+
+ROUNDS = 30
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_and_kill(data_dir: Path, log: Path, round_number: int, delay: float) -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.storage.crash_worker",
+            str(data_dir),
+            str(log),
+            str(round_number),
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while b"ready" not in log.read_bytes():
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+        assert time.monotonic() < deadline, "worker never became ready"
+        time.sleep(0.01)
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
+
+
+def acknowledged(log: Path) -> dict[str, tuple[str, str, str]]:
+    """SOP UID -> (study, series, digest) of every instance that must still exist."""
+    alive: dict[str, tuple[str, str, str]] = {}
+    for line in log.read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "stored":
+            alive[words[3]] = (words[1], words[2], words[4])
+        elif words and words[0] == "deleting":
+            alive.pop(words[1], None)
+    return alive
+
+
+def test_sigkill_during_store_and_seal_loses_no_acknowledged_instance(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "acks.log"
+    rng = random.Random(1234)
+    for round_number in range(ROUNDS):
+        log.write_text("")  # the previous rounds' acks are kept in `history`
+        run_and_kill(data_dir, log, round_number, rng.uniform(0.0, 0.6))
+        with (tmp_path / "history.log").open("a") as history:
+            history.write(log.read_text())
+        with StudyStore(data_dir) as store:
+            check_everything_is_there(store, acknowledged(tmp_path / "history.log"))
+        assert not [p for p in data_dir.rglob("*.tmp")], "recovery left temp files"
+
+
+def check_everything_is_there(store: StudyStore, alive: dict[str, tuple[str, str, str]]) -> None:
+    for study in store.study_uids():
+        zip_path = study_zip_path(store.root, study)
+        if zip_path.exists():
+            with zipfile.ZipFile(zip_path) as archive:
+                assert archive.testzip() is None
+    inventories: dict[str, dict[str, str]] = {}
+    for sop_uid, (study, _series, digest) in alive.items():
+        if study not in inventories:
+            inventories[study] = store.inventory(study)
+        assert inventories[study].get(sop_uid) == digest, f"lost {sop_uid}"
+    for sop_uid, (study, series, _) in list(alive.items())[-5:]:
+        assert store.instance_p10(study, series, sop_uid)

@@ -1,0 +1,171 @@
+"""Merging study ZIPs from another node, and refusing tampered ones whole."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from storage.errors import InvalidArchive
+from storage.layout import study_zip_path
+from storage.store import StudyStore
+from storage.zipwriter import ZipWriter
+from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
+from tests.storage.test_store import snapshot
+
+STUDY = ct_instance(0).StudyInstanceUID
+
+
+@pytest.fixture
+def other(tmp_path: Path):
+    with StudyStore(tmp_path / "other") as other_store:
+        yield other_store
+
+
+def test_merge_into_empty_store_gives_identical_zip(store: StudyStore, other: StudyStore) -> None:
+    for index in range(3):
+        other.put_instance(ct_bytes(index))
+    source_zip = other.study_zip(STUDY)
+    result = store.merge_study_zip(source_zip)
+    assert result.study_uid == STUDY
+    assert len(result.added) == 3 and not result.conflicts and not result.already_stored
+    assert result.added[0].metadata["00100020"]["Value"] == ["PAT00001"]
+    assert study_zip_path(store.root, STUDY).read_bytes() == source_zip.read_bytes()
+    assert store.inventory(STUDY) == other.inventory(STUDY)
+
+
+def test_merge_is_a_union_and_idempotent(store: StudyStore, other: StudyStore) -> None:
+    for index in (0, 1):
+        store.put_instance(ct_bytes(index))
+    for index in (1, 2, 3):
+        other.put_instance(ct_bytes(index))
+    result = store.merge_study_zip(other.study_zip(STUDY))
+    assert len(result.added) == 2 and len(result.already_stored) == 1
+    assert store.pending_studies() == []  # the local staged instances were sealed too
+    assert len(store.instances(STUDY)) == 4
+    again = store.merge_study_zip(other.study_zip(STUDY))
+    assert not again.added and len(again.already_stored) == 3
+    other.merge_study_zip(store.study_zip(STUDY))
+    assert store.study_zip(STUDY).read_bytes() == other.study_zip(STUDY).read_bytes()
+
+
+def test_conflicting_instance_is_reported_and_kept(store: StudyStore, other: StudyStore) -> None:
+    store.put_instance(ct_bytes(0))
+    changed = ct_instance(0)
+    changed.PatientName = "Changed^Elsewhere"
+    other.put_instance(to_bytes(changed))
+    other.put_instance(ct_bytes(1))
+    result = store.merge_study_zip(other.study_zip(STUDY))
+    assert result.conflicts == [changed.SOPInstanceUID]
+    assert len(result.added) == 1
+    kept = store.instance_metadata(STUDY, changed.SeriesInstanceUID, changed.SOPInstanceUID)
+    assert kept["00100010"]["Value"] == [{"Alphabetic": "Synthetic^Patient1"}]
+
+
+def rebuild(source: Path, target: Path, edit) -> Path:
+    """Copy a study ZIP entry by entry, letting ``edit(name, data)`` change or drop entries."""
+    with zipfile.ZipFile(source) as archive, open(target, "wb") as handle:
+        writer = ZipWriter(handle)
+        for info in archive.infolist():
+            for name, data in edit(info.filename, archive.read(info)):
+                writer.add(name, data, 6)
+        writer.close()
+    return target
+
+
+def metadata_objects(data: bytes) -> list[dict]:
+    return json.loads(gzip.decompress(data))
+
+
+def with_metadata(objects: list[dict]) -> bytes:
+    return gzip.compress(json.dumps(objects).encode())
+
+
+def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
+    def escape(name: str, data: bytes):
+        yield name, data
+        if name.endswith("/metadata"):
+            yield f"studies/{STUDY}/../../../etc/passwd", b"x"
+
+    def absolute(name: str, data: bytes):
+        yield (f"/tmp/{name}" if "frames" in name else name), data
+
+    def other_study(name: str, data: bytes):
+        yield name.replace(STUDY, "1.2.3.4"), data
+
+    def bad_json(name: str, data: bytes):
+        yield name, (gzip.compress(b"[{not json") if name.endswith("/metadata") else data)
+
+    def drop_frame(name: str, data: bytes):
+        if "frames" not in name:
+            yield name, data
+
+    def foreign_uri(name: str, data: bytes):
+        if name.endswith("/metadata"):
+            objects = metadata_objects(data)
+            objects[0]["7FE00010"]["BulkDataURI"] = "https://evil.example/x"
+            data = with_metadata(objects)
+        yield name, data
+
+    def hostile_uid(name: str, data: bytes):
+        if name.endswith("/metadata"):
+            objects = metadata_objects(data)
+            objects[0]["00080018"]["Value"] = ["../../x"]
+            data = with_metadata(objects)
+        yield name, data
+
+    def broken_part(name: str, data: bytes):
+        yield name, (data[10:] if "frames" in name else data)
+
+    edits = {
+        "escape": escape,
+        "absolute": absolute,
+        "other_study": other_study,
+        "bad_json": bad_json,
+        "drop_frame": drop_frame,
+        "foreign_uri": foreign_uri,
+        "hostile_uid": hostile_uid,
+        "broken_part": broken_part,
+    }
+    return {key: rebuild(good, tmp_path / f"{key}.zip", edit) for key, edit in edits.items()}
+
+
+def test_tampered_zips_are_refused_whole(
+    store: StudyStore, other: StudyStore, tmp_path: Path
+) -> None:
+    store.put_instance(ct_bytes(5))
+    for index in range(2):
+        other.put_instance(ct_bytes(index))
+    good = other.study_zip(STUDY)
+    before = snapshot(store.root)
+    for name, path in tampered_variants(tmp_path, good).items():
+        with pytest.raises(InvalidArchive):
+            store.merge_study_zip(path)
+        assert snapshot(store.root) == before, name
+
+
+def test_corrupted_byte_fails_crc(store: StudyStore, other: StudyStore, tmp_path: Path) -> None:
+    for index in range(2):
+        other.put_instance(ct_bytes(index))
+    damaged = tmp_path / "damaged.zip"
+    shutil.copy(other.study_zip(STUDY), damaged)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = [i for i in archive.infolist() if "frames" in i.filename][-1]
+    data[info.header_offset + 100] ^= 0xFF  # inside the compressed frame
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InvalidArchive, match="damaged"):
+        store.merge_study_zip(damaged)
+    assert list(store.study_uids()) == []
+
+
+def test_not_a_zip_is_refused(store: StudyStore, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(InvalidArchive):
+        store.merge_study_zip(junk)
