@@ -1,4 +1,4 @@
-"""Domain errors of the study store.
+"""Domain errors of the study store, and the root class of every pacsnode error.
 
 Every error carries a machine-readable ``code`` and the statuses that the
 edges (REST, DICOM) answer with, so that the mapping lives in one place.
@@ -8,10 +8,10 @@ edges (REST, DICOM) answer with, so that the mapping lives in one place.
 from __future__ import annotations
 
 
-class StorageError(Exception):
-    """Base class: something the caller asked for cannot be done."""
+class DomainError(Exception):
+    """Root of every pacsnode error the edges turn into an HTTP or DIMSE status."""
 
-    code = "storage-error"
+    code = "internal-error"
     http_status = 500
     #: DIMSE C-STORE failure "Out of resources - unable to process"
     dimse_status = 0xC000
@@ -19,6 +19,12 @@ class StorageError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class StorageError(DomainError):
+    """Something the study or attachment store cannot do."""
+
+    code = "storage-error"
 
 
 class InvalidDicom(StorageError):

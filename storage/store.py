@@ -84,6 +84,15 @@ class StoredInstance:
 
 
 @dataclass(frozen=True)
+class PreparedInstance:
+    """An instance converted and compressed in memory, not yet written."""
+
+    instance: StoredInstance
+    staged_bytes: bytes
+    source_size: int
+
+
+@dataclass(frozen=True)
 class PutResult:
     status: PutStatus
     instance: StoredInstance
@@ -183,31 +192,40 @@ class StudyStore:
 
     # --- ingest ------------------------------------------------------------------
 
+    def prepare_instance(self, source: bytes | Path | BinaryIO) -> PreparedInstance:
+        """Parse and convert an instance without writing anything (the CPU-bound half)."""
+        source_size = _size_of(source)
+        split = split_dataset(read_p10(source))
+        staged_bytes, staged = build_staged(split, self.level)
+        return PreparedInstance(_stored_instance(staged, len(staged_bytes)), staged_bytes,
+                                source_size)
+
     def put_instance(
         self, source: bytes | Path | BinaryIO, *, overwrite: bool = False
     ) -> PutResult:
-        """Store one DICOM instance durably (staged until its study is sealed).
+        """Store one DICOM instance durably (staged until its study is sealed)."""
+        return self.put_prepared(self.prepare_instance(source), overwrite=overwrite)
+
+    def put_prepared(self, prepared: PreparedInstance, *, overwrite: bool = False) -> PutResult:
+        """Store a prepared instance durably.
 
         An identical copy already stored gives ``ALREADY_STORED`` and writes
         nothing; a different copy under the same SOP Instance UID gives
         ``CONFLICT`` and writes nothing unless ``overwrite``.
         """
-        source_size = _size_of(source)
-        split = split_dataset(read_p10(source))
-        staged_bytes, staged = build_staged(split, self.level)
-        instance = _stored_instance(staged, len(staged_bytes))
-        with self._study_lock(split.study_uid):
-            existing = self._existing_digest(split.study_uid, split.sop_uid)
+        instance = prepared.instance
+        with self._study_lock(instance.study_uid):
+            existing = self._existing_digest(instance.study_uid, instance.sop_uid)
             if existing == instance.digest:
-                return PutResult(PutStatus.ALREADY_STORED, instance, source_size)
+                return PutResult(PutStatus.ALREADY_STORED, instance, prepared.source_size)
             if existing is not None and not overwrite:
-                return PutResult(PutStatus.CONFLICT, instance, source_size, existing)
-            self._mark_pending(split.study_uid)
-            target = staged_instance_path(self.root, split.study_uid, split.sop_uid)
+                return PutResult(PutStatus.CONFLICT, instance, prepared.source_size, existing)
+            self._mark_pending(instance.study_uid)
+            target = staged_instance_path(self.root, instance.study_uid, instance.sop_uid)
             make_dirs_durable(target.parent, self.root)
-            write_atomic(target, staged_bytes)
-            self._last_write[split.study_uid] = time.monotonic()
-        return PutResult(PutStatus.STORED, instance, source_size)
+            write_atomic(target, prepared.staged_bytes)
+            self._last_write[instance.study_uid] = time.monotonic()
+        return PutResult(PutStatus.STORED, instance, prepared.source_size)
 
     def merge_study_zip(self, path: Path) -> MergeResult:
         """Merge a study ZIP made by another node: union of instances by SOP Instance UID.
