@@ -1,0 +1,70 @@
+"""The change feed: what a change entry looks like, and reading it with a cursor.
+
+Entries are Orthanc-shaped (Seq, ChangeType, ResourceType, ID, Path, Date);
+unlike Orthanc, deletions are logged too, with the UIDs of what was deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from node.ids import Level
+from node.index import Txn
+
+MAX_LIMIT = 10_000
+
+
+class ChangeType(StrEnum):
+    NEW_PATIENT = "NewPatient"
+    NEW_STUDY = "NewStudy"
+    NEW_SERIES = "NewSeries"
+    NEW_INSTANCE = "NewInstance"
+    STABLE_STUDY = "StableStudy"
+    STABLE_SERIES = "StableSeries"
+    DELETED = "Deleted"
+    UPDATED_METADATA = "UpdatedMetadata"
+    UPDATED_ATTACHMENT = "UpdatedAttachment"
+    NEW_PROTECTION = "NewProtection"
+
+
+NEW_CHANGE_OF_LEVEL = {
+    Level.PATIENT: ChangeType.NEW_PATIENT,
+    Level.STUDY: ChangeType.NEW_STUDY,
+    Level.SERIES: ChangeType.NEW_SERIES,
+    Level.INSTANCE: ChangeType.NEW_INSTANCE,
+}
+
+
+def append(txn: Txn, change_type: ChangeType, level: Level, resource_id: str, date: str,
+           **extra: Any) -> int:
+    """Append a change in the current transaction; return its sequence number."""
+    return txn.append_change({
+        "ChangeType": change_type.value,
+        "ResourceType": level.value,
+        "ID": resource_id,
+        "Path": f"/{level.plural}/{resource_id}",
+        "Date": date,
+        **extra,
+    })
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    changes: list[dict[str, Any]]
+    done: bool
+    last: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"Changes": self.changes, "Done": self.done, "Last": self.last}
+
+
+def page_after(txn: Txn, since: int, limit: int) -> ChangePage:
+    """Changes after ``since`` (a cursor: the ``Last`` of the previous page)."""
+    limit = max(1, min(limit, MAX_LIMIT))
+    changes = txn.changes_after(since, limit + 1)
+    done = len(changes) <= limit
+    changes = changes[:limit]
+    last = changes[-1]["Seq"] if changes else max(since, 0)
+    return ChangePage(changes, done, last)

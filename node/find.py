@@ -1,0 +1,172 @@
+"""Finding resources by DICOM attributes, as Orthanc's ``/tools/find`` and C-FIND do.
+
+Matching (PS3.4 C.2.2.2): universal (empty or ``*``), single value, wildcards
+``*`` and ``?``, ranges ``A-B`` (open at either end) for dates and times, and
+lists ``A\\B``. Person names match case-insensitively unless asked otherwise.
+
+:func:`parse_query` and :class:`Constraint` are pure; :func:`find` picks the
+most selective secondary lookup for candidates and filters them, so no query
+with an indexed attribute scans the whole database.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+from node.errors import BadRequest
+from node.hierarchy import LOOKUP_KEYWORDS, PERSON_NAME_KEYWORDS, normalize
+from node.ids import Level
+from node.index import Txn
+
+_RANGE_VRS = {"DA", "TM", "DT"}
+
+
+class Kind(Enum):
+    UNIVERSAL = "universal"
+    EXACT = "exact"
+    WILDCARD = "wildcard"
+    RANGE = "range"
+    LIST = "list"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    keyword: str
+    kind: Kind
+    values: tuple[str, ...]
+    case_sensitive: bool
+
+    def _fold(self, text: str) -> str:
+        return text if self.case_sensitive else text.upper()
+
+    def matches(self, value: str | None) -> bool:
+        if self.kind is Kind.UNIVERSAL:
+            return True
+        if value is None:
+            return False
+        value = self._fold(value.strip())
+        if self.kind is Kind.EXACT:
+            return value == self._fold(self.values[0])
+        if self.kind is Kind.LIST:
+            return value in {self._fold(v) for v in self.values}
+        if self.kind is Kind.WILDCARD:
+            return _wildcard_regex(self._fold(self.values[0])).fullmatch(value) is not None
+        low, high = self.values
+        return (not low or value >= low) and (not high or value <= high)
+
+    @property
+    def literal_prefix(self) -> str:
+        """For a wildcard, the text before its first ``*`` or ``?``."""
+        return re.split(r"[*?]", self.values[0], maxsplit=1)[0] if self.values else ""
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def parse_constraint(keyword: str, value: str, case_sensitive: bool = False) -> Constraint:
+    tag = tag_for_keyword(keyword)
+    if tag is None and keyword != "ModalitiesInStudy":
+        raise BadRequest(f"unknown DICOM keyword {keyword!r} in query")
+    vr = dictionary_VR(tag) if tag is not None else "CS"
+    sensitive = case_sensitive or keyword not in PERSON_NAME_KEYWORDS
+    text = value.strip()
+    if text in ("", "*"):
+        return Constraint(keyword, Kind.UNIVERSAL, (), sensitive)
+    if "\\" in text:
+        return Constraint(keyword, Kind.LIST, tuple(text.split("\\")), sensitive)
+    if vr in _RANGE_VRS and "-" in text:
+        low, _, high = text.partition("-")
+        return Constraint(keyword, Kind.RANGE, (low.strip(), high.strip()), True)
+    if "*" in text or "?" in text:
+        return Constraint(keyword, Kind.WILDCARD, (text,), sensitive)
+    return Constraint(keyword, Kind.EXACT, (text,), sensitive)
+
+
+def parse_query(query: dict[str, Any], case_sensitive: bool = False) -> list[Constraint]:
+    if not isinstance(query, dict):
+        raise BadRequest("Query must be a JSON object of DICOM keywords to values")
+    constraints = []
+    for keyword, value in query.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"the value of {keyword} must be a string")
+        constraints.append(parse_constraint(keyword, value, case_sensitive))
+    return constraints
+
+
+# --- candidates and filtering ------------------------------------------------------------
+
+_SELECTIVITY = {Kind.EXACT: 0, Kind.LIST: 1, Kind.WILDCARD: 2, Kind.RANGE: 3}
+
+
+def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterator[str]:
+    usable = [
+        c for c in constraints
+        if c.keyword in LOOKUP_KEYWORDS[level] and c.kind is not Kind.UNIVERSAL
+        and not (c.kind is Kind.WILDCARD and not c.literal_prefix)
+    ]
+    if not usable:
+        yield from txn.level_ids(level)
+        return
+    best = min(usable, key=lambda c: _SELECTIVITY[c.kind])
+    if best.kind is Kind.EXACT:
+        yield from txn.lookup_exact(level, best.keyword, normalize(best.keyword, best.values[0]))
+    elif best.kind is Kind.LIST:
+        seen: set[str] = set()
+        for value in best.values:
+            for resource_id in txn.lookup_exact(level, best.keyword,
+                                                normalize(best.keyword, value)):
+                if resource_id not in seen:
+                    seen.add(resource_id)
+                    yield resource_id
+    elif best.kind is Kind.WILDCARD:
+        prefix = normalize(best.keyword, best.literal_prefix)
+        for _, resource_id in txn.lookup_scan(level, best.keyword, prefix, prefix=True):
+            yield resource_id
+    else:
+        low, high = best.values
+        for _, resource_id in txn.lookup_scan(level, best.keyword, low, high or None):
+            yield resource_id
+
+
+def tags_with_ancestors(txn: Txn, record: dict[str, Any]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    current: dict[str, Any] | None = record
+    while current is not None:
+        for key, value in current["tags"].items():
+            tags.setdefault(key, value)
+        for key, value in current.get("patient_tags", {}).items():
+            tags.setdefault(key, value)
+        current = txn.resource(current["parent"]) if current["parent"] else None
+    return tags
+
+
+def find(
+    txn: Txn, level: Level, constraints: list[Constraint], *, since: int = 0,
+    limit: int | None = None,
+) -> list[str]:
+    """Ids of the resources of ``level`` that satisfy every constraint."""
+
+    def matching() -> Iterator[str]:
+        seen: set[str] = set()
+        for resource_id in _candidates(txn, level, constraints):
+            if resource_id in seen:
+                continue
+            seen.add(resource_id)
+            record = txn.resource(resource_id)
+            if record is None:
+                continue
+            tags = tags_with_ancestors(txn, record)
+            if all(c.matches(tags.get(c.keyword)) for c in constraints):
+                yield resource_id
+
+    stop = None if limit is None or limit <= 0 else since + limit
+    return list(itertools.islice(matching(), since, stop))
