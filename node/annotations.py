@@ -28,8 +28,14 @@ def _record(txn: Txn, resource_id: str) -> dict[str, Any]:
 
 
 class Annotations:
-    def __init__(self, index: Index, writer: IndexWriter, blobs: AttachmentStore,
-                 names: MetadataNames, attachment_types: dict[str, tuple[int, str]]) -> None:
+    def __init__(
+        self,
+        index: Index,
+        writer: IndexWriter,
+        blobs: AttachmentStore,
+        names: MetadataNames,
+        attachment_types: dict[str, tuple[int, str]],
+    ) -> None:
         self._index = index
         self._writer = writer
         self._blobs = blobs
@@ -48,7 +54,8 @@ class Annotations:
     def get_metadata(self, resource_id: str, name: str) -> str:
         key = self.names.key_of(name)
         value = self._index.read(
-            lambda txn: (_record(txn, resource_id), txn.metadata(resource_id).get(key))[1])
+            lambda txn: (_record(txn, resource_id), txn.metadata(resource_id).get(key))[1]
+        )
         if value is None:
             raise NotFound(f"resource {resource_id} has no metadata {name}")
         return value
@@ -60,8 +67,13 @@ class Annotations:
         def write(txn: Txn) -> None:
             record = _record(txn, resource_id)
             txn.set_metadata(resource_id, key, value)
-            changes.append(txn, changes.ChangeType.UPDATED_METADATA, Level(record["level"]),
-                           resource_id, now_string())
+            changes.append(
+                txn,
+                changes.ChangeType.UPDATED_METADATA,
+                Level(record["level"]),
+                resource_id,
+                now_string(),
+            )
 
         self._writer.run(write)
 
@@ -73,8 +85,13 @@ class Annotations:
             record = _record(txn, resource_id)
             if not txn.delete_metadata(resource_id, key):
                 raise NotFound(f"resource {resource_id} has no metadata {name}")
-            changes.append(txn, changes.ChangeType.UPDATED_METADATA, Level(record["level"]),
-                           resource_id, now_string())
+            changes.append(
+                txn,
+                changes.ChangeType.UPDATED_METADATA,
+                Level(record["level"]),
+                resource_id,
+                now_string(),
+            )
 
         self._writer.run(write)
 
@@ -100,7 +117,8 @@ class Annotations:
     def attachment_names(self, resource_id: str) -> list[str]:
         names = {number: name for name, (number, _) in self._types.items()}
         found = self._index.read(
-            lambda txn: (_record(txn, resource_id), txn.attachments(resource_id))[1])
+            lambda txn: (_record(txn, resource_id), txn.attachments(resource_id))[1]
+        )
         return [names.get(number, str(number)) for number in sorted(found)]
 
     def attachment_info(self, resource_id: str, name: str) -> AttachmentInfo:
@@ -117,8 +135,9 @@ class Annotations:
         info = self.attachment_info(resource_id, name)
         return self._blobs.get(info.id, compressed=info.compressed, raw=raw)
 
-    def put_attachment(self, resource_id: str, name: str, data: bytes,
-                       compress: bool = True) -> AttachmentInfo:
+    def put_attachment(
+        self, resource_id: str, name: str, data: bytes, compress: bool = True
+    ) -> AttachmentInfo:
         content_type = self.content_type_of(name)
         self._index.read(lambda txn: _record(txn, resource_id))
         info = self._blobs.put(data, compress=compress)
@@ -129,10 +148,16 @@ class Annotations:
             stored = asdict(info)
             stored["uuid"] = stored.pop("id")
             txn.set_attachment(resource_id, content_type, stored)
-            txn.add_to_counter(TOTAL_SIZE, info.compressed_size
-                               - (old["compressed_size"] if old else 0))
-            changes.append(txn, changes.ChangeType.UPDATED_ATTACHMENT, Level(record["level"]),
-                           resource_id, now_string())
+            txn.add_to_counter(
+                TOTAL_SIZE, info.compressed_size - (old["compressed_size"] if old else 0)
+            )
+            changes.append(
+                txn,
+                changes.ChangeType.UPDATED_ATTACHMENT,
+                Level(record["level"]),
+                resource_id,
+                now_string(),
+            )
             return old["uuid"] if old else None
 
         try:
@@ -154,8 +179,13 @@ class Annotations:
                 raise NotFound(f"resource {resource_id} has no attachment {name}")
             txn.delete_attachment(resource_id, content_type)
             txn.add_to_counter(TOTAL_SIZE, -old["compressed_size"])
-            changes.append(txn, changes.ChangeType.UPDATED_ATTACHMENT, Level(record["level"]),
-                           resource_id, now_string())
+            changes.append(
+                txn,
+                changes.ChangeType.UPDATED_ATTACHMENT,
+                Level(record["level"]),
+                resource_id,
+                now_string(),
+            )
             return str(old["uuid"])
 
         self._blobs.delete(self._writer.run(write))
@@ -164,15 +194,22 @@ class Annotations:
 
     def is_protected(self, patient_id: str) -> bool:
         return self._index.read(
-            lambda txn: (self._patient(txn, patient_id), txn.is_protected(patient_id))[1])
+            lambda txn: (self._patient(txn, patient_id), txn.is_protected(patient_id))[1]
+        )
 
     def set_protected(self, patient_id: str, protected: bool) -> None:
         def write(txn: Txn) -> None:
             self._patient(txn, patient_id)
             if txn.is_protected(patient_id) != protected:
                 txn.set_protected(patient_id, protected)
-                changes.append(txn, changes.ChangeType.NEW_PROTECTION, Level.PATIENT,
-                               patient_id, now_string(), Protected=protected)
+                changes.append(
+                    txn,
+                    changes.ChangeType.NEW_PROTECTION,
+                    Level.PATIENT,
+                    patient_id,
+                    now_string(),
+                    Protected=protected,
+                )
 
         self._writer.run(write)
 

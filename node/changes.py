@@ -37,17 +37,20 @@ NEW_CHANGE_OF_LEVEL = {
 }
 
 
-def append(txn: Txn, change_type: ChangeType, level: Level, resource_id: str, date: str,
-           **extra: Any) -> int:
+def append(
+    txn: Txn, change_type: ChangeType, level: Level, resource_id: str, date: str, **extra: Any
+) -> int:
     """Append a change in the current transaction; return its sequence number."""
-    return txn.append_change({
-        "ChangeType": change_type.value,
-        "ResourceType": level.value,
-        "ID": resource_id,
-        "Path": f"/{level.plural}/{resource_id}",
-        "Date": date,
-        **extra,
-    })
+    return txn.append_change(
+        {
+            "ChangeType": change_type.value,
+            "ResourceType": level.value,
+            "ID": resource_id,
+            "Path": f"/{level.plural}/{resource_id}",
+            "Date": date,
+            **extra,
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -37,5 +37,8 @@ class CoreSettings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.maximum_storage_size_mb * _MB, self.maximum_patient_count,
-                      self.maximum_storage_mode)
+        return Limits(
+            self.maximum_storage_size_mb * _MB,
+            self.maximum_patient_count,
+            self.maximum_storage_mode,
+        )

@@ -37,9 +37,12 @@ class NodeCore:
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
         data_dir = Path(settings.data_dir)
-        self.store = StudyStore(data_dir, compression=settings.compression,
-                                compression_level=settings.compression_level,
-                                stable_age_s=settings.stable_age_s)
+        self.store = StudyStore(
+            data_dir,
+            compression=settings.compression,
+            compression_level=settings.compression_level,
+            stable_age_s=settings.stable_age_s,
+        )
         self.blobs = AttachmentStore(data_dir, compression_level=settings.compression_level)
         self._data_dir = data_dir
         self.index: Index | None = None
@@ -55,12 +58,21 @@ class NodeCore:
         self.index = Index(self._data_dir / "index")
         self.writer = IndexWriter(self.index)
         self.deleter = Deleter(self.store, self.blobs, self.index, self.writer)
-        self.ingestor = Ingestor(self.store, self.index, self.writer, self.settings.limits,
-                                 self.settings.conflict_policy,
-                                 lambda patient_id: self.deleter.delete(patient_id, "Recycled"))
-        self.annotations = Annotations(self.index, self.writer, self.blobs,
-                                       MetadataNames(self.settings.metadata_names),
-                                       self.settings.attachment_types)
+        self.ingestor = Ingestor(
+            self.store,
+            self.index,
+            self.writer,
+            self.settings.limits,
+            self.settings.conflict_policy,
+            lambda patient_id: self.deleter.delete(patient_id, "Recycled"),
+        )
+        self.annotations = Annotations(
+            self.index,
+            self.writer,
+            self.blobs,
+            MetadataNames(self.settings.metadata_names),
+            self.settings.attachment_types,
+        )
         report = recover(self.store, self.index, self.writer, storage_report.pending)
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
@@ -111,14 +123,12 @@ class NodeCore:
         now = now_string()
         for study_id in txn.lookup_exact(Level.STUDY, "StudyInstanceUID", study_uid):
             for series_id in txn.children(study_id):
-                changes.append(txn, changes.ChangeType.STABLE_SERIES, Level.SERIES,
-                               series_id, now)
+                changes.append(txn, changes.ChangeType.STABLE_SERIES, Level.SERIES, series_id, now)
             changes.append(txn, changes.ChangeType.STABLE_STUDY, Level.STUDY, study_id, now)
 
     # --- writes --------------------------------------------------------------------------
 
-    def ingest(self, source: bytes | Path | BinaryIO,
-               origin: Origin | None = None) -> IngestResult:
+    def ingest(self, source: bytes | Path | BinaryIO, origin: Origin | None = None) -> IngestResult:
         return self.ingestor.ingest(source, origin)
 
     def delete(self, resource_id: str) -> Removed:
@@ -143,19 +153,27 @@ class NodeCore:
     def list_ids(self, level: Level, since: int = 0, limit: int | None = None) -> list[str]:
         return self._index.read(lambda txn: find(txn, level, [], since=since, limit=limit))
 
-    def find(self, level: Level, query: dict[str, Any], *, case_sensitive: bool = False,
-             since: int = 0, limit: int | None = None) -> list[str]:
+    def find(
+        self,
+        level: Level,
+        query: dict[str, Any],
+        *,
+        case_sensitive: bool = False,
+        since: int = 0,
+        limit: int | None = None,
+    ) -> list[str]:
         constraints = parse_query(query, case_sensitive)
-        return self._index.read(
-            lambda txn: find(txn, level, constraints, since=since, limit=limit))
+        return self._index.read(lambda txn: find(txn, level, constraints, since=since, limit=limit))
 
     def changes(self, since: int = 0, limit: int = 100) -> changes.ChangePage:
         return self._index.read(lambda txn: changes.page_after(txn, since, limit))
 
     def statistics(self) -> dict[str, int]:
         def read(txn: Txn) -> dict[str, int]:
-            counts = {f"Count{level.plural.capitalize()}": txn.counter(count_name(level))
-                      for level in Level}
+            counts = {
+                f"Count{level.plural.capitalize()}": txn.counter(count_name(level))
+                for level in Level
+            }
             return {
                 **counts,
                 "TotalDiskSize": txn.counter(TOTAL_SIZE),

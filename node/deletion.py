@@ -24,13 +24,15 @@ log = logging.getLogger(__name__)
 def log_removal(txn: Txn, removed: Removed, reason: str) -> None:
     now = now_string()
     for level, resource_id, uids in removed.resources:
-        changes.append(txn, changes.ChangeType.DELETED, level, resource_id, now,
-                       Uids=uids, Reason=reason)
+        changes.append(
+            txn, changes.ChangeType.DELETED, level, resource_id, now, Uids=uids, Reason=reason
+        )
 
 
 class Deleter:
-    def __init__(self, store: StudyStore, attachments: AttachmentStore, index: Index,
-                 writer: IndexWriter) -> None:
+    def __init__(
+        self, store: StudyStore, attachments: AttachmentStore, index: Index, writer: IndexWriter
+    ) -> None:
         self._store = store
         self._attachments = attachments
         self._index = index

@@ -109,8 +109,10 @@ _SELECTIVITY = {Kind.EXACT: 0, Kind.LIST: 1, Kind.WILDCARD: 2, Kind.RANGE: 3}
 
 def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterator[str]:
     usable = [
-        c for c in constraints
-        if c.keyword in LOOKUP_KEYWORDS[level] and c.kind is not Kind.UNIVERSAL
+        c
+        for c in constraints
+        if c.keyword in LOOKUP_KEYWORDS[level]
+        and c.kind is not Kind.UNIVERSAL
         and not (c.kind is Kind.WILDCARD and not c.literal_prefix)
     ]
     if not usable:
@@ -122,8 +124,9 @@ def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterat
     elif best.kind is Kind.LIST:
         seen: set[str] = set()
         for value in best.values:
-            for resource_id in txn.lookup_exact(level, best.keyword,
-                                                normalize(best.keyword, value)):
+            for resource_id in txn.lookup_exact(
+                level, best.keyword, normalize(best.keyword, value)
+            ):
                 if resource_id not in seen:
                     seen.add(resource_id)
                     yield resource_id
@@ -150,7 +153,11 @@ def tags_with_ancestors(txn: Txn, record: dict[str, Any]) -> dict[str, str]:
 
 
 def find(
-    txn: Txn, level: Level, constraints: list[Constraint], *, since: int = 0,
+    txn: Txn,
+    level: Level,
+    constraints: list[Constraint],
+    *,
+    since: int = 0,
     limit: int | None = None,
 ) -> list[str]:
     """Ids of the resources of ``level`` that satisfy every constraint."""

@@ -20,13 +20,23 @@ from storage.store import StoredInstance
 # case-insensitive by default, as in Orthanc).
 LOOKUP_KEYWORDS: dict[Level, tuple[str, ...]] = {
     Level.PATIENT: ("PatientID", "PatientName"),
-    Level.STUDY: ("PatientID", "PatientName", "AccessionNumber", "StudyInstanceUID",
-                  "StudyDate", "ModalitiesInStudy"),
+    Level.STUDY: (
+        "PatientID",
+        "PatientName",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "StudyDate",
+        "ModalitiesInStudy",
+    ),
     Level.SERIES: ("Modality", "SeriesInstanceUID"),
     Level.INSTANCE: ("SOPInstanceUID", "SOPClassUID"),
 }
-PERSON_NAME_KEYWORDS = {"PatientName", "ReferringPhysicianName", "RequestingPhysician",
-                        "OperatorsName"}
+PERSON_NAME_KEYWORDS = {
+    "PatientName",
+    "ReferringPhysicianName",
+    "RequestingPhysician",
+    "OperatorsName",
+}
 _UID_KEYWORDS = {
     Level.PATIENT: "PatientID",
     Level.STUDY: "StudyInstanceUID",
@@ -89,12 +99,19 @@ def _index_tags(txn: Txn, level: Level, record: dict[str, Any], add: bool) -> No
         txn.remove_from_level(level, record["id"])
 
 
-def _new_record(level: Level, resource_id: str, parent: str | None,
-                metadata: dict[str, Any], now: str) -> dict[str, Any]:
+def _new_record(
+    level: Level, resource_id: str, parent: str | None, metadata: dict[str, Any], now: str
+) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "id": resource_id, "level": level.value, "parent": parent,
-        "tags": main_tags(metadata, level), "size": 0, "uncompressed": 0,
-        "instances": 0, "created": now, "last_update": now,
+        "id": resource_id,
+        "level": level.value,
+        "parent": parent,
+        "tags": main_tags(metadata, level),
+        "size": 0,
+        "uncompressed": 0,
+        "instances": 0,
+        "created": now,
+        "last_update": now,
     }
     if level is Level.STUDY:
         record["patient_tags"] = main_tags(metadata, Level.PATIENT)
@@ -141,14 +158,18 @@ def add_instance(txn: Txn, instance: StoredInstance, origin: Origin, now: str) -
 
 def _instance_fields(instance: StoredInstance) -> dict[str, Any]:
     return {
-        "size": 0, "uncompressed": 0, "digest": instance.digest,
-        "study_uid": instance.study_uid, "series_uid": instance.series_uid,
+        "size": 0,
+        "uncompressed": 0,
+        "digest": instance.digest,
+        "study_uid": instance.study_uid,
+        "series_uid": instance.series_uid,
         "sop_uid": instance.sop_uid,
     }
 
 
-def _adjust_sizes(txn: Txn, ids: dict[Level, str], size: int, uncompressed: int,
-                  instances: int) -> None:
+def _adjust_sizes(
+    txn: Txn, ids: dict[Level, str], size: int, uncompressed: int, instances: int
+) -> None:
     for level in Level:
         record = txn.resource(ids[level])
         if record is None:
@@ -176,8 +197,9 @@ def _add_modality(txn: Txn, study_id: str, modality: str | None) -> None:
     txn.add_lookup(Level.STUDY, "ModalitiesInStudy", modality, study_id)
 
 
-def _write_instance_metadata(txn: Txn, ids: dict[Level, str], instance: StoredInstance,
-                             origin: Origin, now: str) -> None:
+def _write_instance_metadata(
+    txn: Txn, ids: dict[Level, str], instance: StoredInstance, origin: Origin, now: str
+) -> None:
     instance_id = ids[Level.INSTANCE]
     series = txn.resource(ids[Level.SERIES])
     values = {
@@ -246,8 +268,7 @@ def remove_resource(txn: Txn, resource_id: str) -> Removed:
     if record is None:
         return removed
     for instance in instances_under(txn, resource_id):
-        removed.instances_by_study.setdefault(instance["study_uid"], set()).add(
-            instance["sop_uid"])
+        removed.instances_by_study.setdefault(instance["study_uid"], set()).add(instance["sop_uid"])
     removed.resources.append((Level(record["level"]), resource_id, uids_of(txn, record)))
     parent_id = record["parent"]
     size, uncompressed, count = record["size"], record["uncompressed"], record.get("instances", 1)
@@ -281,8 +302,15 @@ def _remove_subtree(txn: Txn, record: dict[str, Any], removed: Removed) -> None:
     txn.add_to_counter(count_name(level), -1)
 
 
-def _shrink_ancestors(txn: Txn, parent_id: str | None, child_id: str, size: int,
-                      uncompressed: int, count: int, removed: Removed) -> None:
+def _shrink_ancestors(
+    txn: Txn,
+    parent_id: str | None,
+    child_id: str,
+    size: int,
+    uncompressed: int,
+    count: int,
+    removed: Removed,
+) -> None:
     """Walk up from a removed resource: unlink it, drop emptied ancestors, shrink the rest."""
     unlinking = True
     while parent_id is not None:

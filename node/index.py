@@ -89,8 +89,7 @@ class Txn:
         return [value.decode() for value in cursor.iternext_dup()]
 
     def add_child(self, parent_id: str, child_id: str) -> None:
-        self._txn.put(parent_id.encode(), child_id.encode(), db=self._db["children"],
-                      dupdata=True)
+        self._txn.put(parent_id.encode(), child_id.encode(), db=self._db["children"], dupdata=True)
 
     def remove_child(self, parent_id: str, child_id: str) -> None:
         self._txn.delete(parent_id.encode(), child_id.encode(), db=self._db["children"])
@@ -98,12 +97,17 @@ class Txn:
     # --- secondary lookups -----------------------------------------------------------
 
     def add_lookup(self, level: Level, keyword: str, value: str, resource_id: str) -> None:
-        self._txn.put(_key(level.value, keyword, value), resource_id.encode(),
-                      db=self._db["lookup"], dupdata=True)
+        self._txn.put(
+            _key(level.value, keyword, value),
+            resource_id.encode(),
+            db=self._db["lookup"],
+            dupdata=True,
+        )
 
     def remove_lookup(self, level: Level, keyword: str, value: str, resource_id: str) -> None:
-        self._txn.delete(_key(level.value, keyword, value), resource_id.encode(),
-                         db=self._db["lookup"])
+        self._txn.delete(
+            _key(level.value, keyword, value), resource_id.encode(), db=self._db["lookup"]
+        )
 
     def add_to_level(self, level: Level, resource_id: str) -> None:
         self.add_lookup(level, _ALL, "", resource_id)
@@ -121,8 +125,13 @@ class Txn:
                 yield raw.decode()
 
     def lookup_scan(
-        self, level: Level, keyword: str, low: str = "", high: str | None = None,
-        *, prefix: bool = False,
+        self,
+        level: Level,
+        keyword: str,
+        low: str = "",
+        high: str | None = None,
+        *,
+        prefix: bool = False,
     ) -> Iterator[tuple[str, str]]:
         """(value, id) for values from ``low`` to ``high`` (inclusive), or with prefix ``low``."""
         head = _key(level.value, keyword, "")
@@ -133,7 +142,7 @@ class Txn:
         for raw_key, raw_id in cursor:
             if not raw_key.startswith(head):
                 return
-            value = raw_key[len(head):].decode("utf-8", "replace")
+            value = raw_key[len(head) :].decode("utf-8", "replace")
             if prefix and not value.startswith(low):
                 return
             if high is not None and value > high:
@@ -150,7 +159,7 @@ class Txn:
             for raw_key, raw_value in cursor:
                 if not raw_key.startswith(head):
                     break
-                found[int(raw_key[len(head):])] = raw_value.decode("utf-8")
+                found[int(raw_key[len(head) :])] = raw_value.decode("utf-8")
         return found
 
     def set_metadata(self, resource_id: str, key: int, value: str) -> None:
@@ -167,16 +176,18 @@ class Txn:
             for raw_key, raw_value in cursor:
                 if not raw_key.startswith(head):
                     break
-                found[int(raw_key[len(head):])] = json.loads(raw_value)
+                found[int(raw_key[len(head) :])] = json.loads(raw_value)
         return found
 
     def set_attachment(self, resource_id: str, content_type: int, info: dict[str, Any]) -> None:
-        self._txn.put(_key(resource_id, f"{content_type:05d}"), _dumps(info),
-                      db=self._db["attachments"])
+        self._txn.put(
+            _key(resource_id, f"{content_type:05d}"), _dumps(info), db=self._db["attachments"]
+        )
 
     def delete_attachment(self, resource_id: str, content_type: int) -> bool:
-        return bool(self._txn.delete(_key(resource_id, f"{content_type:05d}"),
-                                     db=self._db["attachments"]))
+        return bool(
+            self._txn.delete(_key(resource_id, f"{content_type:05d}"), db=self._db["attachments"])
+        )
 
     # --- change feed -----------------------------------------------------------------
 
@@ -261,8 +272,9 @@ class Index:
 
     def __init__(self, path: Path, *, map_size: int = _INITIAL_MAP_SIZE) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(str(path), map_size=map_size, max_dbs=len(_DATABASES) + 2,
-                             subdir=True, max_readers=256)
+        self.env = lmdb.open(
+            str(path), map_size=map_size, max_dbs=len(_DATABASES) + 2, subdir=True, max_readers=256
+        )
         self.databases = {
             name: self.env.open_db(name.encode(), dupsort=dupsort)
             for name, dupsort in _DATABASES.items()

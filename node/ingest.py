@@ -57,8 +57,9 @@ def index_instance(txn: Txn, instance: StoredInstance, origin: Origin) -> AddedI
     for level in added.created:
         if level is not Level.INSTANCE:
             changes.append(txn, changes.NEW_CHANGE_OF_LEVEL[level], level, added.ids[level], now)
-    changes.append(txn, changes.ChangeType.NEW_INSTANCE, Level.INSTANCE,
-                   added.ids[Level.INSTANCE], now)
+    changes.append(
+        txn, changes.ChangeType.NEW_INSTANCE, Level.INSTANCE, added.ids[Level.INSTANCE], now
+    )
     return added
 
 
@@ -99,8 +100,13 @@ class Ingestor:
                 return []  # already indexed: storing it again adds nothing
             usage = Usage(txn.counter(TOTAL_SIZE), txn.counter(count_name(Level.PATIENT)))
             adds_patient = txn.resource(ids[Level.PATIENT]) is None
-            return choose_victims(usage, prepared.instance.stored_size, adds_patient,
-                                  self._limits, self._candidates(txn, ids[Level.PATIENT]))
+            return choose_victims(
+                usage,
+                prepared.instance.stored_size,
+                adds_patient,
+                self._limits,
+                self._candidates(txn, ids[Level.PATIENT]),
+            )
 
         victims = self._index.read(decide)
         if victims is None:
@@ -126,14 +132,15 @@ class Ingestor:
     def _store_and_index(self, prepared: PreparedInstance, origin: Origin) -> IngestResult:
         instance = prepared.instance
         ids = instance_ids(instance)
-        put = self._store.put_prepared(prepared,
-                                       overwrite=self._policy is ConflictPolicy.OVERWRITE)
+        put = self._store.put_prepared(prepared, overwrite=self._policy is ConflictPolicy.OVERWRITE)
         if put.status is PutStatus.CONFLICT:
             if self._policy is ConflictPolicy.REJECT:
                 raise InstanceConflict(
-                    f"instance {instance.sop_uid} is already stored with different content")
-            log.warning("instance %s: different content under a known UID; kept the first",
-                        instance.sop_uid)
+                    f"instance {instance.sop_uid} is already stored with different content"
+                )
+            log.warning(
+                "instance %s: different content under a known UID; kept the first", instance.sop_uid
+            )
             return IngestResult(IngestStatus.ALREADY_STORED, ids, instance, conflict=True)
         if put.status is PutStatus.ALREADY_STORED and self._index.read(
             lambda txn: txn.resource(ids[Level.INSTANCE]) is not None

@@ -40,21 +40,26 @@ def indexed_instances(txn: Txn, study_uid: str) -> dict[str, dict[str, object]]:
     return found
 
 
-def reconcile_study(store: StudyStore, index: Index, writer: IndexWriter, study_uid: str,
-                    report: ReconcileReport) -> None:
+def reconcile_study(
+    store: StudyStore, index: Index, writer: IndexWriter, study_uid: str, report: ReconcileReport
+) -> None:
     try:
         stored = {i.sop_uid: i for i in store.instances(study_uid)}
     except NotFound:
         stored = {}
     indexed = index.read(lambda txn: indexed_instances(txn, study_uid))
     to_index: list[StoredInstance] = [
-        instance for sop_uid, instance in stored.items()
-        if sop_uid not in indexed or indexed[sop_uid].get("digest") != instance.digest
+        instance
+        for sop_uid, instance in stored.items()
+        if sop_uid not in indexed
+        or indexed[sop_uid].get("digest") != instance.digest
         or indexed[sop_uid]["id"] != instance_ids(instance)[Level.INSTANCE]
     ]
-    to_unindex = [str(record["id"]) for sop_uid, record in indexed.items()
-                  if sop_uid not in stored
-                  or record["id"] != instance_ids(stored[sop_uid])[Level.INSTANCE]]
+    to_unindex = [
+        str(record["id"])
+        for sop_uid, record in indexed.items()
+        if sop_uid not in stored or record["id"] != instance_ids(stored[sop_uid])[Level.INSTANCE]
+    ]
 
     def apply(txn: Txn) -> None:
         for resource_id in to_unindex:
@@ -68,12 +73,17 @@ def reconcile_study(store: StudyStore, index: Index, writer: IndexWriter, study_
     report.indexed += len(to_index)
     report.unindexed += len(to_unindex)
     if to_index or to_unindex:
-        log.warning("study %s: indexed %d, unindexed %d instances to match storage",
-                    study_uid, len(to_index), len(to_unindex))
+        log.warning(
+            "study %s: indexed %d, unindexed %d instances to match storage",
+            study_uid,
+            len(to_index),
+            len(to_unindex),
+        )
 
 
-def recover(store: StudyStore, index: Index, writer: IndexWriter,
-            pending: list[str]) -> ReconcileReport:
+def recover(
+    store: StudyStore, index: Index, writer: IndexWriter, pending: list[str]
+) -> ReconcileReport:
     """Reconcile the studies a crash may have left inconsistent."""
     report = ReconcileReport()
     studies = set(pending) | set(index.read(lambda txn: txn.dirty_studies()))

@@ -79,6 +79,7 @@ class StoredInstance:
     sop_uid: str
     metadata: dict[str, Any]
     digest: str
+    #: compressed bytes of its frames and bulk data (the same staged or sealed)
     stored_size: int
     uncompressed_size: int
 
@@ -117,14 +118,14 @@ class StudySize:
     staged_count: int
 
 
-def _stored_instance(source: InstanceSource, stored_size: int | None = None) -> StoredInstance:
+def _stored_instance(source: InstanceSource) -> StoredInstance:
     return StoredInstance(
         source.study_uid,
         source.series_uid,
         source.sop_uid,
         source.metadata,
         source.digest,
-        source.compressed_size if stored_size is None else stored_size,
+        source.compressed_size,
         source.uncompressed_size,
     )
 
@@ -197,8 +198,7 @@ class StudyStore:
         source_size = _size_of(source)
         split = split_dataset(read_p10(source))
         staged_bytes, staged = build_staged(split, self.level)
-        return PreparedInstance(_stored_instance(staged, len(staged_bytes)), staged_bytes,
-                                source_size)
+        return PreparedInstance(_stored_instance(staged), staged_bytes, source_size)
 
     def put_instance(
         self, source: bytes | Path | BinaryIO, *, overwrite: bool = False

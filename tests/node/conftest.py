@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from node.config import CoreSettings
+from node.core import NodeCore
+
+MakeCore = Callable[..., NodeCore]
+
+
+@pytest.fixture
+def make_core(tmp_path: Path) -> Iterator[MakeCore]:
+    opened: list[NodeCore] = []
+
+    def make(**settings: Any) -> NodeCore:
+        settings.setdefault("data_dir", tmp_path / "data")
+        core = NodeCore(CoreSettings(**settings))
+        core.open(background=False)
+        opened.append(core)
+        return core
+
+    yield make
+    for core in opened:
+        if core.index is not None:
+            core.close()
+
+
+@pytest.fixture
+def core(make_core: MakeCore) -> NodeCore:
+    return make_core()

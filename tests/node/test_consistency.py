@@ -1,0 +1,200 @@
+"""Change feed order under concurrent ingest; crash-kill recovery; reindex."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from node.config import CoreSettings
+from node.core import NodeCore
+from node.ids import Level
+from node.reconcile import indexed_instances
+from tests.node.conftest import MakeCore
+from tests.storage.helpers import ct_bytes
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_change_feed_is_ordered_under_concurrent_ingest(core: NodeCore) -> None:
+    def send(thread: int) -> None:
+        for index in range(15):
+            core.ingest(ct_bytes(index, patient=thread + 1, series=1 + index % 2))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    feed = core.changes(0, 10_000)
+    assert feed.done
+    seqs = [c["Seq"] for c in feed.changes]
+    assert seqs == list(range(1, len(seqs) + 1))
+    kinds = [c["ChangeType"] for c in feed.changes]
+    assert kinds.count("NewInstance") == 60 and kinds.count("NewSeries") == 8
+    assert kinds.count("NewPatient") == 4 and kinds.count("NewStudy") == 4
+    first_seen: dict[str, int] = {}
+    for change in feed.changes:
+        first_seen.setdefault(change["ID"], change["Seq"])
+    for change in feed.changes:  # a parent is announced before anything below it
+        if change["ChangeType"] == "NewInstance":
+            record = core.resource(change["ID"])
+            assert first_seen[record["parent"]] < change["Seq"]
+
+
+def test_changes_paging_with_a_cursor(core: NodeCore) -> None:
+    for index in range(5):
+        core.ingest(ct_bytes(index))
+    seen, cursor = [], 0
+    while True:
+        page = core.changes(cursor, 3)
+        seen.extend(c["Seq"] for c in page.changes)
+        cursor = page.last
+        if page.done:
+            break
+    assert seen == list(range(1, core.statistics()["LastChange"] + 1))
+    assert core.changes(cursor, 3).changes == []
+
+
+def snapshot(core: NodeCore) -> dict[str, dict]:
+    """The DICOM part of the index: records without dates, per resource id."""
+    found = {}
+    for level in Level:
+        for resource_id in core.list_ids(level):
+            record = core.resource(resource_id)
+            found[resource_id] = {
+                k: v for k, v in record.items() if k not in ("created", "last_update")
+            }
+    return found
+
+
+def test_reindex_rebuilds_an_equivalent_index(make_core: MakeCore, tmp_path: Path) -> None:
+    core = make_core()
+    for patient in (1, 2):
+        for series in (1, 2):
+            for index in range(3):
+                core.ingest(ct_bytes(index, patient=patient, series=series))
+    patient_id = core.list_ids(Level.PATIENT)[0]
+    core.annotations.set_metadata(patient_id, "1024", "kept")
+    core.annotations.set_protected(patient_id, True)
+    core.seal_quiet_studies(now=time.monotonic() + 3600)
+    before = snapshot(core)
+    stats = core.statistics()
+
+    report = core.reindex()  # on an intact index: nothing changes, annotations stay
+    assert (report.indexed, report.unindexed) == (0, 0)
+    assert snapshot(core) == before
+    assert core.annotations.get_metadata(patient_id, "1024") == "kept"
+    assert core.annotations.is_protected(patient_id)
+
+    core.close()
+    shutil.rmtree(tmp_path / "data" / "index")
+    rebuilt = make_core()
+    report = rebuilt.reindex()
+    assert report.indexed == 12
+    assert snapshot(rebuilt) == before
+    for key in (
+        "CountPatients",
+        "CountStudies",
+        "CountSeries",
+        "CountInstances",
+        "TotalDiskSize",
+        "TotalUncompressedSize",
+    ):
+        assert rebuilt.statistics()[key] == stats[key], key
+
+
+def test_recovery_finishes_what_a_crash_interrupted(make_core: MakeCore) -> None:
+    core = make_core()
+    kept = core.ingest(ct_bytes(0))
+    doomed = core.ingest(ct_bytes(1))
+    study_uid = kept.instance.study_uid
+    core.seal_quiet_studies(now=time.monotonic() + 3600)
+    # a deletion that stopped after storage, before the index (Deleter's first two steps)
+    core.writer.run(lambda txn: txn.mark_dirty(study_uid))
+    core.store.delete_instances(study_uid, {doomed.instance.sop_uid})
+    # an ingest that stopped after storage, before the index
+    late = core.store.put_instance(ct_bytes(2))
+    core.close()
+
+    reopened = make_core()
+    sops = reopened.index.read(lambda txn: set(indexed_instances(txn, study_uid)))
+    assert sops == {kept.instance.sop_uid, late.instance.sop_uid}
+    assert sops == {i.sop_uid for i in reopened.store.instances(study_uid)}
+    assert reopened.index.read(lambda txn: txn.dirty_studies()) == []
+    assert reopened.statistics()["CountInstances"] == 2
+
+
+def run_and_kill(data_dir: Path, log: Path, round_number: int, delay: float) -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.node.crash_worker",
+            str(data_dir),
+            str(log),
+            str(round_number),
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while b"ready" not in log.read_bytes():
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+def test_sigkill_during_ingest_then_recovery(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "acks.log"
+    log.write_text("")
+    rng = random.Random(7)
+    for round_number in range(8):
+        run_and_kill(data_dir, log, round_number, rng.uniform(0.2, 1.2))
+        with NodeCore(CoreSettings(data_dir, maximum_patient_count=4)) as core:
+            check_consistent(core, log)
+
+
+def check_consistent(core: NodeCore, log: Path) -> None:
+    acked: dict[str, str] = {}
+    deleting: set[str] = set()
+    for line in log.read_text().splitlines():
+        words = line.split()
+        if words and words[0] == "acked":
+            acked[words[1]] = words[2]
+            deleting.discard(words[1])
+        elif words and words[0] == "deleting":
+            deleting.add(words[1])
+    studies = set(core.store.study_uids())
+    for study_uid in studies | set(acked.values()):
+        indexed = core.index.read(lambda txn, uid=study_uid: set(indexed_instances(txn, uid)))
+        try:
+            stored = {i.sop_uid for i in core.store.instances(study_uid)}
+        except Exception:
+            stored = set()
+        assert indexed == stored, study_uid
+    # every acknowledged instance is there unless it was deleted or recycled afterwards
+    recycled = {
+        c["Uids"].get("PatientID")
+        for c in core.changes(0, 10_000).changes
+        if c["ChangeType"] == "Deleted"
+    }
+    present = {
+        sop
+        for study in studies
+        for sop in core.index.read(lambda txn, uid=study: set(indexed_instances(txn, uid)))
+    }
+    for sop, study in acked.items():
+        if sop in deleting or sop in present:
+            continue
+        assert recycled, f"acknowledged instance {sop} of {study} is missing"
+    stats = core.statistics()
+    assert stats["CountPatients"] <= 4
