@@ -1,13 +1,20 @@
-"""Settings of a node's core (what the ``[storage]``, ``[metadata]`` and ``[attachments]``
-sections of the TOML file hold). Loading and validating the file comes with the node services.
+"""The node's configuration: one TOML file over the embedded defaults, validated at start.
+
+Every error names the file and the key. ``configs/default.toml`` holds the
+defaults; a user's file only needs the keys it changes.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
+from node.errors import ConfigError
 from node.recycling import Limits, StorageMode
 
 _MB = 1024 * 1024
@@ -42,3 +49,233 @@ class CoreSettings:
             self.maximum_patient_count,
             self.maximum_storage_mode,
         )
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8042
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class DicomSettings:
+    aet: str = "PACSNODE"
+    host: str = "127.0.0.1"
+    port: int = 4242
+    accept_unknown_callers: bool = True
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    aet: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    core: CoreSettings
+    http: HttpSettings
+    dicom: DicomSettings
+    users: tuple[User, ...] = ()
+    modalities: tuple[Modality, ...] = ()
+    source: str = "embedded defaults"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.core.data_dir
+
+
+# section -> key -> accepted types; "[[users]]" and "[[modalities]]" are lists of tables
+_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "": {"data_dir": (str,)},
+    "http": {"host": (str,), "port": (int,), "tls_cert": (str,), "tls_key": (str,)},
+    "dicom": {"aet": (str,), "host": (str,), "port": (int,), "accept_unknown_callers": (bool,)},
+    "storage": {
+        "compression": (bool,), "compression_level": (int,), "stable_age_s": (int, float),
+        "maximum_storage_size_mb": (int,), "maximum_patient_count": (int,),
+        "maximum_storage_mode": (str,), "conflict_policy": (str,),
+    },
+    "users": {"name": (str,), "password_hash": (str,)},
+    "modalities": {"name": (str,), "aet": (str,), "host": (str,), "port": (int,)},
+}
+_TABLES = {"http", "dicom", "storage", "metadata", "attachments"}
+_LISTS = {"users", "modalities"}
+
+
+def default_config_text() -> str:
+    return resources.files("configs").joinpath("default.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: Path | None = None) -> NodeConfig:
+    """Read ``path`` (or only the defaults) and return a validated configuration."""
+    merged = tomllib.loads(default_config_text())
+    source, base = "embedded defaults", Path.cwd()
+    if path is not None:
+        source, base = str(path), path.resolve().parent
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from exc
+        try:
+            overrides = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        for key, value in overrides.items():
+            if key in _TABLES and isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+    return _build(merged, source, base)
+
+
+def _check(source: str, section: str, table: dict[str, Any]) -> None:
+    schema = _SCHEMA[section]
+    for key, value in table.items():
+        name = f"{section}.{key}" if section else key
+        if key not in schema:
+            if section == "" and key in _TABLES | _LISTS:
+                continue
+            raise ConfigError(f"{source}: unknown key '{name}'")
+        types = schema[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise ConfigError(f"{source}: '{name}' must be {wanted}, not {value!r}")
+
+
+def _table(source: str, merged: dict[str, Any], section: str) -> dict[str, Any]:
+    table = merged.get(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: '{section}' must be a table")
+    if section in _SCHEMA:
+        _check(source, section, table)
+    return table
+
+
+def _port(source: str, name: str, value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ConfigError(f"{source}: '{name}' must be a port number 1..65535")
+    return value
+
+
+def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
+    _check(source, "", merged)
+    http = _table(source, merged, "http")
+    dicom = _table(source, merged, "dicom")
+    storage = _table(source, merged, "storage")
+    users = tuple(User(**_entry(source, "users", u)) for u in merged.get("users", []))
+    modalities = tuple(Modality(**_entry(source, "modalities", m))
+                       for m in merged.get("modalities", []))
+    data_dir = Path(merged.get("data_dir", "pacsnode-data"))
+    core = CoreSettings(
+        data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
+        compression=storage["compression"],
+        compression_level=_ranged(source, "storage.compression_level",
+                                  storage["compression_level"], 1, 9),
+        stable_age_s=float(_ranged(source, "storage.stable_age_s", storage["stable_age_s"],
+                                   0, 86400)),
+        maximum_storage_size_mb=_ranged(source, "storage.maximum_storage_size_mb",
+                                        storage["maximum_storage_size_mb"], 0, 1 << 40),
+        maximum_patient_count=_ranged(source, "storage.maximum_patient_count",
+                                      storage["maximum_patient_count"], 0, 1 << 40),
+        maximum_storage_mode=_choice(source, "storage.maximum_storage_mode",
+                                     storage["maximum_storage_mode"], StorageMode),
+        conflict_policy=_choice(source, "storage.conflict_policy", storage["conflict_policy"],
+                                ConflictPolicy),
+        metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
+        attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
+    )
+    config = NodeConfig(
+        core=core,
+        http=HttpSettings(http["host"], _port(source, "http.port", http["port"]),
+                          _path(base, http.get("tls_cert")), _path(base, http.get("tls_key"))),
+        dicom=DicomSettings(_aet(source, dicom["aet"]), dicom["host"],
+                            _port(source, "dicom.port", dicom["port"]),
+                            dicom["accept_unknown_callers"]),
+        users=users, modalities=modalities, source=source,
+    )
+    _check_secure(config)
+    return config
+
+
+def _entry(source: str, section: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: each [[{section}]] entry must be a table")
+    _check(source, section, value)
+    missing = set(_SCHEMA[section]) - set(value)
+    if missing:
+        raise ConfigError(f"{source}: [[{section}]] entry lacks {', '.join(sorted(missing))}")
+    return value
+
+
+def _ranged(source: str, name: str, value: int | float, low: int, high: int) -> Any:
+    if not low <= value <= high:
+        raise ConfigError(f"{source}: '{name}' must be between {low} and {high}")
+    return value
+
+
+def _choice(source: str, name: str, value: str, choices: type[StrEnum]) -> Any:
+    try:
+        return choices(value)
+    except ValueError:
+        allowed = ", ".join(repr(c.value) for c in choices)
+        raise ConfigError(f"{source}: '{name}' must be one of {allowed}") from None
+
+
+def _aet(source: str, value: str) -> str:
+    if not 0 < len(value) <= 16 or not value.isascii() or "\\" in value:
+        raise ConfigError(f"{source}: 'dicom.aet' must be 1..16 ASCII characters")
+    return value
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else base / path
+
+
+def _metadata_names(source: str, table: dict[str, Any]) -> dict[str, int]:
+    names = table.get("names", {})
+    for name, key in names.items():
+        if not isinstance(key, int) or not 1024 <= key <= 65535:
+            raise ConfigError(f"{source}: 'metadata.names.{name}' must be 1024..65535")
+    return dict(names)
+
+
+def _attachment_types(source: str, table: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    for name, value in table.get("types", {}).items():
+        if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
+                or not isinstance(value[1], str) or not 1024 <= value[0] <= 65535):
+            raise ConfigError(
+                f"{source}: 'attachments.types.{name}' must be [number 1024..65535, \"mime/type\"]")
+        found[name] = (value[0], value[1])
+    return found
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_secure(config: NodeConfig) -> None:
+    exposed = [f"{name} on {host}" for name, host in
+               (("http", config.http.host), ("dicom", config.dicom.host)) if not is_loopback(host)]
+    if exposed and not config.users:
+        raise ConfigError(
+            f"{config.source}: listening {' and '.join(exposed)} needs at least one [[users]] "
+            "entry (run `pacsnode hash-password` to make one), or keep the hosts on 127.0.0.1")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from node import changes
 from node.annotations import Annotations
@@ -30,6 +31,7 @@ from storage.attachments import AttachmentStore
 from storage.store import StudyStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _SEAL_INTERVAL_S = 1.0
 
 
@@ -138,6 +140,10 @@ class NodeCore:
         return reindex(self.store, self._index, self.writer)
 
     # --- reads ---------------------------------------------------------------------------
+
+    def read(self, fn: Callable[[Txn], T]) -> T:
+        """Run ``fn`` in a read snapshot of the index."""
+        return self._index.read(fn)
 
     def resource(self, resource_id: str, level: Level | None = None) -> dict[str, Any]:
         """The resource's record with its children ids."""

@@ -10,6 +10,7 @@ from storage.errors import DomainError, NotFound, StorageFull
 
 __all__ = [
     "BadRequest",
+    "ConfigError",
     "DomainError",
     "InstanceConflict",
     "NotFound",
@@ -47,3 +48,10 @@ class InstanceConflict(DomainError):
     http_status = 409
     #: "Refused: SOP class not supported" is wrong here; 0xA900 "does not match" is closest
     dimse_status = 0xA900
+
+
+class ConfigError(DomainError):
+    """The configuration file is unreadable or has a wrong key or value."""
+
+    code = "invalid-config"
+    http_status = 500

@@ -1,0 +1,1 @@
+"""The embedded default configuration and worked examples (TOML files)."""

@@ -1,0 +1,209 @@
+"""``pacsnode``: serve a node and work on its data from the command line.
+
+Exit codes: 0 success, 1 the command ran but found or refused something
+(refused files, verification problems), 2 bad usage, configuration or data
+directory (for example another pacsnode process owns it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from node.config import NodeConfig, load_config
+from node.core import NodeCore
+from node.errors import DomainError
+from node.hierarchy import Origin, instances_under
+from node.ingest import IngestStatus
+
+EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
+
+
+def _open(config: NodeConfig, background: bool = False) -> NodeCore:
+    core = NodeCore(config.core)
+    core.open(background=background)
+    return core
+
+
+def cmd_serve(config: NodeConfig, args: argparse.Namespace) -> int:
+    from node.server import serve
+
+    serve(config)
+    return EXIT_OK
+
+
+def _files(paths: list[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            yield path
+
+
+def _import_one(core: NodeCore, name: str, data: bytes, totals: dict[str, int]) -> None:
+    try:
+        result = core.ingest(data, Origin(kind="Import"))
+    except DomainError as exc:
+        totals["refused"] += 1
+        print(f"\nrefused {name}: {exc.message}", file=sys.stderr)
+        return
+    key = "stored" if result.status is IngestStatus.SUCCESS else "duplicate"
+    totals[key] += 1
+
+
+def cmd_import(config: NodeConfig, args: argparse.Namespace) -> int:
+    totals = {"stored": 0, "duplicate": 0, "refused": 0}
+    core = _open(config)
+    try:
+        for count, path in enumerate(_files(args.paths), start=1):
+            if not path.exists():
+                totals["refused"] += 1
+                print(f"\nrefused {path}: no such file", file=sys.stderr)
+                continue
+            if zipfile.is_zipfile(path):
+                with zipfile.ZipFile(path) as archive:
+                    for info in archive.infolist():
+                        if not info.is_dir():
+                            _import_one(core, f"{path}:{info.filename}", archive.read(info),
+                                        totals)
+            else:
+                _import_one(core, str(path), path.read_bytes(), totals)
+            if sys.stderr.isatty():
+                print(f"\r{count} files, {totals['stored']} stored", end="", file=sys.stderr)
+    finally:
+        core.close()
+    print(json.dumps(totals))
+    return EXIT_FOUND_PROBLEMS if totals["refused"] else EXIT_OK
+
+
+def cmd_export(config: NodeConfig, args: argparse.Namespace) -> int:
+    core = _open(config)
+    try:
+        core.resource(args.resource)
+        records = core.read(lambda txn: instances_under(txn, args.resource))
+        args.to.mkdir(parents=True, exist_ok=True)
+        for record in records:
+            data = core.store.instance_p10(record["study_uid"], record["series_uid"],
+                                           record["sop_uid"])
+            (args.to / f"{record['sop_uid']}.dcm").write_bytes(data)
+        print(json.dumps({"exported": len(records), "to": str(args.to)}))
+    finally:
+        core.close()
+    return EXIT_OK
+
+
+def cmd_verify(config: NodeConfig, args: argparse.Namespace) -> int:
+    from node.verify import verify
+
+    core = _open(config)
+    try:
+        problems = verify(core)
+    finally:
+        core.close()
+    for problem in problems:
+        print(problem)
+    print(json.dumps({"problems": len(problems)}))
+    return EXIT_FOUND_PROBLEMS if problems else EXIT_OK
+
+
+def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
+    core = _open(config)
+    try:
+        report = core.reindex()
+    finally:
+        core.close()
+    print(json.dumps({"studies": report.studies, "indexed": report.indexed,
+                      "unindexed": report.unindexed}))
+    return EXIT_OK
+
+
+def _set_protection(config: NodeConfig, patient: str, protected: bool) -> int:
+    core = _open(config)
+    try:
+        core.annotations.set_protected(patient, protected)
+    finally:
+        core.close()
+    return EXIT_OK
+
+
+def cmd_protect(config: NodeConfig, args: argparse.Namespace) -> int:
+    return _set_protection(config, args.patient, True)
+
+
+def cmd_unprotect(config: NodeConfig, args: argparse.Namespace) -> int:
+    return _set_protection(config, args.patient, False)
+
+
+def cmd_stats(config: NodeConfig, args: argparse.Namespace) -> int:
+    core = _open(config)
+    try:
+        print(json.dumps(core.statistics(), indent=2))
+    finally:
+        core.close()
+    return EXIT_OK
+
+
+def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> int:
+    from node.auth import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+    if not password:
+        print("pacsnode: the password is empty", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pacsnode", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="TOML configuration (default: built-in)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: object, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    add("serve", cmd_serve, "run the node: REST API and DICOM services")
+    sub = add("import", cmd_import, "store DICOM files, folders (recursively) and ZIPs")
+    sub.add_argument("paths", nargs="+", type=Path)
+    sub = add("export", cmd_export, "write the P10 files of a patient/study/series to a folder")
+    sub.add_argument("resource", help="resource id (as /patients, /studies… show)")
+    sub.add_argument("--to", type=Path, required=True, help="destination folder")
+    add("verify", cmd_verify, "check the study ZIPs against the index")
+    add("reindex", cmd_reindex, "rebuild the DICOM part of the index from the study ZIPs")
+    sub = add("protect", cmd_protect, "protect a patient from recycling")
+    sub.add_argument("patient", help="patient resource id")
+    sub = add("unprotect", cmd_unprotect, "let a patient be recycled again")
+    sub.add_argument("patient", help="patient resource id")
+    add("stats", cmd_stats, "print counts and sizes")
+    add("hash-password", cmd_hash_password,
+        "read a password (prompt or stdin) and print its hash for [[users]]")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve"
+                        else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        if args.command == "hash-password":
+            return cmd_hash_password(None, args)
+        config = load_config(args.config)
+        return int(args.handler(config, args))
+    except DomainError as exc:
+        print(f"pacsnode: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

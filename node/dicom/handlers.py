@@ -1,0 +1,177 @@
+"""One function per DIMSE event, bound to the node core, returning DIMSE statuses.
+
+C-FIND, C-MOVE and C-GET handlers are generators, as pynetdicom expects.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context, events, evt
+
+from node.config import Modality
+from node.core import NodeCore
+from node.dicom.query import answer, query_level, query_of
+from node.errors import DomainError
+from node.find import tags_with_ancestors
+from node.hierarchy import Origin, instances_under
+from node.ids import Level
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+PENDING = 0xFF00
+CANCEL = 0xFE00
+UNABLE_TO_PROCESS = 0xC000
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNKNOWN_MOVE_DESTINATION = 0xA801
+_MAX_CONTEXTS = 128
+
+
+def set_nodelay(event: events.Event) -> None:
+    """Without TCP_NODELAY every small PDU waits ~40 ms for a delayed ACK."""
+    raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def handle_echo(event: events.Event) -> int:
+    return SUCCESS
+
+
+def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset:
+    requestor = event.assoc.requestor
+    origin = Origin(kind="DicomProtocol", remote_aet=requestor.ae_title.strip(),
+                    called_aet=aet, remote_ip=requestor.address)
+    try:
+        core.ingest(event.encoded_dataset(include_meta=True), origin)
+    except DomainError as exc:
+        log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc.message)
+        status = Dataset()
+        status.Status = exc.dimse_status
+        status.ErrorComment = exc.message[:64]
+        return status
+    except Exception:
+        log.exception("C-STORE from %s failed", origin.remote_aet)
+        return UNABLE_TO_PROCESS
+    return SUCCESS
+
+
+def _matches(core: NodeCore, identifier: Dataset) -> tuple[Level, list[str], list[str]] | None:
+    level = query_level(identifier)
+    if level is None:
+        return None
+    constraints, requested = query_of(identifier)
+    return level, core.find(level, constraints), requested
+
+
+def _counts(core: NodeCore, record: dict[str, Any]) -> dict[str, int]:
+    level = Level(record["level"])
+    counts = {}
+    if level is Level.STUDY:
+        counts["NumberOfStudyRelatedInstances"] = record["instances"]
+        counts["NumberOfStudyRelatedSeries"] = len(core.resource(record["id"])["children"])
+    elif level is Level.SERIES:
+        counts["NumberOfSeriesRelatedInstances"] = record["instances"]
+    elif level is Level.PATIENT:
+        counts["NumberOfPatientRelatedStudies"] = len(core.resource(record["id"])["children"])
+    return counts
+
+
+def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Dataset | None]]:
+    try:
+        found = _matches(core, event.identifier)
+    except DomainError as exc:
+        log.warning("C-FIND refused: %s", exc.message)
+        yield IDENTIFIER_DOES_NOT_MATCH, None
+        return
+    if found is None:
+        yield IDENTIFIER_DOES_NOT_MATCH, None
+        return
+    level, ids, requested = found
+    for resource_id in ids:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        record = core.resource(resource_id)
+        tags = core.read(lambda txn, r=record: tags_with_ancestors(txn, r))
+        yield PENDING, answer(level, tags, requested, _counts(core, record))
+
+
+def _instances(core: NodeCore, identifier: Dataset) -> list[dict[str, Any]] | None:
+    found = _matches(core, identifier)
+    if found is None:
+        return None
+    _, ids, _ = found
+    records: list[dict[str, Any]] = []
+    for resource_id in ids:
+        records.extend(core.read(lambda txn, rid=resource_id: instances_under(txn, rid)))
+    return records
+
+
+def _datasets(core: NodeCore, records: list[dict[str, Any]],
+              event: events.Event) -> Iterator[tuple[int, Dataset | None]]:
+    for record in records:
+        if event.is_cancelled:
+            yield CANCEL, None
+            return
+        data = core.store.instance_p10(record["study_uid"], record["series_uid"],
+                                       record["sop_uid"])
+        yield PENDING, pydicom.dcmread(io.BytesIO(data))
+
+
+def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
+    try:
+        records = _instances(core, event.identifier)
+    except DomainError:
+        records = None
+    if records is None:
+        yield 0
+        yield IDENTIFIER_DOES_NOT_MATCH, None
+        return
+    yield len(records)
+    yield from _datasets(core, records, event)
+
+
+def _move_contexts(core: NodeCore, records: list[dict[str, Any]]) -> list[Any]:
+    """Presentation contexts for the sub-association: each SOP class in its stored syntax."""
+    syntaxes: dict[str, list[str]] = {}
+    for record in records:
+        sop_class = record["tags"].get("SOPClassUID")
+        if not sop_class:
+            continue
+        stored = core.annotations.metadata(record["id"]).get("TransferSyntax")
+        wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        if stored and stored not in wanted:
+            wanted.insert(0, stored)
+    return [build_context(sop_class, wanted)
+            for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]]
+
+
+def handle_move(event: events.Event, core: NodeCore,
+                modalities: tuple[Modality, ...]) -> Iterator[Any]:
+    destination = next((m for m in modalities if m.aet == event.move_destination.strip()), None)
+    if destination is None:
+        log.warning("C-MOVE to unknown destination %r", event.move_destination)
+        yield None, None
+        return
+    try:
+        records = _instances(core, event.identifier)
+    except DomainError:
+        records = None
+    options = {"contexts": _move_contexts(core, records or []),
+               "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)]}
+    yield destination.host, destination.port, options
+    if records is None:
+        yield 0
+        yield IDENTIFIER_DOES_NOT_MATCH, None
+        return
+    yield len(records)
+    yield from _datasets(core, records, event)

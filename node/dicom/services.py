@@ -1,0 +1,65 @@
+"""The node's DICOM application entity: what it accepts and which handler answers."""
+
+from __future__ import annotations
+
+import logging
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
+from pynetdicom.transport import ThreadedAssociationServer
+
+from node.config import NodeConfig
+from node.core import NodeCore
+from node.dicom import handlers
+
+log = logging.getLogger(__name__)
+
+_QUERY_MODELS = (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelMove,
+    PatientRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelGet,
+)
+
+
+def make_ae(config: NodeConfig) -> AE:
+    ae = AE(ae_title=config.dicom.aet)
+    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    for context in AllStoragePresentationContexts:
+        # scp_role for C-GET: the requestor stores what we send on its association
+        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES,
+                                 scp_role=True, scu_role=False)
+    for model in _QUERY_MODELS:
+        ae.add_supported_context(model)
+    if not config.dicom.accept_unknown_callers:
+        ae.require_calling_aet = [modality.aet for modality in config.modalities] or ["-"]
+    ae.maximum_associations = 32
+    return ae
+
+
+def start_dicom_server(core: NodeCore, config: NodeConfig) -> ThreadedAssociationServer:
+    """Listen for associations in background threads; stop with ``server.shutdown()``."""
+    ae = make_ae(config)
+    bindings = [
+        (evt.EVT_CONN_OPEN, handlers.set_nodelay),
+        (evt.EVT_C_ECHO, handlers.handle_echo),
+        (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
+        (evt.EVT_C_FIND, handlers.handle_find, [core]),
+        (evt.EVT_C_GET, handlers.handle_get, [core]),
+        (evt.EVT_C_MOVE, handlers.handle_move, [core, config.modalities]),
+    ]
+    server = ae.start_server((config.dicom.host, config.dicom.port), block=False,
+                             evt_handlers=bindings)
+    log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host,
+             config.dicom.port)
+    return server

@@ -1,0 +1,1 @@
+"""The curl-friendly REST API (aiohttp), Orthanc-compatible where Orthanc has the endpoint."""

@@ -1,0 +1,196 @@
+"""``/patients``, ``/studies``, ``/series``, ``/instances``: list, show, delete, content."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.core import NodeCore
+from node.errors import BadRequest
+from node.ids import Level
+from node.rest.app import blocking, core_of
+from node.rest.archive import stream_archive
+from node.rest.tags import orthanc_tags, simplified_tags
+
+_CHILDREN_FIELD = {
+    Level.PATIENT: "Studies",
+    Level.STUDY: "Series",
+    Level.SERIES: "Instances",
+}
+_PARENT_FIELD = {
+    Level.STUDY: "ParentPatient",
+    Level.SERIES: "ParentStudy",
+    Level.INSTANCE: "ParentSeries",
+}
+
+
+def level_of(request: web.Request) -> Level:
+    return Level.parse(request.match_info["level"])
+
+
+def int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an integer") from None
+    if value < 0:
+        raise BadRequest(f"'{name}' must not be negative")
+    return value
+
+
+def flag_param(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "false").lower() not in ("false", "0", "no")
+
+
+def describe(core: NodeCore, resource_id: str, level: Level | None = None,
+             pending: set[str] | None = None) -> dict[str, Any]:
+    """A resource as Orthanc's ``GET /{level}/{id}`` shows it."""
+    record = core.resource(resource_id, level)
+    level = Level(record["level"])
+    pending = pending if pending is not None else set(core.store.pending_studies())
+    shown: dict[str, Any] = {
+        "ID": resource_id,
+        "Type": level.value,
+        "MainDicomTags": record["tags"],
+        "LastUpdate": record["last_update"],
+    }
+    if level in _PARENT_FIELD:
+        shown[_PARENT_FIELD[level]] = record["parent"]
+    if level in _CHILDREN_FIELD:
+        shown[_CHILDREN_FIELD[level]] = record["children"]
+        shown["IsStable"] = not _has_pending(core, record, pending)
+    if level is Level.STUDY:
+        shown["PatientMainDicomTags"] = record.get("patient_tags", {})
+    if level is Level.SERIES:
+        shown["Status"] = "Unknown"
+        shown["ExpectedNumberOfInstances"] = None
+    if level is Level.INSTANCE:
+        shown["FileSize"] = record["size"]
+        shown["FileUuid"] = record["digest"]
+        index = core.annotations.metadata(resource_id).get("IndexInSeries")
+        shown["IndexInSeries"] = int(index) if index else None
+    return shown
+
+
+def _has_pending(core: NodeCore, record: dict[str, Any], pending: set[str]) -> bool:
+    study_uid = record["tags"].get("StudyInstanceUID")
+    if study_uid is not None:
+        return study_uid in pending
+    for child in record["children"]:
+        child_record = core.resource(child)
+        if _has_pending(core, child_record, pending):
+            return True
+    return False
+
+
+async def list_resources(request: web.Request) -> web.Response:
+    core = core_of(request)
+    level = level_of(request)
+    since = int_param(request, "since", 0)
+    limit = int_param(request, "limit", 0)
+    expand = flag_param(request, "expand")
+
+    def work() -> list[Any]:
+        ids = core.list_ids(level, since=since, limit=limit or None)
+        if not expand:
+            return ids
+        pending = set(core.store.pending_studies())
+        return [describe(core, resource_id, level, pending) for resource_id in ids]
+
+    return web.json_response(await blocking(work))
+
+
+async def show_resource(request: web.Request) -> web.Response:
+    core = core_of(request)
+    return web.json_response(
+        await blocking(describe, core, request.match_info["id"], level_of(request)))
+
+
+def _ancestors(core: NodeCore, record: dict[str, Any]) -> list[dict[str, Any]]:
+    chain = []
+    while record["parent"]:
+        record = core.resource(record["parent"])
+        chain.append(record)
+    return chain
+
+
+async def delete_resource(request: web.Request) -> web.Response:
+    core = core_of(request)
+    resource_id = request.match_info["id"]
+    record = await blocking(core.resource, resource_id, level_of(request))
+    chain = await blocking(_ancestors, core, record)
+    removed = await blocking(core.delete, resource_id)
+    gone = {rid for _, rid, _ in removed.resources}
+    for ancestor in chain:
+        if ancestor["id"] not in gone:
+            ancestor_level = Level(ancestor["level"])
+            return web.json_response({"RemainingAncestor": {
+                "ID": ancestor["id"], "Type": ancestor_level.value,
+                "Path": f"/{ancestor_level.plural}/{ancestor['id']}"}})
+    return web.json_response({"RemainingAncestor": None})
+
+
+def _instance_uids(core: NodeCore, instance_id: str) -> tuple[str, str, str]:
+    record = core.resource(instance_id, Level.INSTANCE)
+    return record["study_uid"], record["series_uid"], record["sop_uid"]
+
+
+async def instance_file(request: web.Request) -> web.Response:
+    core = core_of(request)
+    uids = await blocking(_instance_uids, core, request.match_info["id"])
+    data = await blocking(core.store.instance_p10, *uids)
+    return web.Response(body=data, content_type="application/dicom")
+
+
+async def instance_tags(request: web.Request) -> web.Response:
+    core = core_of(request)
+    uids = await blocking(_instance_uids, core, request.match_info["id"])
+    metadata = await blocking(core.store.instance_metadata, *uids)
+    simplify = request.match_info["kind"] == "simplified-tags" or "simplify" in request.query
+    return web.json_response(simplified_tags(metadata) if simplify else orthanc_tags(metadata))
+
+
+async def instance_frames(request: web.Request) -> web.Response:
+    core = core_of(request)
+    uids = await blocking(_instance_uids, core, request.match_info["id"])
+    frames = await blocking(core.store.frames, *uids)
+    return web.json_response(list(range(len(frames))))
+
+
+async def instance_frame_raw(request: web.Request) -> web.Response:
+    """One frame as stored (Orthanc's ``/frames/{n}/raw``; n counts from 0)."""
+    core = core_of(request)
+    try:
+        number = int(request.match_info["frame"])
+    except ValueError:
+        raise BadRequest("the frame number must be an integer") from None
+    uids = await blocking(_instance_uids, core, request.match_info["id"])
+    part = await blocking(core.store.frame, *uids, number + 1)
+    return web.Response(body=part.payload, content_type=part.media_type,
+                        headers={"X-Transfer-Syntax": part.transfer_syntax})
+
+
+async def archive(request: web.Request) -> web.StreamResponse:
+    core = core_of(request)
+    level = level_of(request)
+    if level not in (Level.PATIENT, Level.STUDY, Level.SERIES):
+        raise BadRequest("archives are made of patients, studies or series")
+    resource_id = request.match_info["id"]
+    record = await blocking(core.resource, resource_id, level)
+    return await stream_archive(request, core, record)
+
+
+def setup_routes(app: web.Application) -> None:
+    level = "{level:patients|studies|series|instances}"
+    app.router.add_get(f"/{level}", list_resources)
+    app.router.add_get(f"/{level}/{{id}}", show_resource)
+    app.router.add_delete(f"/{level}/{{id}}", delete_resource)
+    app.router.add_get("/instances/{id}/file", instance_file)
+    app.router.add_get("/instances/{id}/{kind:tags|simplified-tags}", instance_tags)
+    app.router.add_get("/instances/{id}/frames", instance_frames)
+    app.router.add_get("/instances/{id}/frames/{frame}/raw", instance_frame_raw)
+    app.router.add_get("/{level:patients|studies|series}/{id}/archive", archive)
