@@ -25,8 +25,14 @@ def verify_password(password: str, stored: str) -> bool:
         if prefix != _PREFIX:
             return False
         expected = base64.urlsafe_b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.urlsafe_b64decode(salt),
-                                n=int(n), r=int(r), p=int(p), dklen=len(expected))
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.urlsafe_b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)

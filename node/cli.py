@@ -70,8 +70,7 @@ def cmd_import(config: NodeConfig, args: argparse.Namespace) -> int:
                 with zipfile.ZipFile(path) as archive:
                     for info in archive.infolist():
                         if not info.is_dir():
-                            _import_one(core, f"{path}:{info.filename}", archive.read(info),
-                                        totals)
+                            _import_one(core, f"{path}:{info.filename}", archive.read(info), totals)
             else:
                 _import_one(core, str(path), path.read_bytes(), totals)
             if sys.stderr.isatty():
@@ -89,8 +88,9 @@ def cmd_export(config: NodeConfig, args: argparse.Namespace) -> int:
         records = core.read(lambda txn: instances_under(txn, args.resource))
         args.to.mkdir(parents=True, exist_ok=True)
         for record in records:
-            data = core.store.instance_p10(record["study_uid"], record["series_uid"],
-                                           record["sop_uid"])
+            data = core.store.instance_p10(
+                record["study_uid"], record["series_uid"], record["sop_uid"]
+            )
             (args.to / f"{record['sop_uid']}.dcm").write_bytes(data)
         print(json.dumps({"exported": len(records), "to": str(args.to)}))
     finally:
@@ -118,8 +118,11 @@ def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
         report = core.reindex()
     finally:
         core.close()
-    print(json.dumps({"studies": report.studies, "indexed": report.indexed,
-                      "unindexed": report.unindexed}))
+    print(
+        json.dumps(
+            {"studies": report.studies, "indexed": report.indexed, "unindexed": report.unindexed}
+        )
+    )
     return EXIT_OK
 
 
@@ -184,15 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("unprotect", cmd_unprotect, "let a patient be recycled again")
     sub.add_argument("patient", help="patient resource id")
     add("stats", cmd_stats, "print counts and sizes")
-    add("hash-password", cmd_hash_password,
-        "read a password (prompt or stdin) and print its hash for [[users]]")
+    add(
+        "hash-password",
+        cmd_hash_password,
+        "read a password (prompt or stdin) and print its hash for [[users]]",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose or args.command == "serve"
-                        else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     try:
         if args.command == "hash-password":
             return cmd_hash_password(None, args)

@@ -101,9 +101,13 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "http": {"host": (str,), "port": (int,), "tls_cert": (str,), "tls_key": (str,)},
     "dicom": {"aet": (str,), "host": (str,), "port": (int,), "accept_unknown_callers": (bool,)},
     "storage": {
-        "compression": (bool,), "compression_level": (int,), "stable_age_s": (int, float),
-        "maximum_storage_size_mb": (int,), "maximum_patient_count": (int,),
-        "maximum_storage_mode": (str,), "conflict_policy": (str,),
+        "compression": (bool,),
+        "compression_level": (int,),
+        "stable_age_s": (int, float),
+        "maximum_storage_size_mb": (int,),
+        "maximum_patient_count": (int,),
+        "maximum_storage_mode": (str,),
+        "conflict_policy": (str,),
     },
     "users": {"name": (str,), "password_hash": (str,)},
     "modalities": {"name": (str,), "aet": (str,), "host": (str,), "port": (int,)},
@@ -173,35 +177,55 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
     dicom = _table(source, merged, "dicom")
     storage = _table(source, merged, "storage")
     users = tuple(User(**_entry(source, "users", u)) for u in merged.get("users", []))
-    modalities = tuple(Modality(**_entry(source, "modalities", m))
-                       for m in merged.get("modalities", []))
+    modalities = tuple(
+        Modality(**_entry(source, "modalities", m)) for m in merged.get("modalities", [])
+    )
     data_dir = Path(merged.get("data_dir", "pacsnode-data"))
     core = CoreSettings(
         data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
         compression=storage["compression"],
-        compression_level=_ranged(source, "storage.compression_level",
-                                  storage["compression_level"], 1, 9),
-        stable_age_s=float(_ranged(source, "storage.stable_age_s", storage["stable_age_s"],
-                                   0, 86400)),
-        maximum_storage_size_mb=_ranged(source, "storage.maximum_storage_size_mb",
-                                        storage["maximum_storage_size_mb"], 0, 1 << 40),
-        maximum_patient_count=_ranged(source, "storage.maximum_patient_count",
-                                      storage["maximum_patient_count"], 0, 1 << 40),
-        maximum_storage_mode=_choice(source, "storage.maximum_storage_mode",
-                                     storage["maximum_storage_mode"], StorageMode),
-        conflict_policy=_choice(source, "storage.conflict_policy", storage["conflict_policy"],
-                                ConflictPolicy),
+        compression_level=_ranged(
+            source, "storage.compression_level", storage["compression_level"], 1, 9
+        ),
+        stable_age_s=float(
+            _ranged(source, "storage.stable_age_s", storage["stable_age_s"], 0, 86400)
+        ),
+        maximum_storage_size_mb=_ranged(
+            source,
+            "storage.maximum_storage_size_mb",
+            storage["maximum_storage_size_mb"],
+            0,
+            1 << 40,
+        ),
+        maximum_patient_count=_ranged(
+            source, "storage.maximum_patient_count", storage["maximum_patient_count"], 0, 1 << 40
+        ),
+        maximum_storage_mode=_choice(
+            source, "storage.maximum_storage_mode", storage["maximum_storage_mode"], StorageMode
+        ),
+        conflict_policy=_choice(
+            source, "storage.conflict_policy", storage["conflict_policy"], ConflictPolicy
+        ),
         metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
         attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
     )
     config = NodeConfig(
         core=core,
-        http=HttpSettings(http["host"], _port(source, "http.port", http["port"]),
-                          _path(base, http.get("tls_cert")), _path(base, http.get("tls_key"))),
-        dicom=DicomSettings(_aet(source, dicom["aet"]), dicom["host"],
-                            _port(source, "dicom.port", dicom["port"]),
-                            dicom["accept_unknown_callers"]),
-        users=users, modalities=modalities, source=source,
+        http=HttpSettings(
+            http["host"],
+            _port(source, "http.port", http["port"]),
+            _path(base, http.get("tls_cert")),
+            _path(base, http.get("tls_key")),
+        ),
+        dicom=DicomSettings(
+            _aet(source, dicom["aet"]),
+            dicom["host"],
+            _port(source, "dicom.port", dicom["port"]),
+            dicom["accept_unknown_callers"],
+        ),
+        users=users,
+        modalities=modalities,
+        source=source,
     )
     _check_secure(config)
     return config
@@ -255,10 +279,16 @@ def _metadata_names(source: str, table: dict[str, Any]) -> dict[str, int]:
 def _attachment_types(source: str, table: dict[str, Any]) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for name, value in table.get("types", {}).items():
-        if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
-                or not isinstance(value[1], str) or not 1024 <= value[0] <= 65535):
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or not isinstance(value[0], int)
+            or not isinstance(value[1], str)
+            or not 1024 <= value[0] <= 65535
+        ):
             raise ConfigError(
-                f"{source}: 'attachments.types.{name}' must be [number 1024..65535, \"mime/type\"]")
+                f"{source}: 'attachments.types.{name}' must be [number 1024..65535, \"mime/type\"]"
+            )
         found[name] = (value[0], value[1])
     return found
 
@@ -273,9 +303,13 @@ def is_loopback(host: str) -> bool:
 
 
 def _check_secure(config: NodeConfig) -> None:
-    exposed = [f"{name} on {host}" for name, host in
-               (("http", config.http.host), ("dicom", config.dicom.host)) if not is_loopback(host)]
+    exposed = [
+        f"{name} on {host}"
+        for name, host in (("http", config.http.host), ("dicom", config.dicom.host))
+        if not is_loopback(host)
+    ]
     if exposed and not config.users:
         raise ConfigError(
             f"{config.source}: listening {' and '.join(exposed)} needs at least one [[users]] "
-            "entry (run `pacsnode hash-password` to make one), or keep the hosts on 127.0.0.1")
+            "entry (run `pacsnode hash-password` to make one), or keep the hosts on 127.0.0.1"
+        )

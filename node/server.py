@@ -27,17 +27,31 @@ def serve(config: NodeConfig) -> None:
     core = NodeCore(config.core)
     report = core.open()
     if report.indexed or report.unindexed:
-        log.warning("recovery: indexed %d and unindexed %d instances", report.indexed,
-                    report.unindexed)
+        log.warning(
+            "recovery: indexed %d and unindexed %d instances", report.indexed, report.unindexed
+        )
     dicom = start_dicom_server(core, config)
     app = create_app(core, config)
 
     async def shutdown(_: web.Application) -> None:
+        for association in dicom.active_associations:
+            association.abort()  # a peer that never releases must not hold up the exit
         dicom.shutdown()
         core.close()
 
     app.on_cleanup.append(shutdown)
-    log.info("REST API on http%s://%s:%d/ (data in %s)", "s" if config.http.tls_cert else "",
-             config.http.host, config.http.port, config.data_dir)
-    web.run_app(app, host=config.http.host, port=config.http.port,
-                ssl_context=tls_context(config), print=None, access_log=None)
+    log.info(
+        "REST API on http%s://%s:%d/ (data in %s)",
+        "s" if config.http.tls_cert else "",
+        config.http.host,
+        config.http.port,
+        config.data_dir,
+    )
+    web.run_app(
+        app,
+        host=config.http.host,
+        port=config.http.port,
+        ssl_context=tls_context(config),
+        print=None,
+        access_log=None,
+    )

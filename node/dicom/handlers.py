@@ -48,8 +48,12 @@ def handle_echo(event: events.Event) -> int:
 
 def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset:
     requestor = event.assoc.requestor
-    origin = Origin(kind="DicomProtocol", remote_aet=requestor.ae_title.strip(),
-                    called_aet=aet, remote_ip=requestor.address)
+    origin = Origin(
+        kind="DicomProtocol",
+        remote_aet=requestor.ae_title.strip(),
+        called_aet=aet,
+        remote_ip=requestor.address,
+    )
     try:
         core.ingest(event.encoded_dataset(include_meta=True), origin)
     except DomainError as exc:
@@ -116,14 +120,14 @@ def _instances(core: NodeCore, identifier: Dataset) -> list[dict[str, Any]] | No
     return records
 
 
-def _datasets(core: NodeCore, records: list[dict[str, Any]],
-              event: events.Event) -> Iterator[tuple[int, Dataset | None]]:
+def _datasets(
+    core: NodeCore, records: list[dict[str, Any]], event: events.Event
+) -> Iterator[tuple[int, Dataset | None]]:
     for record in records:
         if event.is_cancelled:
             yield CANCEL, None
             return
-        data = core.store.instance_p10(record["study_uid"], record["series_uid"],
-                                       record["sop_uid"])
+        data = core.store.instance_p10(record["study_uid"], record["series_uid"], record["sop_uid"])
         yield PENDING, pydicom.dcmread(io.BytesIO(data))
 
 
@@ -151,12 +155,15 @@ def _move_contexts(core: NodeCore, records: list[dict[str, Any]]) -> list[Any]:
         wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         if stored and stored not in wanted:
             wanted.insert(0, stored)
-    return [build_context(sop_class, wanted)
-            for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]]
+    return [
+        build_context(sop_class, wanted)
+        for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]
+    ]
 
 
-def handle_move(event: events.Event, core: NodeCore,
-                modalities: tuple[Modality, ...]) -> Iterator[Any]:
+def handle_move(
+    event: events.Event, core: NodeCore, modalities: tuple[Modality, ...]
+) -> Iterator[Any]:
     destination = next((m for m in modalities if m.aet == event.move_destination.strip()), None)
     if destination is None:
         log.warning("C-MOVE to unknown destination %r", event.move_destination)
@@ -166,8 +173,10 @@ def handle_move(event: events.Event, core: NodeCore,
         records = _instances(core, event.identifier)
     except DomainError:
         records = None
-    options = {"contexts": _move_contexts(core, records or []),
-               "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)]}
+    options = {
+        "contexts": _move_contexts(core, records or []),
+        "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
+    }
     yield destination.host, destination.port, options
     if records is None:
         yield 0

@@ -10,13 +10,22 @@ from node.hierarchy import LOOKUP_KEYWORDS
 from node.ids import Level
 from node.maintags import MAIN_TAGS
 
-_LEVELS = {"PATIENT": Level.PATIENT, "STUDY": Level.STUDY, "SERIES": Level.SERIES,
-           "IMAGE": Level.INSTANCE}
+_LEVELS = {
+    "PATIENT": Level.PATIENT,
+    "STUDY": Level.STUDY,
+    "SERIES": Level.SERIES,
+    "IMAGE": Level.INSTANCE,
+}
 #: attributes the index can match on, at any level of the query
 MATCHABLE = {keyword for keywords in MAIN_TAGS.values() for keyword in keywords} | {
-    keyword for keywords in LOOKUP_KEYWORDS.values() for keyword in keywords}
-_COMPUTED = {"NumberOfStudyRelatedInstances", "NumberOfSeriesRelatedInstances",
-             "NumberOfPatientRelatedStudies", "NumberOfStudyRelatedSeries"}
+    keyword for keywords in LOOKUP_KEYWORDS.values() for keyword in keywords
+}
+_COMPUTED = {
+    "NumberOfStudyRelatedInstances",
+    "NumberOfSeriesRelatedInstances",
+    "NumberOfPatientRelatedStudies",
+    "NumberOfStudyRelatedSeries",
+}
 
 
 def query_level(identifier: Dataset) -> Level | None:
@@ -44,8 +53,9 @@ def query_of(identifier: Dataset) -> tuple[dict[str, str], list[str]]:
     return constraints, requested
 
 
-def answer(level: Level, tags: dict[str, str], requested: list[str],
-           counts: dict[str, int]) -> Dataset:
+def answer(
+    level: Level, tags: dict[str, str], requested: list[str], counts: dict[str, int]
+) -> Dataset:
     """The response identifier: each requested key with our value, or empty."""
     response = Dataset()
     response.QueryRetrieveLevel = {v: k for k, v in _LEVELS.items()}[level]

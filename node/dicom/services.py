@@ -37,8 +37,9 @@ def make_ae(config: NodeConfig) -> AE:
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:
         # scp_role for C-GET: the requestor stores what we send on its association
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES,
-                                 scp_role=True, scu_role=False)
+        ae.add_supported_context(
+            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
+        )
     for model in _QUERY_MODELS:
         ae.add_supported_context(model)
     if not config.dicom.accept_unknown_callers:
@@ -58,8 +59,8 @@ def start_dicom_server(core: NodeCore, config: NodeConfig) -> ThreadedAssociatio
         (evt.EVT_C_GET, handlers.handle_get, [core]),
         (evt.EVT_C_MOVE, handlers.handle_move, [core, config.modalities]),
     ]
-    server = ae.start_server((config.dicom.host, config.dicom.port), block=False,
-                             evt_handlers=bindings)
-    log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host,
-             config.dicom.port)
+    server = ae.start_server(
+        (config.dicom.host, config.dicom.port), block=False, evt_handlers=bindings
+    )
+    log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host, config.dicom.port)
     return server

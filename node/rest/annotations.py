@@ -60,13 +60,24 @@ async def delete_metadata(request: web.Request) -> web.Response:
 async def list_attachments(request: web.Request) -> web.Response:
     resource_id = await _checked(request)
     return web.json_response(
-        await blocking(core_of(request).annotations.attachment_names, resource_id))
+        await blocking(core_of(request).annotations.attachment_names, resource_id)
+    )
 
 
 async def attachment_operations(request: web.Request) -> web.Response:
     await _checked(request)
-    return web.json_response(["compressed-data", "compressed-md5", "compressed-size", "data",
-                              "is-compressed", "md5", "size", "verify-md5"])
+    return web.json_response(
+        [
+            "compressed-data",
+            "compressed-md5",
+            "compressed-size",
+            "data",
+            "is-compressed",
+            "md5",
+            "size",
+            "verify-md5",
+        ]
+    )
 
 
 async def put_attachment(request: web.Request) -> web.Response:
@@ -75,8 +86,9 @@ async def put_attachment(request: web.Request) -> web.Response:
     if len(body) > _MAX_INLINE_BODY:
         raise BadRequest("attachments are limited to 64 MiB")
     compress = request.query.get("compress", "true").lower() not in ("false", "0")
-    info = await blocking(core_of(request).annotations.put_attachment, *_ids(request), body,
-                          compress)
+    info = await blocking(
+        core_of(request).annotations.put_attachment, *_ids(request), body, compress
+    )
     return web.json_response({"ID": info.id, "Size": info.size, "MD5": info.md5})
 
 
@@ -99,8 +111,9 @@ async def _attachment_detail(request: web.Request, what: str) -> web.Response:
     annotations = core_of(request).annotations
     resource_id, name = _ids(request)
     if what in ("data", "compressed-data"):
-        data = await blocking(annotations.attachment_data, resource_id, name,
-                              raw=what == "compressed-data")
+        data = await blocking(
+            annotations.attachment_data, resource_id, name, raw=what == "compressed-data"
+        )
         mime = annotations.mime_type_of(annotations.content_type_of(name))
         return web.Response(body=data, content_type=mime)
     info = await blocking(annotations.attachment_info, resource_id, name)
@@ -110,16 +123,17 @@ async def _attachment_detail(request: web.Request, what: str) -> web.Response:
             raise BadRequest("the attachment's MD5 does not match: it is damaged")
         return web.json_response({})
     values = {
-        "size": str(info.size), "md5": info.md5,
-        "compressed-size": str(info.compressed_size), "compressed-md5": info.compressed_md5,
+        "size": str(info.size),
+        "md5": info.md5,
+        "compressed-size": str(info.compressed_size),
+        "compressed-md5": info.compressed_md5,
         "is-compressed": "1" if info.compressed else "0",
     }
     return web.Response(text=values[what], content_type="text/plain")
 
 
 async def get_protected(request: web.Request) -> web.Response:
-    protected = await blocking(core_of(request).annotations.is_protected,
-                               request.match_info["id"])
+    protected = await blocking(core_of(request).annotations.is_protected, request.match_info["id"])
     return web.Response(text="1" if protected else "0", content_type="text/plain")
 
 
@@ -127,8 +141,9 @@ async def put_protected(request: web.Request) -> web.Response:
     body = (await request.content.read(16)).strip()
     if body not in (b"0", b"1"):
         raise BadRequest("send 0 or 1")
-    await blocking(core_of(request).annotations.set_protected, request.match_info["id"],
-                   body == b"1")
+    await blocking(
+        core_of(request).annotations.set_protected, request.match_info["id"], body == b"1"
+    )
     return web.json_response({})
 
 
@@ -147,4 +162,3 @@ def setup_routes(app: web.Application) -> None:
     route.add_post(f"/{_LEVEL}/{{id}}/attachments/{{name}}/verify-md5", verify_md5)
     route.add_get("/patients/{id}/protected", get_protected)
     route.add_put("/patients/{id}/protected", put_protected)
-

@@ -62,8 +62,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(request, exc.status, "http-error", exc.reason)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return error_response(request, 500, "internal-error",
-                              "internal error; the node's log has the details")
+        return error_response(
+            request, 500, "internal-error", "internal error; the node's log has the details"
+        )
 
 
 @web.middleware
@@ -101,8 +102,7 @@ def _check_basic(header: str, users: dict[str, str]) -> bool:
 def create_app(core: NodeCore, config: NodeConfig) -> web.Application:
     from node.rest import annotations, resources, system, tools, upload
 
-    app = web.Application(middlewares=[errors_as_json, basic_auth],
-                          client_max_size=1024**4)
+    app = web.Application(middlewares=[errors_as_json, basic_auth], client_max_size=1024**4)
     app[CORE] = core
     app[CONFIG] = config
     app[_VERIFIED] = {}

@@ -40,16 +40,18 @@ def _entry_name(record: dict[str, Any]) -> str:
     return f"{record['study_uid']}/{record['series_uid']}/{record['sop_uid']}.dcm"
 
 
-def _produce(core: NodeCore, resource_id: str, chunks: queue.Queue[Any],
-             cancelled: threading.Event) -> None:
+def _produce(
+    core: NodeCore, resource_id: str, chunks: queue.Queue[Any], cancelled: threading.Event
+) -> None:
     try:
         records = core.read(lambda txn: instances_under(txn, resource_id))
         with zipfile.ZipFile(_QueueWriter(chunks), "w", zipfile.ZIP_STORED) as archive:
             for record in records:
                 if cancelled.is_set():
                     return
-                data = core.store.instance_p10(record["study_uid"], record["series_uid"],
-                                               record["sop_uid"])
+                data = core.store.instance_p10(
+                    record["study_uid"], record["series_uid"], record["sop_uid"]
+                )
                 archive.writestr(_entry_name(record), data)
     except Exception as exc:  # the client sees a cut response; the log says why
         chunks.put(exc)
@@ -57,17 +59,21 @@ def _produce(core: NodeCore, resource_id: str, chunks: queue.Queue[Any],
         chunks.put(_DONE)
 
 
-async def stream_archive(request: web.Request, core: NodeCore,
-                         record: dict[str, Any]) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/zip",
-        "Content-Disposition": f'attachment; filename="{record["id"]}.zip"',
-    })
+async def stream_archive(
+    request: web.Request, core: NodeCore, record: dict[str, Any]
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{record["id"]}.zip"',
+        }
+    )
     await response.prepare(request)
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
     cancelled = threading.Event()
-    producer = threading.Thread(target=_produce, args=(core, record["id"], chunks, cancelled),
-                                daemon=True)
+    producer = threading.Thread(
+        target=_produce, args=(core, record["id"], chunks, cancelled), daemon=True
+    )
     producer.start()
     try:
         while True:

@@ -46,8 +46,9 @@ def flag_param(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() not in ("false", "0", "no")
 
 
-def describe(core: NodeCore, resource_id: str, level: Level | None = None,
-             pending: set[str] | None = None) -> dict[str, Any]:
+def describe(
+    core: NodeCore, resource_id: str, level: Level | None = None, pending: set[str] | None = None
+) -> dict[str, Any]:
     """A resource as Orthanc's ``GET /{level}/{id}`` shows it."""
     record = core.resource(resource_id, level)
     level = Level(record["level"])
@@ -107,7 +108,8 @@ async def list_resources(request: web.Request) -> web.Response:
 async def show_resource(request: web.Request) -> web.Response:
     core = core_of(request)
     return web.json_response(
-        await blocking(describe, core, request.match_info["id"], level_of(request)))
+        await blocking(describe, core, request.match_info["id"], level_of(request))
+    )
 
 
 def _ancestors(core: NodeCore, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,9 +130,15 @@ async def delete_resource(request: web.Request) -> web.Response:
     for ancestor in chain:
         if ancestor["id"] not in gone:
             ancestor_level = Level(ancestor["level"])
-            return web.json_response({"RemainingAncestor": {
-                "ID": ancestor["id"], "Type": ancestor_level.value,
-                "Path": f"/{ancestor_level.plural}/{ancestor['id']}"}})
+            return web.json_response(
+                {
+                    "RemainingAncestor": {
+                        "ID": ancestor["id"],
+                        "Type": ancestor_level.value,
+                        "Path": f"/{ancestor_level.plural}/{ancestor['id']}",
+                    }
+                }
+            )
     return web.json_response({"RemainingAncestor": None})
 
 
@@ -170,8 +178,11 @@ async def instance_frame_raw(request: web.Request) -> web.Response:
         raise BadRequest("the frame number must be an integer") from None
     uids = await blocking(_instance_uids, core, request.match_info["id"])
     part = await blocking(core.store.frame, *uids, number + 1)
-    return web.Response(body=part.payload, content_type=part.media_type,
-                        headers={"X-Transfer-Syntax": part.transfer_syntax})
+    return web.Response(
+        body=part.payload,
+        content_type=part.media_type,
+        headers={"X-Transfer-Syntax": part.transfer_syntax},
+    )
 
 
 async def archive(request: web.Request) -> web.StreamResponse:

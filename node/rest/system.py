@@ -28,18 +28,20 @@ async def statistics(request: web.Request) -> web.Response:
 
 async def system(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    return web.json_response({
-        "Name": "pacsnode",
-        "Version": VERSION,
-        "ApiVersion": API_VERSION,
-        "DicomAet": config.dicom.aet,
-        "DicomPort": config.dicom.port,
-        "HttpPort": config.http.port,
-        "StorageCompression": config.core.compression,
-        "MaximumStorageSize": config.core.maximum_storage_size_mb,
-        "MaximumPatientCount": config.core.maximum_patient_count,
-        "MaximumStorageMode": config.core.maximum_storage_mode.value,
-    })
+    return web.json_response(
+        {
+            "Name": "pacsnode",
+            "Version": VERSION,
+            "ApiVersion": API_VERSION,
+            "DicomAet": config.dicom.aet,
+            "DicomPort": config.dicom.port,
+            "HttpPort": config.http.port,
+            "StorageCompression": config.core.compression,
+            "MaximumStorageSize": config.core.maximum_storage_size_mb,
+            "MaximumPatientCount": config.core.maximum_patient_count,
+            "MaximumStorageMode": config.core.maximum_storage_mode.value,
+        }
+    )
 
 
 def setup_routes(app: web.Application) -> None:

@@ -42,8 +42,9 @@ async def tools_find(request: web.Request) -> web.Response:
     core = core_of(request)
 
     def work() -> list[Any]:
-        ids = core.find(level, query, case_sensitive=case_sensitive, since=since,
-                        limit=limit or None)
+        ids = core.find(
+            level, query, case_sensitive=case_sensitive, since=since, limit=limit or None
+        )
         if not expand:
             return ids
         pending = set(core.store.pending_studies())
@@ -54,12 +55,17 @@ async def tools_find(request: web.Request) -> web.Response:
 
 def _lookup(core: NodeCore, value: str) -> list[dict[str, str]]:
     found = []
-    keywords = {Level.PATIENT: "PatientID", Level.STUDY: "StudyInstanceUID",
-                Level.SERIES: "SeriesInstanceUID", Level.INSTANCE: "SOPInstanceUID"}
+    keywords = {
+        Level.PATIENT: "PatientID",
+        Level.STUDY: "StudyInstanceUID",
+        Level.SERIES: "SeriesInstanceUID",
+        Level.INSTANCE: "SOPInstanceUID",
+    }
     for level, keyword in keywords.items():
         for resource_id in core.find(level, {keyword: value}):
-            found.append({"ID": resource_id, "Path": f"/{level.plural}/{resource_id}",
-                          "Type": level.value})
+            found.append(
+                {"ID": resource_id, "Path": f"/{level.plural}/{resource_id}", "Type": level.value}
+            )
     return found
 
 

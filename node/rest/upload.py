@@ -52,8 +52,14 @@ def _ingest_zip(core: NodeCore, body: IO[bytes], origin: Origin) -> list[dict[st
                 with archive.open(info) as member:
                     answers.append(result_json(core.ingest(member.read(), origin)))
             except DomainError as exc:
-                answers.append({"Path": info.filename, "Status": "Failure",
-                                "ErrorCode": exc.code, "Message": exc.message})
+                answers.append(
+                    {
+                        "Path": info.filename,
+                        "Status": "Failure",
+                        "ErrorCode": exc.code,
+                        "Message": exc.message,
+                    }
+                )
     return answers
 
 

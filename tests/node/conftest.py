@@ -8,6 +8,7 @@ import pytest
 
 from node.config import CoreSettings
 from node.core import NodeCore
+from tests.node.server import NodeProcess
 
 MakeCore = Callable[..., NodeCore]
 
@@ -32,3 +33,10 @@ def make_core(tmp_path: Path) -> Iterator[MakeCore]:
 @pytest.fixture
 def core(make_core: MakeCore) -> NodeCore:
     return make_core()
+
+
+@pytest.fixture
+def node_process(tmp_path: Path) -> Iterator[NodeProcess]:
+    process = NodeProcess(tmp_path).start()
+    yield process
+    process.stop()

@@ -1,0 +1,132 @@
+"""The ``pacsnode`` command as scripts use it: output, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.node.server import REPO, NodeProcess
+from tests.storage.helpers import ct_bytes
+
+
+def pacsnode(
+    config: Path | None, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    options = ["--config", str(config)] if config else []
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", *options, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+    )
+
+
+def make_config(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(f'data_dir = "data"\n{extra}')
+    return path
+
+
+def test_import_export_verify_stats(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.dcm").write_bytes(ct_bytes(0))
+    (folder / "sub" / "b.dcm").write_bytes(ct_bytes(1))
+    with zipfile.ZipFile(folder / "more.zip", "w") as archive:
+        archive.writestr("c.dcm", ct_bytes(2))
+        archive.writestr("a-again.dcm", ct_bytes(0))
+    imported = pacsnode(config, "import", str(folder))
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout) == {"stored": 3, "duplicate": 1, "refused": 0}
+
+    (folder / "junk.txt").write_text("not dicom")
+    again = pacsnode(config, "import", str(folder))
+    assert again.returncode == 1
+    assert json.loads(again.stdout) == {"stored": 0, "duplicate": 4, "refused": 1}
+    assert "junk.txt" in again.stderr and "not a DICOM file" in again.stderr
+
+    stats = json.loads(pacsnode(config, "stats").stdout)
+    assert stats["CountInstances"] == 3
+    verified = pacsnode(config, "verify")
+    assert verified.returncode == 0 and json.loads(verified.stdout) == {"problems": 0}
+
+    study_ids = _ids(config, "STUDY")
+    out = tmp_path / "out"
+    exported = pacsnode(config, "export", study_ids[0], "--to", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert len(list(out.glob("*.dcm"))) == 3
+
+
+def _ids(config: Path, level: str) -> list[str]:
+    code = (
+        "import sys, json; from node.config import load_config; from node.core import "
+        "NodeCore; from node.ids import Level; c = NodeCore(load_config("
+        f"__import__('pathlib').Path({str(config)!r})).core); c.open(background=False); "
+        f"print(json.dumps(c.list_ids(Level.{level}))); c.close()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
+def test_reindex_protect_unprotect(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    (tmp_path / "a.dcm").write_bytes(ct_bytes(0))
+    assert pacsnode(config, "import", str(tmp_path / "a.dcm")).returncode == 0
+    reindexed = pacsnode(config, "reindex")
+    assert json.loads(reindexed.stdout)["indexed"] == 0
+    patient = _ids(config, "PATIENT")[0]
+    assert pacsnode(config, "protect", patient).returncode == 0
+    assert pacsnode(config, "unprotect", patient).returncode == 0
+    missing = pacsnode(config, "protect", "00000000-00000000-00000000-00000000-00000000")
+    assert missing.returncode == 2 and "no resource" in missing.stderr
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "[storage]\nmaximum_patient_count = -1\n")
+    result = pacsnode(config, "stats")
+    assert result.returncode == 2
+    assert "maximum_patient_count" in result.stderr and str(config) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refuses_to_expose_without_users(tmp_path: Path) -> None:
+    result = pacsnode(make_config(tmp_path, '[dicom]\nhost = "0.0.0.0"\n'), "serve")
+    assert result.returncode == 2 and "[[users]]" in result.stderr
+
+
+def test_data_dir_in_use(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path).start()
+    try:
+        result = pacsnode(node.config, "stats")
+        assert result.returncode == 2 and "in use by another pacsnode process" in result.stderr
+    finally:
+        node.stop()
+
+
+def test_hash_password_and_authenticated_rest(tmp_path: Path) -> None:
+    hashed = pacsnode(None, "hash-password", stdin="s3cret\n")
+    assert hashed.returncode == 0 and hashed.stdout.startswith("scrypt$")
+    extra = f'\n[[users]]\nname = "alice"\npassword_hash = "{hashed.stdout.strip()}"\n'
+    node = NodeProcess(tmp_path, extra_toml=extra, credentials=("alice", "s3cret")).start()
+    try:
+        assert node.request("GET", "/system").status == 200
+        anonymous = node.request("GET", "/system", auth=False)
+        assert anonymous.status == 401 and anonymous.json()["ErrorCode"] == "unauthorized"
+        node.credentials = ("alice", "wrong")
+        assert node.request("GET", "/statistics").status == 401
+    finally:
+        node.stop()
+
+
+def test_help_everywhere() -> None:
+    for command in ("serve", "import", "export", "verify", "reindex", "protect", "stats"):
+        result = pacsnode(None, command, "--help")
+        assert result.returncode == 0 and "usage: pacsnode" in result.stdout
