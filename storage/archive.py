@@ -12,6 +12,7 @@ verbatim (:class:`storage.zipwriter.ZipWriter`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -19,7 +20,8 @@ import io
 import json
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +66,22 @@ class InstanceSource:
     metadata: dict[str, Any]
     archive: zipfile.ZipFile
     entries: list[zipfile.ZipInfo] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        """The file holding the instance's entries."""
+        if not self.archive.filename:
+            raise StorageError(f"instance {self.sop_uid} is not in a file")
+        return self.archive.filename
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[zipfile.ZipFile]:
+        """The ZIP to read payloads from: the source's own if still open, else reopened."""
+        if self.archive.fp is not None:
+            yield self.archive
+            return
+        with zipfile.ZipFile(self.location) as archive:
+            yield archive
 
     @functools.cached_property
     def digest(self) -> str:
@@ -200,17 +218,50 @@ def study_metadata_gzip(objects: list[dict[str, Any]]) -> bytes:
 
 
 def write_study_zip(handle: BinaryIO, study_uid: str, sources: list[InstanceSource]) -> None:
-    """Write a complete study ZIP: metadata first, then each instance's entries, copied raw."""
+    """Write a complete study ZIP: metadata first, then each instance's entries, copied raw.
+
+    Entries are read through private file handles, one per source file, so
+    readers sharing a cached ZipFile are never disturbed.
+    """
     ordered = sorted(sources, key=InstanceSource.sort_key)
     writer = ZipWriter(handle)
     writer.add(metadata_entry(study_uid), study_metadata_gzip([s.metadata for s in ordered]), None)
-    for source in ordered:
-        prefix = instance_prefix(study_uid, source.series_uid, source.sop_uid)
-        for info in sorted(source.entries, key=_entry_order):
-            if not info.filename.startswith(prefix):
-                raise StorageError(f"entry {info.filename} is outside its instance")
-            writer.copy(source.archive, info)
+    handles = _HandleCache()
+    try:
+        for source in ordered:
+            handle = handles.get(source.location)
+            prefix = instance_prefix(study_uid, source.series_uid, source.sop_uid)
+            for info in sorted(source.entries, key=_entry_order):
+                if not info.filename.startswith(prefix):
+                    raise StorageError(f"entry {info.filename} is outside its instance")
+                writer.copy(handle, info)
+    finally:
+        handles.close()
     writer.close()
+
+
+class _HandleCache:
+    """A few open source files: a study may have more staged files than the fd limit."""
+
+    _LIMIT = 16
+
+    def __init__(self) -> None:
+        self._open: OrderedDict[str, BinaryIO] = OrderedDict()
+
+    def get(self, location: str) -> BinaryIO:
+        handle = self._open.get(location)
+        if handle is None:
+            handle = open(location, "rb")
+            self._open[location] = handle
+            if len(self._open) > self._LIMIT:
+                self._open.popitem(last=False)[1].close()
+        self._open.move_to_end(location)
+        return handle
+
+    def close(self) -> None:
+        for handle in self._open.values():
+            handle.close()
+        self._open.clear()
 
 
 def _entry_order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
@@ -221,9 +272,12 @@ def _entry_order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
 
 
 def open_zip(path: Path) -> zipfile.ZipFile:
+    """Open a ZIP; a missing file raises FileNotFoundError, a malformed one InvalidArchive."""
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except OSError as exc:
+        raise StorageError(f"cannot open {path.name}: {exc.strerror or exc}") from exc
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
         raise InvalidArchive(f"{path.name} is not a readable ZIP: {exc}") from exc

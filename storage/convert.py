@@ -66,7 +66,8 @@ class SplitInstance:
 
 
 def is_encapsulated(transfer_syntax: str) -> bool:
-    return UID(transfer_syntax).is_encapsulated
+    uid = UID(transfer_syntax)
+    return uid.is_transfer_syntax and uid.is_encapsulated
 
 
 # --- reading P10 -------------------------------------------------------------------
@@ -147,10 +148,13 @@ def transfer_syntax_of(dataset: Dataset) -> str:
 
 
 def _required_uid(dataset: Dataset, keyword: str) -> str:
+    """The UID without its trailing padding, validated and written back as such."""
     value = dataset.get(keyword)
     if value is None or str(value).strip("\0 ") == "":
         raise MissingUid(f"the instance has no {keyword}")
-    return check_uid(str(value).strip("\0 "), keyword)
+    uid = check_uid(str(value).rstrip("\0 "), keyword)
+    setattr(dataset, keyword, uid)
+    return uid
 
 
 # --- P10 -> archive ------------------------------------------------------------------
@@ -163,6 +167,8 @@ def split_dataset(dataset: Dataset) -> SplitInstance:
     sop_uid = _required_uid(dataset, "SOPInstanceUID")
     _required_uid(dataset, "SOPClassUID")
     syntax = check_uid(transfer_syntax_of(dataset), "TransferSyntaxUID")
+    if not UID(syntax).is_transfer_syntax:
+        raise InvalidDicom(f"transfer syntax {syntax} is not one pydicom knows")
     little_endian = syntax != EXPLICIT_VR_BIG_ENDIAN
     try:
         correct_ambiguous_vr(dataset, little_endian)
@@ -196,6 +202,9 @@ def _take_pixel_data(dataset: Dataset, split: SplitInstance) -> dict[str, Any] |
     value = element.value
     dataset.pop(AVAILABLE_TRANSFER_SYNTAX, None)
     if not value:
+        if is_encapsulated(split.transfer_syntax):
+            # pydicom cannot write it back: refuse now rather than store what cannot be served
+            raise InvalidDicom("Pixel Data is empty under a compressed transfer syntax")
         return None
     base = instance_path(split.series_uid, split.sop_uid)
     frames = _frames_of(dataset, element, split.transfer_syntax)
@@ -234,7 +243,9 @@ def _frames_of(dataset: Dataset, element: DataElement, syntax: str) -> list[byte
             frames = list(generate_frames(value, number_of_frames=count, extended_offsets=extended))
         except Exception:
             return None
-        return frames if len(frames) == count else None
+        if len(frames) != count or not all(frames):
+            return None  # kept whole as bulk data, so it regenerates exactly
+        return frames
     try:
         frame_bits = get_expected_length(dataset, unit="pixels") // count
         frame_bits *= dataset.BitsAllocated
@@ -294,7 +305,9 @@ def build_dataset(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReade
 
     body = {key: value for key, value in metadata.items() if key != AVAILABLE_TRANSFER_SYNTAX_KEY}
     dataset = Dataset.from_json(body, resolve)
-    if syntax and is_encapsulated(syntax) and PIXEL_DATA in dataset:
+    if PIXEL_DATA in dataset and dataset[PIXEL_DATA].value is None:
+        dataset[PIXEL_DATA].value = b""  # empty Pixel Data stays an empty, defined-length value
+    if is_encapsulated(syntax) and PIXEL_DATA in dataset and dataset[PIXEL_DATA].value:
         dataset[PIXEL_DATA].is_undefined_length = True
         if extended_tables:
             dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended_tables[0]

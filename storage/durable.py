@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,17 +30,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# Held while directories are created and fsynced, so that a thread finding a
+# directory already there knows its entry is durable too.
+_MKDIR_LOCK = threading.Lock()
+
+
 def make_dirs_durable(path: Path, stop_at: Path) -> None:
     """Create ``path`` (and parents up to ``stop_at``) with every new entry fsynced."""
-    missing: list[Path] = []
-    current = path
-    while not current.exists() and current != stop_at and current.parent != current:
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        with _disk_errors(directory):
-            directory.mkdir(exist_ok=True)
-            fsync_dir(directory.parent)
+    if path.is_dir():
+        with _MKDIR_LOCK:  # wait for a creator that may still be fsyncing
+            return
+    with _MKDIR_LOCK:
+        missing: list[Path] = []
+        current = path
+        while not current.exists() and current != stop_at and current.parent != current:
+            missing.append(current)
+            current = current.parent
+        for directory in reversed(missing):
+            with _disk_errors(directory):
+                directory.mkdir(exist_ok=True)
+                fsync_dir(directory.parent)
 
 
 def temp_path_for(target: Path) -> Path:

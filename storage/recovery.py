@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage.archive import InstanceSource, open_zip, read_sealed, read_staged
-from storage.durable import is_temp, remove_durable, remove_leftover
+from storage.durable import (
+    fsync_dir,
+    is_temp,
+    make_dirs_durable,
+    remove_durable,
+    remove_leftover,
+)
 from storage.errors import StorageError
 from storage.layout import is_valid_uid, sop_uid_of_staged, staging_dir, study_dir, study_zip_path
 
@@ -109,14 +115,16 @@ def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:
             if in_zip is not None and in_zip.digest == source.digest:
                 return "sealed"
             return "staged"
-    except (StorageError, ValueError, zipfile.BadZipFile):
+    except Exception:  # any damage at all: move it aside rather than refuse to start
         return "unreadable"
 
 
 def _quarantine(root: Path, path: Path) -> str:
     target_dir = root / "quarantine"
-    target_dir.mkdir(exist_ok=True)
+    make_dirs_durable(target_dir, root)
     target = target_dir / f"{path.parent.parent.name}-{path.name}"
     path.replace(target)
+    fsync_dir(target_dir)
+    fsync_dir(path.parent)
     log.error("moved unreadable staging file %s to %s", path, target)
     return str(target)

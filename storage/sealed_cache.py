@@ -51,13 +51,21 @@ class SealedCache:
             archive = open_zip(path)
         except FileNotFoundError:
             return None
-        study = SealedStudy(archive, read_sealed(archive, study_uid))
+        try:
+            study = SealedStudy(archive, read_sealed(archive, study_uid))
+        except BaseException:
+            archive.close()
+            raise
         with self._guard:
             self._entries[path] = (key, study)
             self._entries.move_to_end(path)
             while len(self._entries) > self._capacity:
                 self._entries.popitem(last=False)
         return study
+
+    def clear(self) -> None:
+        with self._guard:
+            self._entries.clear()
 
     def forget(self, path: Path) -> None:
         with self._guard:

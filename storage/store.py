@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import logging
 import os
 import threading
 import time
@@ -45,11 +46,12 @@ from storage.durable import (
     write_atomic,
     write_atomic_with,
 )
-from storage.errors import NotFound, StorageError
+from storage.errors import InvalidDicom, NotFound, StorageError
 from storage.layout import (
     bulk_entry,
     check_uid,
     frame_entry,
+    is_valid_uid,
     metadata_entry,
     sop_uid_of_staged,
     staged_instance_path,
@@ -62,6 +64,8 @@ from storage.sealed_cache import SealedCache
 from storage.validation import validate_study_zip
 
 DEFAULT_COMPRESSION_LEVEL = 6
+_READ_ATTEMPTS = 20
+log = logging.getLogger(__name__)
 
 
 class PutStatus(Enum):
@@ -156,8 +160,9 @@ class StudyStore:
 
     def open(self) -> recovery.RecoveryReport:
         """Take the data directory and recover from any crash; return what recovery did."""
-        for directory in (self.root, self.root / "studies", self.root / "pending"):
-            directory.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for directory in (self.root / "studies", self.root / "pending"):
+            make_dirs_durable(directory, self.root.parent)
         handle = open(self.root / ".lock", "wb")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -172,6 +177,7 @@ class StudyStore:
         return report
 
     def close(self) -> None:
+        self._sealed.clear()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -197,7 +203,10 @@ class StudyStore:
         """Parse and convert an instance without writing anything (the CPU-bound half)."""
         source_size = _size_of(source)
         split = split_dataset(read_p10(source))
-        staged_bytes, staged = build_staged(split, self.level)
+        try:
+            staged_bytes, staged = build_staged(split, self.level)
+        except ValueError as exc:  # e.g. NaN or infinity, which DICOM JSON cannot carry
+            raise InvalidDicom(f"cannot store as DICOM JSON: {exc}") from exc
         return PreparedInstance(_stored_instance(staged), staged_bytes, source_size)
 
     def put_instance(
@@ -236,7 +245,8 @@ class StudyStore:
         with open_zip(path) as incoming:
             study_uid, received = validate_study_zip(incoming)
             result = MergeResult(study_uid)
-            with self._study_lock(study_uid), self._study_sources(study_uid) as current:
+            with self._study_lock(study_uid):
+                current = self._study_sources(study_uid)
                 for sop_uid, source in received.items():
                     here = current.get(sop_uid)
                     if here is None:
@@ -255,7 +265,9 @@ class StudyStore:
 
     def pending_studies(self) -> list[str]:
         """Studies with staged instances or an unfinished rewrite."""
-        return sorted(entry.name for entry in (self.root / "pending").iterdir())
+        return sorted(
+            entry.name for entry in (self.root / "pending").iterdir() if is_valid_uid(entry.name)
+        )
 
     def seal(self, study_uid: str) -> bool:
         """Fold the study's staged instances into its ZIP; return whether anything was sealed."""
@@ -264,8 +276,7 @@ class StudyStore:
             if not self._staged_paths(study_uid):
                 self._clear_pending(study_uid)
                 return False
-            with self._study_sources(study_uid) as sources:
-                self._rewrite(study_uid, list(sources.values()))
+            self._rewrite(study_uid, list(self._study_sources(study_uid).values()))
             return True
 
     def seal_quiet(self, now: float | None = None) -> list[str]:
@@ -275,8 +286,13 @@ class StudyStore:
         for study_uid in self.pending_studies():
             last = self._last_write.get(study_uid)
             if last is None or now - last >= self.stable_age_s:
-                self.seal(study_uid)
-                self._last_write.pop(study_uid, None)
+                try:
+                    self.seal(study_uid)
+                except StorageError as exc:  # the others still get sealed
+                    log.error("sealing study %s failed: %s", study_uid, exc.message)
+                    continue
+                if self._last_write.get(study_uid) == last:
+                    self._last_write.pop(study_uid, None)
                 sealed.append(study_uid)
         return sealed
 
@@ -301,20 +317,26 @@ class StudyStore:
 
     # --- reads -------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _study_sources(self, study_uid: str) -> Iterator[dict[str, InstanceSource]]:
-        """Every instance of the study, staged copies taking precedence over sealed ones."""
-        with contextlib.ExitStack() as stack:
+    def _study_sources(self, study_uid: str) -> dict[str, InstanceSource]:
+        """Every instance of the study, staged copies taking precedence over sealed ones.
+
+        Staging is listed before the sealed ZIP is read; if a listed staging file
+        has gone when it is opened, a seal finished meanwhile and the ZIP read may
+        predate it, so the whole read starts again.
+        """
+        for _ in range(_READ_ATTEMPTS):
+            staged_paths = self._staged_paths(study_uid)
             sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
             sources = dict(sealed.instances) if sealed is not None else {}
-            for path in self._staged_paths(study_uid):
-                try:
-                    staged = stack.enter_context(open_zip(path))
-                except FileNotFoundError:
-                    continue  # sealed meanwhile; the sealed copy was read above or is newer
-                source = read_staged(staged)
-                sources[source.sop_uid] = source
-            yield sources
+            try:
+                for path in staged_paths:
+                    with open_zip(path) as staged:
+                        source = read_staged(staged)
+                    sources[source.sop_uid] = source
+            except FileNotFoundError:
+                continue
+            return sources
+        raise StorageError(f"study {study_uid} kept changing while being read")
 
     def _staged_paths(self, study_uid: str) -> list[Path]:
         try:
@@ -369,11 +391,11 @@ class StudyStore:
 
     def instances(self, study_uid: str) -> list[StoredInstance]:
         check_uid(study_uid, "StudyInstanceUID")
-        with self._study_sources(study_uid) as sources:
-            if not sources:
-                raise NotFound(f"no study {study_uid}")
-            ordered = sorted(sources.values(), key=InstanceSource.sort_key)
-            return [_stored_instance(source) for source in ordered]
+        sources = self._study_sources(study_uid)
+        if not sources:
+            raise NotFound(f"no study {study_uid}")
+        ordered = sorted(sources.values(), key=InstanceSource.sort_key)
+        return [_stored_instance(source) for source in ordered]
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         """SOP Instance UID -> content digest, for peers comparing what each side holds."""
@@ -426,14 +448,16 @@ class StudyStore:
     ) -> Iterator[tuple[StoredInstance, bytes]]:
         """Each instance of a study (or one series) as P10, one at a time."""
         check_uid(study_uid, "StudyInstanceUID")
-        with self._study_sources(study_uid) as sources:
-            selected = [
-                s for s in sources.values() if series_uid is None or s.series_uid == series_uid
-            ]
-            if not selected:
-                raise NotFound(f"no instances in study {study_uid}")
-            for source in sorted(selected, key=InstanceSource.sort_key):
-                yield _stored_instance(source), _p10_of(source)
+        sources = self._study_sources(study_uid)
+        selected = [s for s in sources.values() if series_uid is None or s.series_uid == series_uid]
+        if not selected:
+            raise NotFound(f"no instances in study {study_uid}")
+        for source in sorted(selected, key=InstanceSource.sort_key):
+            try:
+                data = _p10_of(source)
+            except FileNotFoundError:  # its staging file was sealed meanwhile
+                data = self.instance_p10(study_uid, source.series_uid, source.sop_uid)
+            yield _stored_instance(source), data
 
     def study_zip(self, study_uid: str) -> Path:
         """The sealed study ZIP (sealing staged instances first), for transfer to peers."""
@@ -448,27 +472,29 @@ class StudyStore:
         staged = self._staged_paths(study_uid)
         disk = sum(_file_size(path) for path in staged)
         disk += _file_size(study_zip_path(self.root, study_uid))
-        with self._study_sources(study_uid) as sources:
-            if not sources:
-                raise NotFound(f"no study {study_uid}")
-            uncompressed = sum(
-                source.uncompressed_size + len(canonical_json(source.metadata))
-                for source in sources.values()
-            )
-            return StudySize(disk, uncompressed, len(sources), len(staged))
+        sources = self._study_sources(study_uid)
+        if not sources:
+            raise NotFound(f"no study {study_uid}")
+        uncompressed = sum(
+            source.uncompressed_size + len(canonical_json(source.metadata))
+            for source in sources.values()
+        )
+        return StudySize(disk, uncompressed, len(sources), len(staged))
 
     # --- deletion ----------------------------------------------------------------
 
     def delete_instances(self, study_uid: str, sop_uids: set[str]) -> list[str]:
         """Delete the given instances of a study; return those that existed."""
-        with self._study_lock(study_uid), self._study_sources(study_uid) as sources:
+        with self._study_lock(study_uid):
+            sources = self._study_sources(study_uid)
             doomed = sorted(sop_uids & sources.keys())
             if not doomed:
                 return []
             self._mark_pending(study_uid)
             for sop_uid in doomed:
-                remove_durable(staged_instance_path(self.root, study_uid, sop_uid))
                 del sources[sop_uid]
+            # The new ZIP comes first: staged files go only once it no longer needs them,
+            # so a crash in between never brings back an older copy.
             self._rewrite(study_uid, list(sources.values()))
         return doomed
 
@@ -477,8 +503,8 @@ class StudyStore:
         return bool(self.delete_instances(study_uid, {check_uid(sop_uid, "SOPInstanceUID")}))
 
     def delete_series(self, study_uid: str, series_uid: str) -> list[str]:
-        with self._study_sources(study_uid) as sources:
-            members = {uid for uid, s in sources.items() if s.series_uid == series_uid}
+        sources = self._study_sources(study_uid)
+        members = {uid for uid, s in sources.items() if s.series_uid == series_uid}
         return self.delete_instances(study_uid, members)
 
     def delete_study(self, study_uid: str) -> bool:
@@ -517,19 +543,26 @@ def _frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:
 
 
 def _p10_of(source: InstanceSource) -> bytes:
-    def frames() -> list[bytes]:
-        return [unwrap(source.archive.read(info)).payload for info in _frame_infos(source)]
+    with source.opened() as archive:
 
-    def bulk(key: str) -> bytes:
-        name = bulk_entry(source.study_uid, source.series_uid, source.sop_uid, key)
-        for info in source.entries:
-            if info.filename == name:
-                return unwrap(source.archive.read(info)).payload
-        raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
+        def frames() -> list[bytes]:
+            return [unwrap(archive.read(info)).payload for info in _frame_infos(source)]
 
-    buffer = io.BytesIO()
-    write_p10(build_dataset(source.metadata, frames, bulk), buffer)
-    return buffer.getvalue()
+        def bulk(key: str) -> bytes:
+            name = bulk_entry(source.study_uid, source.series_uid, source.sop_uid, key)
+            for info in source.entries:
+                if info.filename == name:
+                    return unwrap(archive.read(info)).payload
+            raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
+
+        buffer = io.BytesIO()
+        try:
+            write_p10(build_dataset(source.metadata, frames, bulk), buffer)
+        except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+            raise StorageError(
+                f"instance {source.sop_uid} cannot be written as P10: {exc}"
+            ) from exc
+        return buffer.getvalue()
 
 
 def _size_of(source: bytes | Path | BinaryIO) -> int:

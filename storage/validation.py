@@ -7,9 +7,12 @@ wrong, or when metadata and entries disagree.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from collections.abc import Iterator
 from typing import Any
+
+from pydicom.uid import UID
 
 from storage.archive import (
     SERIES_UID_KEY,
@@ -19,6 +22,7 @@ from storage.archive import (
     first_value,
     read_study_metadata,
 )
+from storage.convert import build_dataset, transfer_syntax_of_metadata, write_p10
 from storage.errors import InvalidArchive, StorageError
 from storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
 from storage.multipart import unwrap
@@ -30,8 +34,20 @@ _ENCRYPTED_FLAG = 0x1
 def validate_study_zip(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]:
     """Check every part of ``archive``; return its study UID and instances.
 
-    Raises :class:`InvalidArchive` naming the first problem found.
+    Raises :class:`InvalidArchive` naming the first problem found, whatever
+    the problem is: nothing a peer sends may surface as another exception.
     """
+    try:
+        return _validate(archive)
+    except InvalidArchive:
+        raise
+    except RecursionError:
+        raise InvalidArchive("the metadata is nested too deeply") from None
+    except Exception as exc:
+        raise InvalidArchive(f"the ZIP is malformed: {type(exc).__name__}: {exc}") from exc
+
+
+def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]:
     entries = _parse_names(archive)
     study_uid = _single_study(entries)
     sources = _instances_from_metadata(archive, study_uid)
@@ -44,6 +60,7 @@ def validate_study_zip(archive: zipfile.ZipFile) -> tuple[str, dict[str, Instanc
         source.entries.append(info)
     for source in sources.values():
         _check_bulk_references(source)
+        _check_regenerates(source)
     _check_contents(archive)
     return study_uid, sources
 
@@ -129,14 +146,35 @@ def _check_bulk_references(source: InstanceSource) -> None:
     base = instance_path(source.series_uid, source.sop_uid)
     prefix = f"studies/{source.study_uid}/"
     present = {info.filename[len(prefix) :] for info in source.entries}
+    frames = sorted(int(name.rsplit("/", 1)[1]) for name in present if "/frames/" in name)
+    if frames != list(range(1, len(frames) + 1)):
+        raise InvalidArchive(f"instance {source.sop_uid} has gaps in its frame numbers")
     for uri in _bulk_uris(source.metadata):
-        if not isinstance(uri, str) or not uri.startswith(f"{base}/"):
+        if not isinstance(uri, str) or not (
+            uri == f"{base}/frames" or uri.startswith(f"{base}/bulkdata/")
+        ):
             raise InvalidArchive(f"instance {source.sop_uid} has a foreign BulkDataURI")
         if uri == f"{base}/frames":
-            if f"{uri}/1" not in present:
+            if not frames:
                 raise InvalidArchive(f"instance {source.sop_uid} lacks its frames")
         elif uri not in present:
             raise InvalidArchive(f"instance {source.sop_uid} lacks {uri}")
+
+
+def _check_regenerates(source: InstanceSource) -> None:
+    """The metadata must make a valid P10 file (payloads stubbed): values, VRs, syntax."""
+    if any(key.startswith("0002") for key in source.metadata):
+        raise InvalidArchive(f"instance {source.sop_uid} carries file meta elements")
+    syntax = transfer_syntax_of_metadata(source.metadata)
+    if not is_valid_uid(syntax) or not UID(syntax).is_transfer_syntax:
+        raise InvalidArchive(f"instance {source.sop_uid} has an unknown transfer syntax")
+    try:
+        dataset = build_dataset(source.metadata, lambda: [b"\0\0"], lambda key: b"")
+        write_p10(dataset, io.BytesIO())
+    except Exception as exc:
+        raise InvalidArchive(
+            f"instance {source.sop_uid} does not make a DICOM file: {exc}"
+        ) from exc
 
 
 def _check_contents(archive: zipfile.ZipFile) -> None:

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
-from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipFile, ZipInfo
+from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipInfo
 
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_HEADER = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -71,11 +71,13 @@ def raw_data_offset(source: BinaryIO, info: ZipInfo) -> int:
     return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
 
 
-def iter_raw_bytes(archive: ZipFile, info: ZipInfo) -> Iterator[bytes]:
-    """The entry's bytes as stored (compressed), in chunks."""
-    assert archive.fp is not None
-    source = archive.fp
-    offset = raw_data_offset(source, info)  # type: ignore[arg-type]
+def iter_raw_bytes(source: BinaryIO, info: ZipInfo) -> Iterator[bytes]:
+    """The entry's bytes as stored (compressed), in chunks.
+
+    ``source`` must be a handle of the caller's own: seeking a ZipFile's shared
+    handle would race with other threads reading through it.
+    """
+    offset = raw_data_offset(source, info)
     remaining = info.compress_size
     while remaining:
         source.seek(offset)
@@ -109,8 +111,8 @@ class ZipWriter:
                 return self._write(name, ZIP_DEFLATED, crc, len(payload), [compressed])
         return self._write(name, ZIP_STORED, crc, len(payload), [payload])
 
-    def copy(self, archive: ZipFile, info: ZipInfo, name: str | None = None) -> WrittenEntry:
-        """Copy an entry of ``archive`` without decompressing it."""
+    def copy(self, source: BinaryIO, info: ZipInfo, name: str | None = None) -> WrittenEntry:
+        """Copy an entry of the ZIP open as ``source`` without decompressing it."""
         if info.compress_type not in (ZIP_STORED, ZIP_DEFLATED):
             raise ValueError(f"{info.filename}: unsupported compression {info.compress_type}")
         return self._write(
@@ -118,7 +120,7 @@ class ZipWriter:
             info.compress_type,
             info.CRC,
             info.file_size,
-            iter_raw_bytes(archive, info),
+            iter_raw_bytes(source, info),
             compressed_size=info.compress_size,
         )
 

@@ -122,6 +122,31 @@ def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
     def broken_part(name: str, data: bytes):
         yield name, (data[10:] if "frames" in name else data)
 
+    def edit_first(change):
+        def edit(name: str, data: bytes):
+            if name.endswith("/metadata"):
+                objects = metadata_objects(data)
+                change(objects[0])
+                data = with_metadata(objects)
+            yield name, data
+
+        return edit
+
+    def bogus_syntax(obj: dict) -> None:
+        obj["00083002"]["Value"] = ["1.2.3"]
+
+    def file_meta(obj: dict) -> None:
+        obj["00020010"] = {"vr": "UI", "Value": ["1.2.840.10008.1.2.1"]}
+
+    def bad_vr(obj: dict) -> None:
+        obj["00100010"]["vr"] = "XX"
+
+    def bad_value(obj: dict) -> None:
+        obj["00280010"]["Value"] = ["abc"]
+
+    def null_sequence(obj: dict) -> None:
+        obj["00081140"] = {"vr": "SQ", "Value": None}
+
     edits = {
         "escape": escape,
         "absolute": absolute,
@@ -131,6 +156,11 @@ def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
         "foreign_uri": foreign_uri,
         "hostile_uid": hostile_uid,
         "broken_part": broken_part,
+        "bogus_syntax": edit_first(bogus_syntax),
+        "file_meta": edit_first(file_meta),
+        "bad_vr": edit_first(bad_vr),
+        "bad_value": edit_first(bad_value),
+        "null_sequence": edit_first(null_sequence),
     }
     return {key: rebuild(good, tmp_path / f"{key}.zip", edit) for key, edit in edits.items()}
 
