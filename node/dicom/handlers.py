@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import build_context, events, evt
+from pynetdicom import events, evt
 
 from node.config import Modality
 from node.core import NodeCore
+from node.dicom.network import contexts_for, set_nodelay
 from node.dicom.query import answer, query_level, query_of
 from node.errors import DomainError
 from node.find import tags_with_ancestors
@@ -32,14 +31,6 @@ CANCEL = 0xFE00
 UNABLE_TO_PROCESS = 0xC000
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNKNOWN_MOVE_DESTINATION = 0xA801
-_MAX_CONTEXTS = 128
-
-
-def set_nodelay(event: events.Event) -> None:
-    """Without TCP_NODELAY every small PDU waits ~40 ms for a delayed ACK."""
-    raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
-    if raw is not None:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def handle_echo(event: events.Event) -> int:
@@ -144,23 +135,6 @@ def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
     yield from _datasets(core, records, event)
 
 
-def _move_contexts(core: NodeCore, records: list[dict[str, Any]]) -> list[Any]:
-    """Presentation contexts for the sub-association: each SOP class in its stored syntax."""
-    syntaxes: dict[str, list[str]] = {}
-    for record in records:
-        sop_class = record["tags"].get("SOPClassUID")
-        if not sop_class:
-            continue
-        stored = core.annotations.metadata(record["id"]).get("TransferSyntax")
-        wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        if stored and stored not in wanted:
-            wanted.insert(0, stored)
-    return [
-        build_context(sop_class, wanted)
-        for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]
-    ]
-
-
 def handle_move(
     event: events.Event, core: NodeCore, modalities: tuple[Modality, ...]
 ) -> Iterator[Any]:
@@ -174,7 +148,7 @@ def handle_move(
     except DomainError:
         records = None
     options = {
-        "contexts": _move_contexts(core, records or []),
+        "contexts": contexts_for(core, records or []),
         "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
     }
     yield destination.host, destination.port, options

@@ -19,6 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from node.config import NodeConfig
 from node.core import NodeCore
 from node.dicom import handlers
+from node.dicom.network import set_nodelay
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def start_dicom_server(core: NodeCore, config: NodeConfig) -> ThreadedAssociatio
     """Listen for associations in background threads; stop with ``server.shutdown()``."""
     ae = make_ae(config)
     bindings = [
-        (evt.EVT_CONN_OPEN, handlers.set_nodelay),
+        (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
         (evt.EVT_C_FIND, handlers.handle_find, [core]),

@@ -16,12 +16,15 @@ from node.auth import verify_password
 from node.config import NodeConfig
 from node.core import NodeCore
 from node.errors import DomainError
+from node.jobs import JobRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CORE = web.AppKey("core", NodeCore)
 CONFIG = web.AppKey("config", NodeConfig)
+JOBS = web.AppKey("jobs", JobRegistry)
+MODALITIES = web.AppKey("modalities", dict)
 _VERIFIED = web.AppKey("verified_credentials", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -100,12 +103,14 @@ def _check_basic(header: str, users: dict[str, str]) -> bool:
 
 
 def create_app(core: NodeCore, config: NodeConfig) -> web.Application:
-    from node.rest import annotations, resources, system, tools, upload
+    from node.rest import annotations, modalities, resources, system, tools, upload
 
     app = web.Application(middlewares=[errors_as_json, basic_auth], client_max_size=1024**4)
     app[CORE] = core
     app[CONFIG] = config
     app[_VERIFIED] = {}
-    for module in (resources, upload, annotations, tools, system):
+    app[JOBS] = JobRegistry()
+    app[MODALITIES] = {modality.name: modality for modality in config.modalities}
+    for module in (resources, upload, annotations, tools, system, modalities):
         module.setup_routes(app)
     return app

@@ -81,3 +81,9 @@ def test_listening_widely_is_allowed_with_users(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob(
+    "configs/**/*.toml")), ids=lambda p: p.name)
+def test_shipped_configurations_load(path: Path) -> None:
+    assert load_config(path).dicom.port > 0

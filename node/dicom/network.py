@@ -1,0 +1,36 @@
+"""Socket and presentation-context details shared by the node's DICOM server and client."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context, events
+from pynetdicom.presentation import PresentationContext
+
+from node.core import NodeCore
+
+_MAX_CONTEXTS = 128
+
+
+def set_nodelay(event: events.Event) -> None:
+    """Without TCP_NODELAY every small PDU waits ~40 ms for a delayed ACK."""
+    raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if raw is not None:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def contexts_for(core: NodeCore, records: list[dict[str, Any]]) -> list[PresentationContext]:
+    """Each SOP class in its stored transfer syntax, with the uncompressed ones as fallback."""
+    syntaxes: dict[str, list[str]] = {}
+    for record in records:
+        sop_class = record["tags"].get("SOPClassUID")
+        if not sop_class:
+            continue
+        stored = core.annotations.metadata(record["id"]).get("TransferSyntax")
+        wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        if stored and stored not in wanted:
+            wanted.insert(0, stored)
+    return [build_context(sop_class, wanted)
+            for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]]

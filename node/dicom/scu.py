@@ -1,0 +1,69 @@
+"""The node as a DICOM client: C-ECHO and C-STORE to configured modalities."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import pydicom
+from pynetdicom import AE, build_context, evt
+from pynetdicom.presentation import PresentationContext
+from pynetdicom.sop_class import Verification
+
+from node.config import Modality
+from node.core import NodeCore
+from node.dicom.network import contexts_for, set_nodelay
+from node.errors import DomainError
+from node.jobs import JobContext
+
+log = logging.getLogger(__name__)
+
+
+class RemoteDicomError(DomainError):
+    """The remote modality could not be reached or refused the request."""
+
+    code = "dicom-network-error"
+    http_status = 502
+
+
+def _associate(aet: str, modality: Modality, contexts: list[PresentationContext]) -> Any:
+    ae = AE(ae_title=aet)
+    association = ae.associate(modality.host, modality.port, contexts=contexts,
+                               ae_title=modality.aet,
+                               evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+    if not association.is_established:
+        raise RemoteDicomError(
+            f"cannot open an association with {modality.aet} at {modality.host}:{modality.port}")
+    return association
+
+
+def echo(aet: str, modality: Modality) -> None:
+    association = _associate(aet, modality, [build_context(Verification)])
+    try:
+        status = association.send_c_echo()
+    finally:
+        association.release()
+    if not status or status.Status != 0x0000:
+        raise RemoteDicomError(f"{modality.aet} did not answer the C-ECHO")
+
+
+def send(core: NodeCore, aet: str, modality: Modality, records: list[dict[str, Any]],
+         context: JobContext) -> dict[str, Any]:
+    """C-STORE each instance; fail the job if any instance is refused."""
+    association = _associate(aet, modality, contexts_for(core, records))
+    failed: list[str] = []
+    try:
+        for done, record in enumerate(records):
+            context.progress(done, len(records), Instances=done)
+            data = core.store.instance_p10(record["study_uid"], record["series_uid"],
+                                           record["sop_uid"])
+            status = association.send_c_store(pydicom.dcmread(io.BytesIO(data)))
+            if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
+                failed.append(record["id"])
+    finally:
+        association.release()
+    if failed:
+        raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(records)} "
+                               "instances")
+    return {"Instances": len(records), "Failed": failed}
