@@ -50,10 +50,15 @@ class Job:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "ID": self.id, "Type": self.type, "State": self.state.value,
-            "Progress": self.progress, "CreationTime": self.created,
-            "CompletionTime": self.completed, "ErrorDescription": self.error,
-            "Content": self.content, "Description": self.description,
+            "ID": self.id,
+            "Type": self.type,
+            "State": self.state.value,
+            "Progress": self.progress,
+            "CreationTime": self.created,
+            "CompletionTime": self.completed,
+            "ErrorDescription": self.error,
+            "Content": self.content,
+            "Description": self.description,
         }
 
 
@@ -82,8 +87,9 @@ class JobRegistry:
             self._jobs[job.id] = job
             while len(self._jobs) > _KEPT_JOBS:
                 self._jobs.popitem(last=False)
-        threading.Thread(target=self._run, args=(job, work), name=f"job-{job_type}",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._run, args=(job, work), name=f"job-{job_type}", daemon=True
+        ).start()
         return job
 
     def _run(self, job: Job, work: JobFunction) -> None:

@@ -122,17 +122,27 @@ def _datasets(
         yield PENDING, pydicom.dcmread(io.BytesIO(data))
 
 
-def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
-    try:
-        records = _instances(core, event.identifier)
-    except DomainError:
-        records = None
+def _sub_operations(
+    core: NodeCore, records: list[dict[str, Any]] | None, event: events.Event
+) -> Iterator[Any]:
+    """What C-GET and C-MOVE yield after their setup: a count, then each dataset."""
     if records is None:
         yield 0
         yield IDENTIFIER_DOES_NOT_MATCH, None
         return
     yield len(records)
     yield from _datasets(core, records, event)
+
+
+def _requested_instances(core: NodeCore, event: events.Event) -> list[dict[str, Any]] | None:
+    try:
+        return _instances(core, event.identifier)
+    except DomainError:
+        return None
+
+
+def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
+    yield from _sub_operations(core, _requested_instances(core, event), event)
 
 
 def handle_move(
@@ -143,18 +153,10 @@ def handle_move(
         log.warning("C-MOVE to unknown destination %r", event.move_destination)
         yield None, None
         return
-    try:
-        records = _instances(core, event.identifier)
-    except DomainError:
-        records = None
+    records = _requested_instances(core, event)
     options = {
         "contexts": contexts_for(core, records or []),
         "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
     }
     yield destination.host, destination.port, options
-    if records is None:
-        yield 0
-        yield IDENTIFIER_DOES_NOT_MATCH, None
-        return
-    yield len(records)
-    yield from _datasets(core, records, event)
+    yield from _sub_operations(core, records, event)

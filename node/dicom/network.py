@@ -32,5 +32,7 @@ def contexts_for(core: NodeCore, records: list[dict[str, Any]]) -> list[Presenta
         wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         if stored and stored not in wanted:
             wanted.insert(0, stored)
-    return [build_context(sop_class, wanted)
-            for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]]
+    return [
+        build_context(sop_class, wanted)
+        for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]
+    ]

@@ -29,12 +29,17 @@ class RemoteDicomError(DomainError):
 
 def _associate(aet: str, modality: Modality, contexts: list[PresentationContext]) -> Any:
     ae = AE(ae_title=aet)
-    association = ae.associate(modality.host, modality.port, contexts=contexts,
-                               ae_title=modality.aet,
-                               evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)])
+    association = ae.associate(
+        modality.host,
+        modality.port,
+        contexts=contexts,
+        ae_title=modality.aet,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+    )
     if not association.is_established:
         raise RemoteDicomError(
-            f"cannot open an association with {modality.aet} at {modality.host}:{modality.port}")
+            f"cannot open an association with {modality.aet} at {modality.host}:{modality.port}"
+        )
     return association
 
 
@@ -48,22 +53,23 @@ def echo(aet: str, modality: Modality) -> None:
         raise RemoteDicomError(f"{modality.aet} did not answer the C-ECHO")
 
 
-def send(core: NodeCore, aet: str, modality: Modality, records: list[dict[str, Any]],
-         context: JobContext) -> dict[str, Any]:
+def send(
+    core: NodeCore, aet: str, modality: Modality, records: list[dict[str, Any]], context: JobContext
+) -> dict[str, Any]:
     """C-STORE each instance; fail the job if any instance is refused."""
     association = _associate(aet, modality, contexts_for(core, records))
     failed: list[str] = []
     try:
         for done, record in enumerate(records):
             context.progress(done, len(records), Instances=done)
-            data = core.store.instance_p10(record["study_uid"], record["series_uid"],
-                                           record["sop_uid"])
+            data = core.store.instance_p10(
+                record["study_uid"], record["series_uid"], record["sop_uid"]
+            )
             status = association.send_c_store(pydicom.dcmread(io.BytesIO(data)))
             if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
                 failed.append(record["id"])
     finally:
         association.release()
     if failed:
-        raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(records)} "
-                               "instances")
+        raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(records)} instances")
     return {"Instances": len(records), "Failed": failed}

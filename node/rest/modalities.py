@@ -113,8 +113,9 @@ async def store(request: web.Request) -> web.Response:
     def work(context: JobContext) -> dict[str, Any]:
         return scu.send(core, aet, modality, chosen, context)
 
-    job = request.app[JOBS].submit("DicomModalityStore",
-                                   {"Modality": modality.name, "Resources": resources}, work)
+    job = request.app[JOBS].submit(
+        "DicomModalityStore", {"Modality": modality.name, "Resources": resources}, work
+    )
     if asynchronous:
         return web.json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     await asyncio.to_thread(job.finished.wait)

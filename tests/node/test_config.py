@@ -83,7 +83,10 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.toml")
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob(
-    "configs/**/*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[2].glob("configs/**/*.toml")),
+    ids=lambda p: p.name,
+)
 def test_shipped_configurations_load(path: Path) -> None:
     assert load_config(path).dicom.port > 0

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,10 +12,9 @@ from node.config import CoreSettings
 from node.core import NodeCore
 from node.ids import Level
 from node.reconcile import indexed_instances
+from tests.crash import run_and_kill
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_change_feed_is_ordered_under_concurrent_ingest(core: NodeCore) -> None:
@@ -130,35 +126,12 @@ def test_recovery_finishes_what_a_crash_interrupted(make_core: MakeCore) -> None
     assert reopened.statistics()["CountInstances"] == 2
 
 
-def run_and_kill(data_dir: Path, log: Path, round_number: int, delay: float) -> None:
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.node.crash_worker",
-            str(data_dir),
-            str(log),
-            str(round_number),
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while b"ready" not in log.read_bytes():
-        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(delay)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-
-
 def test_sigkill_during_ingest_then_recovery(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "acks.log"
     log.write_text("")
     rng = random.Random(7)
     for round_number in range(8):
-        run_and_kill(data_dir, log, round_number, rng.uniform(0.2, 1.2))
+        run_and_kill("tests.node.crash_worker", data_dir, log, round_number, rng.uniform(0.2, 1.2))
         with NodeCore(CoreSettings(data_dir, maximum_patient_count=4)) as core:
             check_consistent(core, log)
 

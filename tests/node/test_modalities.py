@@ -17,8 +17,9 @@ from tests.storage.helpers import ct_bytes
 def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port, received = free_port(), tmp_path / "received"
     received.mkdir()
-    process = subprocess.Popen(["/usr/bin/storescp", "-aet", "DEST", "-od", str(received),
-                                str(port)], env=DCMTK_ENV)
+    process = subprocess.Popen(
+        ["/usr/bin/storescp", "-aet", "DEST", "-od", str(received), str(port)], env=DCMTK_ENV
+    )
     time.sleep(0.3)
     yield port, received
     process.terminate()
@@ -37,8 +38,9 @@ def test_modality_crud(node_process: NodeProcess) -> None:
     assert node_process.request("GET", "/modalities/viewer").status == 404
 
 
-def test_echo_and_store_to_a_storescp(node_process: NodeProcess,
-                                      storescp: tuple[int, Path]) -> None:
+def test_echo_and_store_to_a_storescp(
+    node_process: NodeProcess, storescp: tuple[int, Path]
+) -> None:
     port, received = storescp
     body = {"AET": "DEST", "Host": "127.0.0.1", "Port": port}
     node_process.request("PUT", "/modalities/dest", body)
@@ -51,8 +53,9 @@ def test_echo_and_store_to_a_storescp(node_process: NodeProcess,
     assert done.json()["State"] == "Success" and done.json()["Content"]["Instances"] == 3
     assert len(list(received.iterdir())) == 3
 
-    queued = node_process.request("POST", "/modalities/dest/store",
-                                  {"Resources": [ids[0]["ID"]], "Asynchronous": True}).json()
+    queued = node_process.request(
+        "POST", "/modalities/dest/store", {"Resources": [ids[0]["ID"]], "Asynchronous": True}
+    ).json()
     deadline = time.monotonic() + 20
     while node_process.request("GET", queued["Path"]).json()["State"] != "Success":
         assert time.monotonic() < deadline
@@ -61,8 +64,9 @@ def test_echo_and_store_to_a_storescp(node_process: NodeProcess,
 
 
 def test_unreachable_modality(node_process: NodeProcess) -> None:
-    node_process.request("PUT", "/modalities/gone",
-                         {"AET": "GONE", "Host": "127.0.0.1", "Port": free_port()})
+    node_process.request(
+        "PUT", "/modalities/gone", {"AET": "GONE", "Host": "127.0.0.1", "Port": free_port()}
+    )
     failed = node_process.request("POST", "/modalities/gone/echo", b"")
     assert failed.status == 502 and failed.json()["ErrorCode"] == "dicom-network-error"
     upload = node_process.request("POST", "/instances", ct_bytes(0)).json()

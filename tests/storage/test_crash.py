@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 
 from storage.layout import study_zip_path
 from storage.store import StudyStore
+from tests.crash import run_and_kill
 
 ROUNDS = 30
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_and_kill(data_dir: Path, log: Path, round_number: int, delay: float) -> None:
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.storage.crash_worker",
-            str(data_dir),
-            str(log),
-            str(round_number),
-        ],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while b"ready" not in log.read_bytes():
-        assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
-        assert time.monotonic() < deadline, "worker never became ready"
-        time.sleep(0.01)
-    time.sleep(delay)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()
 
 
 def acknowledged(log: Path) -> dict[str, tuple[str, str, str]]:
@@ -58,7 +30,9 @@ def test_sigkill_during_store_and_seal_loses_no_acknowledged_instance(tmp_path: 
     rng = random.Random(1234)
     for round_number in range(ROUNDS):
         log.write_text("")  # the previous rounds' acks are kept in `history`
-        run_and_kill(data_dir, log, round_number, rng.uniform(0.0, 0.6))
+        run_and_kill(
+            "tests.storage.crash_worker", data_dir, log, round_number, rng.uniform(0.0, 0.6)
+        )
         with (tmp_path / "history.log").open("a") as history:
             history.write(log.read_text())
         with StudyStore(data_dir) as store:
