@@ -13,6 +13,7 @@ retried after the map size doubles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from node.ids import Level
+from storage.errors import StorageFull
 
 T = TypeVar("T")
 
@@ -267,6 +269,18 @@ class Txn:
         self.set_global(name, str(self.counter(name) + delta))
 
 
+@contextlib.contextmanager
+def _disk_full_as_storage_full() -> Iterator[None]:
+    try:
+        yield
+    except lmdb.MapFullError:
+        raise
+    except lmdb.Error as exc:
+        if "No space left" in str(exc) or "ENOSPC" in str(exc):
+            raise StorageFull("disk full while writing the index") from exc
+        raise
+
+
 class Index:
     """The LMDB environment under ``path``."""
 
@@ -302,7 +316,7 @@ class Index:
         """Run ``fn`` in one write transaction, committed (and fsynced) before returning."""
         while True:
             try:
-                with self.env.begin(write=True) as txn:
+                with _disk_full_as_storage_full(), self.env.begin(write=True) as txn:
                     return fn(Txn(self, txn))
             except lmdb.MapFullError:
                 self._grow()
@@ -316,7 +330,7 @@ class Index:
         while True:
             try:
                 outcomes: list[tuple[bool, Any]] = []
-                with self.env.begin(write=True) as parent:
+                with _disk_full_as_storage_full(), self.env.begin(write=True) as parent:
                     for job in jobs:
                         child = self.env.begin(write=True, parent=parent)
                         try:
