@@ -32,7 +32,7 @@ class ConflictPolicy(StrEnum):
 class CoreSettings:
     data_dir: Path
     compression: bool = True
-    compression_level: int = 6
+    compression_level: int = 3
     stable_age_s: float = 60.0
     maximum_storage_size_mb: int = 0
     maximum_patient_count: int = 0

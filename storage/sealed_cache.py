@@ -29,8 +29,12 @@ class SealedStudy:
 
 
 class SealedCache:
-    def __init__(self, capacity: int = 32) -> None:
+    """At most ``capacity`` studies and ``instance_budget`` instances (~15 KB of parsed
+    metadata each), so a node holding huge studies keeps a bounded footprint."""
+
+    def __init__(self, capacity: int = 32, instance_budget: int = 4000) -> None:
         self._capacity = capacity
+        self._instance_budget = instance_budget
         self._entries: OrderedDict[Path, tuple[_FileKey, SealedStudy]] = OrderedDict()
         self._guard = threading.Lock()
 
@@ -59,7 +63,11 @@ class SealedCache:
         with self._guard:
             self._entries[path] = (key, study)
             self._entries.move_to_end(path)
-            while len(self._entries) > self._capacity:
+            while len(self._entries) > 1 and (
+                len(self._entries) > self._capacity
+                or sum(len(e[1].instances) for e in self._entries.values())
+                > self._instance_budget
+            ):
                 self._entries.popitem(last=False)
         return study
 

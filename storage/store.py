@@ -22,6 +22,7 @@ import threading
 import time
 import weakref
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -40,6 +41,7 @@ from storage.archive import (
 )
 from storage.convert import build_dataset, read_p10, split_dataset, write_p10
 from storage.durable import (
+    fsync_dir,
     make_dirs_durable,
     remove_durable,
     remove_tree_durable,
@@ -63,7 +65,8 @@ from storage.multipart import Part, unwrap
 from storage.sealed_cache import SealedCache
 from storage.validation import validate_study_zip
 
-DEFAULT_COMPRESSION_LEVEL = 6
+# zlib level 3 deflates a CT frame about 3x faster than 6 for ~2 % more bytes.
+DEFAULT_COMPRESSION_LEVEL = 3
 _READ_ATTEMPTS = 20
 log = logging.getLogger(__name__)
 
@@ -311,7 +314,10 @@ class StudyStore:
         else:
             remove_durable(zip_path)
         for path in staged:
-            remove_durable(path)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if staged:
+            fsync_dir(staged[0].parent)  # once for all of them
         self._remove_empty_dirs(study_uid)
         self._clear_pending(study_uid)
 
@@ -425,7 +431,7 @@ class StudyStore:
     def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
         """Every frame of the instance, in order (none for an instance without pixels)."""
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
-            return [unwrap(source.archive.read(info)) for info in _frame_infos(source)]
+            return [_read_part_entry(source.archive, info) for info in _frame_infos(source)]
 
     def bulk(self, study_uid: str, series_uid: str, sop_uid: str, key: str) -> Part:
         name = bulk_entry(study_uid, series_uid, sop_uid, key)
@@ -435,7 +441,7 @@ class StudyStore:
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
             for info in source.entries:
                 if info.filename == name:
-                    return unwrap(source.archive.read(info))
+                    return _read_part_entry(source.archive, info)
         raise NotFound(f"no {name}")
 
     def instance_p10(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
@@ -537,6 +543,14 @@ class StudyStore:
                 # Not fsynced: an empty directory that reappears after a crash is harmless.
 
 
+def _read_part_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Part:
+    """A stored part; damage on disk (bad CRC, broken deflate) is a StorageError."""
+    try:
+        return unwrap(archive.read(info))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise StorageError(f"{info.filename} is damaged on disk: {exc}") from exc
+
+
 def _frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:
     frames = [info for info in source.entries if "/frames/" in info.filename]
     return sorted(frames, key=lambda info: int(info.filename.rsplit("/", 1)[1]))
@@ -546,13 +560,13 @@ def _p10_of(source: InstanceSource) -> bytes:
     with source.opened() as archive:
 
         def frames() -> list[bytes]:
-            return [unwrap(archive.read(info)).payload for info in _frame_infos(source)]
+            return [_read_part_entry(archive, info).payload for info in _frame_infos(source)]
 
         def bulk(key: str) -> bytes:
             name = bulk_entry(source.study_uid, source.series_uid, source.sop_uid, key)
             for info in source.entries:
                 if info.filename == name:
-                    return unwrap(archive.read(info)).payload
+                    return _read_part_entry(archive, info).payload
             raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
 
         buffer = io.BytesIO()
