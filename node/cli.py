@@ -152,6 +152,13 @@ def cmd_stats(config: NodeConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_identity(config: NodeConfig, args: argparse.Namespace) -> int:
+    from node.replication import node_identity
+
+    print(node_identity(config).fingerprint)
+    return EXIT_OK
+
+
 def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> int:
     from node.auth import hash_password
 
@@ -187,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("unprotect", cmd_unprotect, "let a patient be recycled again")
     sub.add_argument("patient", help="patient resource id")
     add("stats", cmd_stats, "print counts and sizes")
+    add(
+        "identity",
+        cmd_identity,
+        "print this node's id (certificate fingerprint) for the other site's [[peers]]",
+    )
     add(
         "hash-password",
         cmd_hash_password,

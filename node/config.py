@@ -82,6 +82,23 @@ class Modality:
 
 
 @dataclass(frozen=True)
+class PeeringSettings:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    shared_ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class PeerSettings:
+    name: str
+    fingerprint: str
+    url: str | None = None  # None: a passive peer, which dials us
+    push: bool = True
+    pull: bool = True
+    interval_s: int = 0  # 0: only when asked (POST /peers/{name}/sync)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     core: CoreSettings
     http: HttpSettings
@@ -89,6 +106,8 @@ class NodeConfig:
     users: tuple[User, ...] = ()
     modalities: tuple[Modality, ...] = ()
     source: str = "embedded defaults"
+    peering: PeeringSettings = PeeringSettings()
+    peers: tuple[PeerSettings, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -111,9 +130,23 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "users": {"name": (str,), "password_hash": (str,)},
     "modalities": {"name": (str,), "aet": (str,), "host": (str,), "port": (int,)},
+    "peering": {"host": (str,), "port": (int,), "shared_ca": (str,)},
+    "peers": {
+        "name": (str,),
+        "fingerprint": (str,),
+        "url": (str,),
+        "push": (bool,),
+        "pull": (bool,),
+        "interval_s": (int,),
+    },
 }
-_TABLES = {"http", "dicom", "storage", "metadata", "attachments"}
-_LISTS = {"users", "modalities"}
+_REQUIRED = {
+    "users": {"name", "password_hash"},
+    "modalities": {"name", "aet", "host", "port"},
+    "peers": {"name", "fingerprint"},
+}
+_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering"}
+_LISTS = {"users", "modalities", "peers"}
 
 
 def default_config_text() -> str:
@@ -226,16 +259,26 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         users=users,
         modalities=modalities,
         source=source,
+        peering=_peering(source, base, _table(source, merged, "peering")),
+        peers=tuple(PeerSettings(**_entry(source, "peers", p)) for p in merged.get("peers", [])),
     )
     _check_secure(config)
     return config
+
+
+def _peering(source: str, base: Path, table: dict[str, Any]) -> PeeringSettings:
+    return PeeringSettings(
+        table.get("host", "127.0.0.1"),
+        _port(source, "peering.port", table.get("port", 8443)),
+        _path(base, table.get("shared_ca")),
+    )
 
 
 def _entry(source: str, section: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: each [[{section}]] entry must be a table")
     _check(source, section, value)
-    missing = set(_SCHEMA[section]) - set(value)
+    missing = _REQUIRED[section] - set(value)
     if missing:
         raise ConfigError(f"{source}: [[{section}]] entry lacks {', '.join(sorted(missing))}")
     return value

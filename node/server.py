@@ -1,8 +1,11 @@
-"""``pacsnode serve``: the node core, the DICOM server and the REST app in one process."""
+"""``pacsnode serve``: the node core, the DICOM server, the REST app and peering in one process."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import ssl
 
 from aiohttp import web
@@ -10,7 +13,11 @@ from aiohttp import web
 from node.config import NodeConfig
 from node.core import NodeCore
 from node.dicom.services import start_dicom_server
+from node.jobs import JobRegistry
+from node.replication import Replicator
 from node.rest.app import create_app
+from peer.server import create_peer_app
+from peer.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +30,51 @@ def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
     return context
 
 
+async def _run(config: NodeConfig, core: NodeCore) -> None:
+    jobs = JobRegistry()
+    replicator = Replicator(core, config, jobs)
+    runners = [web.AppRunner(create_app(core, config, jobs, replicator), access_log=None)]
+    await runners[0].setup()
+    await web.TCPSite(
+        runners[0], config.http.host, config.http.port, ssl_context=tls_context(config)
+    ).start()
+    log.info(
+        "REST API on http%s://%s:%d/ (data in %s)",
+        "s" if config.http.tls_cert else "",
+        config.http.host,
+        config.http.port,
+        config.data_dir,
+    )
+    if config.peers:
+        pins = {p.name: (p.fingerprint, p.push, p.pull) for p in config.peers}
+        peer_app = create_peer_app(replicator.peering, replicator.identity.fingerprint, pins)
+        runners.append(web.AppRunner(peer_app, access_log=None))
+        await runners[1].setup()
+        await web.TCPSite(
+            runners[1],
+            config.peering.host,
+            config.peering.port,
+            ssl_context=server_context(replicator.identity, config.peering.shared_ca),
+        ).start()
+        log.info(
+            "peering on https://%s:%d/ as %s",
+            config.peering.host,
+            config.peering.port,
+            replicator.identity.fingerprint,
+        )
+        replicator.start_schedule()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        replicator.stop()
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+
 def serve(config: NodeConfig) -> None:
     core = NodeCore(config.core)
     report = core.open()
@@ -31,27 +83,11 @@ def serve(config: NodeConfig) -> None:
             "recovery: indexed %d and unindexed %d instances", report.indexed, report.unindexed
         )
     dicom = start_dicom_server(core, config)
-    app = create_app(core, config)
-
-    async def shutdown(_: web.Application) -> None:
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(config, core))
+    finally:
         for association in dicom.active_associations:
             association.abort()  # a peer that never releases must not hold up the exit
         dicom.shutdown()
         core.close()
-
-    app.on_cleanup.append(shutdown)
-    log.info(
-        "REST API on http%s://%s:%d/ (data in %s)",
-        "s" if config.http.tls_cert else "",
-        config.http.host,
-        config.http.port,
-        config.data_dir,
-    )
-    web.run_app(
-        app,
-        host=config.http.host,
-        port=config.http.port,
-        ssl_context=tls_context(config),
-        print=None,
-        access_log=None,
-    )

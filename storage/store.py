@@ -473,6 +473,26 @@ class StudyStore:
             raise NotFound(f"no study {study_uid}")
         return path
 
+    def write_study_subset(self, study_uid: str, sop_uids: set[str] | None,
+                           handle: BinaryIO) -> int:
+        """Write a study ZIP holding only ``sop_uids`` (all when ``None``) to ``handle``.
+
+        What a peer lacks is sent without sealing or rewriting anything here;
+        returns how many instances were written.
+        """
+        check_uid(study_uid, "StudyInstanceUID")
+        sources = self._study_sources(study_uid)
+        if not sources:
+            raise NotFound(f"no study {study_uid}")
+        chosen = [s for uid, s in sources.items() if sop_uids is None or uid in sop_uids]
+        try:
+            write_study_zip(handle, study_uid, chosen)
+        except FileNotFoundError:  # a staging file was sealed meanwhile: read again
+            handle.seek(0)
+            handle.truncate()
+            return self.write_study_subset(study_uid, sop_uids, handle)
+        return len(chosen)
+
     def study_size(self, study_uid: str) -> StudySize:
         check_uid(study_uid, "StudyInstanceUID")
         staged = self._staged_paths(study_uid)

@@ -17,6 +17,7 @@ from node.config import NodeConfig
 from node.core import NodeCore
 from node.errors import DomainError
 from node.jobs import JobRegistry
+from node.replication import Replicator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -25,6 +26,7 @@ CORE = web.AppKey("core", NodeCore)
 CONFIG = web.AppKey("config", NodeConfig)
 JOBS = web.AppKey("jobs", JobRegistry)
 MODALITIES = web.AppKey("modalities", dict)
+REPLICATOR = web.AppKey("replicator", Replicator)
 _VERIFIED = web.AppKey("verified_credentials", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -102,15 +104,21 @@ def _check_basic(header: str, users: dict[str, str]) -> bool:
     return stored is not None and verify_password(password, stored)
 
 
-def create_app(core: NodeCore, config: NodeConfig) -> web.Application:
-    from node.rest import annotations, modalities, resources, system, tools, upload
+def create_app(
+    core: NodeCore,
+    config: NodeConfig,
+    jobs: JobRegistry | None = None,
+    replicator: Replicator | None = None,
+) -> web.Application:
+    from node.rest import annotations, modalities, peers, resources, system, tools, upload
 
     app = web.Application(middlewares=[errors_as_json, basic_auth], client_max_size=1024**4)
     app[CORE] = core
     app[CONFIG] = config
     app[_VERIFIED] = {}
-    app[JOBS] = JobRegistry()
+    app[JOBS] = jobs or JobRegistry()
+    app[REPLICATOR] = replicator or Replicator(core, config, app[JOBS])
     app[MODALITIES] = {modality.name: modality for modality in config.modalities}
-    for module in (resources, upload, annotations, tools, system, modalities):
+    for module in (resources, upload, annotations, tools, system, modalities, peers):
         module.setup_routes(app)
     return app

@@ -1,0 +1,96 @@
+"""The node's side of the peering interface (``peer.interface.NodeForPeers``)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+from node.changes import ChangeType
+from node.core import NodeCore
+from node.hierarchy import Origin
+from node.index import Txn
+from node.ingest import index_instance
+from node.writer import IndexWriter
+from peer.interface import ChangeBatch, MergeSummary, StudyChange
+from storage.errors import NotFound
+from storage.layout import is_valid_uid
+
+_STUDY_CHANGES = {ChangeType.NEW_INSTANCE.value, ChangeType.STABLE_STUDY.value}
+
+
+def _study_uid_of(path: Path) -> str | None:
+    """The study a ZIP claims to hold (validated properly by the merge itself)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    parts = names[0].split("/") if names else []
+    return parts[1] if len(parts) > 1 and is_valid_uid(parts[1]) else None
+
+
+class NodePeering:
+    def __init__(self, core: NodeCore) -> None:
+        self._core = core
+
+    @property
+    def _writer(self) -> IndexWriter:
+        return self._core.writer
+
+    def study_changes(self, since: int, limit: int) -> ChangeBatch:
+        page = self._core.changes(since, limit)
+        found: list[StudyChange] = []
+        seen: set[str] = set()
+        for change in page.changes:
+            if change["ChangeType"] not in _STUDY_CHANGES:
+                continue
+            record = self._core.read(lambda txn, rid=change["ID"]: txn.resource(rid))
+            if record is None:
+                continue  # deleted since
+            uid = record.get("study_uid") or record["tags"].get("StudyInstanceUID")
+            if uid and uid not in seen:
+                seen.add(uid)
+                found.append(StudyChange(change["Seq"], uid))
+        return ChangeBatch(found, page.last, page.done)
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        try:
+            return self._core.store.inventory(study_uid)
+        except NotFound:
+            return {}
+
+    def write_study(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
+        return self._core.store.write_study_subset(study_uid, sop_uids, handle)
+
+    def merge_study(self, path: Path, peer_name: str) -> MergeSummary:
+        # Storage is written before the index: a dirty mark lets start-up
+        # reconciliation index what a crash in between would leave unindexed.
+        study_uid = _study_uid_of(path)
+        if study_uid is not None:
+            self._writer.run(lambda txn: txn.mark_dirty(study_uid))
+        try:
+            result = self._core.store.merge_study_zip(path)
+            origin = Origin(kind="Peer", peer=peer_name)
+
+            def index(txn: Txn) -> None:
+                for instance in result.added:
+                    index_instance(txn, instance, origin)
+                txn.clear_dirty(result.study_uid)
+
+            self._writer.run(index)
+        finally:
+            if study_uid is not None:
+                self._writer.run(lambda txn: txn.clear_dirty(study_uid))
+        return MergeSummary(
+            result.study_uid,
+            [i.sop_uid for i in result.added],
+            result.already_stored,
+            result.conflicts,
+        )
+
+    def load_cursor(self, name: str) -> int:
+        return self._core.read(lambda txn: txn.counter(f"peer_cursor:{name}"))
+
+    def save_cursor(self, name: str, value: int) -> None:
+        self._writer.run(lambda txn: txn.set_global(f"peer_cursor:{name}", str(value)))

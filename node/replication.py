@@ -1,0 +1,132 @@
+"""Replication with configured peers: the peering listener, sync jobs and their schedule."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from node.config import NodeConfig, PeerSettings
+from node.core import NodeCore
+from node.errors import BadRequest, NotFound
+from node.jobs import Job, JobContext, JobRegistry
+from node.peering import NodePeering
+from peer.client import PeerClient
+from peer.identity import Identity, load_or_create
+from peer.sync import sync_once
+from peer.tls import client_context
+
+log = logging.getLogger(__name__)
+
+
+def node_identity(config: NodeConfig) -> Identity:
+    return load_or_create(config.data_dir / "identity")
+
+
+class Replicator:
+    def __init__(self, core: NodeCore, config: NodeConfig, jobs: JobRegistry) -> None:
+        self._core = core
+        self._config = config
+        self._jobs = jobs
+        self.identity = node_identity(config)
+        self.peering = NodePeering(core)
+        self._peers = {peer.name: peer for peer in config.peers}
+        self._running: dict[str, threading.Lock] = {name: threading.Lock() for name in self._peers}
+        self._state: dict[str, dict[str, Any]] = {name: {} for name in self._peers}
+        self._scheduler: BackgroundScheduler | None = None
+
+    def peer(self, name: str) -> PeerSettings:
+        peer = self._peers.get(name)
+        if peer is None:
+            raise NotFound(f"no peer {name}")
+        return peer
+
+    def names(self) -> list[str]:
+        return sorted(self._peers)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        peer = self.peer(name)
+        return {
+            "Name": peer.name,
+            "Url": peer.url,
+            "Fingerprint": peer.fingerprint,
+            "Push": peer.push,
+            "Pull": peer.pull,
+            "IntervalSeconds": peer.interval_s,
+            "PushCursor": self.peering.load_cursor(f"{name}:push"),
+            "PullCursor": self.peering.load_cursor(f"{name}:pull"),
+            **self._state[name],
+        }
+
+    def sync(self, name: str) -> Job:
+        peer = self.peer(name)
+        if peer.url is None:
+            raise BadRequest(f"peer {name} is passive (no url): it connects to us")
+        return self._jobs.submit(
+            "PeerSync", {"Peer": name}, lambda context: self._sync(peer, context)
+        )
+
+    def _sync(self, peer: PeerSettings, context: JobContext) -> dict[str, Any]:
+        lock = self._running[peer.name]
+        if not lock.acquire(blocking=False):
+            return {"Skipped": "a sync with this peer is already running"}
+        try:
+            assert peer.url is not None
+            client = PeerClient(
+                peer.url,
+                peer.fingerprint,
+                client_context(self.identity, self._config.peering.shared_ca),
+            )
+            result = sync_once(
+                self.peering,
+                client,
+                peer.name,
+                do_push=peer.push,
+                do_pull=peer.pull,
+                progress=lambda phase, count: context.progress(0, 1, Phase=phase, Instances=count),
+            )
+            self._state[peer.name] = {"LastSuccess": _now(), "LastError": None}
+            return {
+                "PushedInstances": result.pushed_instances,
+                "PulledInstances": result.pulled_instances,
+                "StudiesChecked": result.studies_checked,
+                "Conflicts": result.conflicts,
+            }
+        except Exception as exc:
+            self._state[peer.name] = {
+                **self._state[peer.name],
+                "LastError": str(exc),
+                "LastErrorTime": _now(),
+            }
+            raise
+        finally:
+            lock.release()
+
+    def start_schedule(self) -> None:
+        scheduled = [p for p in self._peers.values() if p.url and p.interval_s > 0]
+        if not scheduled:
+            return
+        self._scheduler = BackgroundScheduler()
+        for peer in scheduled:
+            self._scheduler.add_job(
+                self.sync,
+                IntervalTrigger(seconds=peer.interval_s),
+                args=[peer.name],
+                id=peer.name,
+                max_instances=1,
+                coalesce=True,
+            )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+
+
+def _now() -> str:
+    from node.index import now_string
+
+    return now_string()

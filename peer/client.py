@@ -1,0 +1,141 @@
+"""The peering client: protocol v1 over mutual TLS, pinning the server's fingerprint.
+
+Synchronous (``http.client``): replication runs in worker threads, one peer at a
+time, and streams ZIPs to and from temporary files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import logging
+import ssl
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from peer.identity import normalize_fingerprint
+from peer.tls import UntrustedPeer, peer_fingerprint
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+_TIMEOUT_S = 120
+
+
+class PeerError(Exception):
+    """The peer answered with an error, or the transfer failed; ``transient`` says retry."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class PeerClient:
+    def __init__(self, url: str, fingerprint: str, context: ssl.SSLContext) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"peer URL must be https://host:port, not {url!r}")
+        self._host, self._port = parts.hostname, parts.port or 443
+        self._fingerprint = normalize_fingerprint(fingerprint)
+        self._context = context
+
+    def _connect(self) -> http.client.HTTPSConnection:
+        connection = http.client.HTTPSConnection(
+            self._host, self._port, context=self._context, timeout=_TIMEOUT_S
+        )
+        try:
+            connection.connect()
+        except (OSError, ssl.SSLError) as exc:
+            raise PeerError(
+                f"cannot reach {self._host}:{self._port}: {exc}", transient=True
+            ) from exc
+        seen = peer_fingerprint(connection.sock)  # type: ignore[arg-type]
+        if seen is None or normalize_fingerprint(seen) != self._fingerprint:
+            connection.close()
+            log.warning(
+                "peer %s:%d presented certificate %s, not the pinned one",
+                self._host,
+                self._port,
+                seen,
+            )
+            raise UntrustedPeer(f"{self._host}:{self._port} presented certificate {seen}", seen)
+        return connection
+
+    def _request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> http.client.HTTPResponse:
+        connection = self._connect()
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise PeerError(f"{method} {path}: {exc}", transient=True) from exc
+        if response.status >= 400:
+            detail = response.read()[:500].decode("utf-8", "replace")
+            connection.close()
+            raise PeerError(
+                f"{method} {path}: {response.status} {detail}", transient=response.status >= 500
+            )
+        return response
+
+    def _json(self, method: str, path: str, document: Any = None) -> Any:
+        body = json.dumps(document).encode() if document is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        response = self._request(method, path, body, headers)
+        try:
+            return json.loads(response.read())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise PeerError(f"{method} {path}: bad answer: {exc}", transient=True) from exc
+
+    def hello(self) -> dict[str, Any]:
+        return dict(self._json("GET", "/peer/v1/hello"))
+
+    def changes(self, since: int, limit: int = 500) -> dict[str, Any]:
+        return dict(self._json("GET", f"/peer/v1/changes?since={since}&limit={limit}"))
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
+
+    def download(self, study_uid: str, sop_uids: set[str] | None) -> Path:
+        """Fetch the study (or those instances) into a temp file, checked by SHA-256."""
+        body = json.dumps({"instances": sorted(sop_uids)} if sop_uids else {}).encode()
+        response = self._request(
+            "POST",
+            f"/peer/v1/studies/{study_uid}/export",
+            body,
+            {"Content-Type": "application/json"},
+        )
+        expected = response.getheader("X-Content-SHA256", "")
+        handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)
+        hasher = hashlib.sha256()
+        try:
+            with handle:
+                while chunk := response.read(_CHUNK):
+                    hasher.update(chunk)
+                    handle.write(chunk)
+        except (OSError, http.client.HTTPException) as exc:
+            Path(handle.name).unlink(missing_ok=True)
+            raise PeerError(f"download of {study_uid} cut off: {exc}", transient=True) from exc
+        if hasher.hexdigest() != expected:
+            Path(handle.name).unlink(missing_ok=True)
+            raise PeerError(f"download of {study_uid} does not match its SHA-256", transient=True)
+        return Path(handle.name)
+
+    def upload(self, study_uid: str, archive: IO[bytes]) -> dict[str, Any]:
+        """Send a study ZIP (open file) for the peer to merge."""
+        archive.seek(0)
+        hasher = hashlib.sha256()
+        while chunk := archive.read(_CHUNK):
+            hasher.update(chunk)
+        size = archive.tell()
+        archive.seek(0)
+        headers = {
+            "Content-Type": "application/zip",
+            "X-Content-SHA256": hasher.hexdigest(),
+            "Content-Length": str(size),
+        }
+        response = self._request("POST", f"/peer/v1/studies/{study_uid}/import", archive, headers)
+        return dict(json.loads(response.read()))

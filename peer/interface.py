@@ -1,0 +1,52 @@
+"""What peering needs from a node, and nothing more. The node implements it.
+
+Implementations should be idempotent: merging the same ZIP twice stores
+nothing twice, and a cursor may be saved again with the same value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class StudyChange:
+    seq: int
+    study_uid: str
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    changes: list[StudyChange]
+    last: int
+    done: bool
+
+
+@dataclass
+class MergeSummary:
+    study_uid: str
+    added: list[str] = field(default_factory=list)
+    already_stored: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+class NodeForPeers(Protocol):
+    def study_changes(self, since: int, limit: int) -> ChangeBatch:
+        """Studies that gained instances after cursor ``since`` (deletions are not sent)."""
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        """SOP Instance UID -> content digest; empty when the study is not here."""
+
+    def write_study(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
+        """Write the study (or those instances) as an archive-direct ZIP; return the count."""
+
+    def merge_study(self, path: Path, peer_name: str) -> MergeSummary:
+        """Validate and merge a ZIP received from ``peer_name``; raises on a bad ZIP."""
+
+    def load_cursor(self, name: str) -> int:
+        """A durable replication cursor (0 when never saved)."""
+
+    def save_cursor(self, name: str, value: int) -> None:
+        """Save a replication cursor durably."""

@@ -1,0 +1,146 @@
+"""Two real nodes replicating over mutual TLS: push, pull, no ping-pong, refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.node.server import REPO, NodeProcess, free_port
+from tests.storage.helpers import ct_bytes
+
+
+def identity_of(directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "identity.toml"
+    config.write_text('data_dir = "data"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "node.cli", "--config", str(config), "identity"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def peer_toml(port: int, peers: list[dict[str, object]]) -> str:
+    lines = [f"\n[peering]\nport = {port}\n"]
+    for peer in peers:
+        lines.append("[[peers]]")
+        for key, value in peer.items():
+            shown = (
+                str(value).lower()
+                if isinstance(value, bool)
+                else (f'"{value}"' if isinstance(value, str) else str(value))
+            )
+            lines.append(f"{key} = {shown}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def two_sites(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess, str, str]]:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    a_port, b_port = free_port(), free_port()
+    site_a = NodeProcess(
+        a_dir,
+        extra_toml=peer_toml(
+            a_port,
+            [
+                {"name": "siteb", "url": f"https://127.0.0.1:{b_port}", "fingerprint": b_id},
+                {
+                    "name": "impostor",
+                    "url": f"https://127.0.0.1:{b_port}",
+                    "fingerprint": "00" * 32,
+                },
+            ],
+        ),
+    )
+    site_b = NodeProcess(
+        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+    )
+    site_a.start()
+    site_b.start()
+    yield site_a, site_b, a_id, b_id
+    site_a.stop()
+    site_b.stop()
+
+
+def sync(node: NodeProcess, peer: str) -> dict:
+    response = node.request("POST", f"/peers/{peer}/sync?wait", b"")
+    return {"status": response.status, **response.json()}
+
+
+def inventory(node: NodeProcess) -> set[str]:
+    return {
+        i["MainDicomTags"]["SOPInstanceUID"]
+        for i in node.request("GET", "/instances?expand").json()
+    }
+
+
+def test_push_pull_and_no_ping_pong(two_sites: tuple[NodeProcess, NodeProcess, str, str]) -> None:
+    site_a, site_b, _, b_id = two_sites
+    assert site_a.request("GET", "/tools/identity").json()["Fingerprint"] != b_id
+    for index in range(3):
+        site_a.request("POST", "/instances", ct_bytes(index, patient=1))
+    for index in range(2):
+        site_b.request("POST", "/instances", ct_bytes(index, patient=2))
+
+    first = sync(site_a, "siteb")
+    assert first["status"] == 200 and first["State"] == "Success", first
+    assert first["Content"]["PushedInstances"] == 3
+    assert first["Content"]["PulledInstances"] == 2
+    assert inventory(site_a) == inventory(site_b) and len(inventory(site_a)) == 5
+    pushed = site_b.request(
+        "POST", "/tools/find", {"Level": "Instance", "Query": {"PatientID": "PAT00001"}}
+    ).json()
+    assert len(pushed) == 3
+    origin = site_b.request("GET", f"/instances/{pushed[0]}/metadata?expand").json()
+    assert (origin["Origin"], origin["Peer"]) == ("Peer", "sitea")
+
+    again = sync(site_a, "siteb")
+    assert again["Content"]["PushedInstances"] == 0 and again["Content"]["PulledInstances"] == 0
+
+    site_a.request("POST", "/instances", ct_bytes(3, patient=1))
+    incremental = sync(site_a, "siteb")
+    assert incremental["Content"]["PushedInstances"] == 1
+    assert len(inventory(site_b)) == 6
+    state = site_a.request("GET", "/peers/siteb").json()
+    assert state["LastError"] is None and state["PushCursor"] > 0
+
+
+def test_wrong_fingerprint_is_refused(two_sites: tuple[NodeProcess, NodeProcess, str, str]) -> None:
+    site_a, site_b, _, _ = two_sites
+    site_a.request("POST", "/instances", ct_bytes(0))
+    refused = sync(site_a, "impostor")
+    assert refused["status"] == 502 and refused["State"] == "Failure"
+    assert "presented certificate" in refused["ErrorDescription"]
+    assert inventory(site_b) == set()
+
+
+def test_unknown_client_is_refused(
+    tmp_path: Path, two_sites: tuple[NodeProcess, NodeProcess, str, str]
+) -> None:
+    _, site_b, _, b_id = two_sites
+    stranger_dir = tmp_path / "stranger"
+    identity_of(stranger_dir)
+    peering_port = int(site_b.config.read_text().split("[peering]\nport = ")[1].split()[0])
+    stranger = NodeProcess(
+        stranger_dir,
+        extra_toml=peer_toml(
+            free_port(),
+            [{"name": "siteb", "url": f"https://127.0.0.1:{peering_port}", "fingerprint": b_id}],
+        ),
+    )
+    stranger.start()
+    try:
+        stranger.request("POST", "/instances", ct_bytes(0, patient=7))
+        refused = sync(stranger, "siteb")
+        assert refused["State"] == "Failure" and "403" in refused["ErrorDescription"]
+        assert inventory(site_b) == set()
+    finally:
+        stranger.stop()
