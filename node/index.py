@@ -151,6 +151,17 @@ class Txn:
                 return
             yield value, raw_id.decode()
 
+    def lookup_values(self, level: Level, keyword: str) -> Iterator[str]:
+        """Each distinct indexed value of a keyword (one entry per value, not per id)."""
+        head = _key(level.value, keyword, "")
+        cursor = self._txn.cursor(db=self._db["lookup"])
+        if not cursor.set_range(head):
+            return
+        for raw_key in cursor.iternext_nodup(keys=True, values=False):
+            if not raw_key.startswith(head):
+                return
+            yield raw_key[len(head) :].decode("utf-8", "replace")
+
     # --- metadata and attachments ----------------------------------------------------
 
     def metadata(self, resource_id: str) -> dict[int, str]:
