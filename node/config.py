@@ -16,6 +16,7 @@ from typing import Any
 
 from node.errors import ConfigError
 from node.recycling import Limits, StorageMode
+from peer.schedule import parse_window, trigger_for
 
 _MB = 1024 * 1024
 
@@ -96,6 +97,8 @@ class PeerSettings:
     push: bool = True
     pull: bool = True
     interval_s: int = 0  # 0: only when asked (POST /peers/{name}/sync)
+    schedule: str | None = None  # a cron expression, instead of interval_s
+    window: str | None = None  # "20:00-06:00": scheduled syncs only inside it
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "push": (bool,),
         "pull": (bool,),
         "interval_s": (int,),
+        "schedule": (str,),
+        "window": (str,),
     },
 }
 _REQUIRED = {
@@ -260,10 +265,23 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         modalities=modalities,
         source=source,
         peering=_peering(source, base, _table(source, merged, "peering")),
-        peers=tuple(PeerSettings(**_entry(source, "peers", p)) for p in merged.get("peers", [])),
+        peers=tuple(_peer(source, p) for p in merged.get("peers", [])),
     )
     _check_secure(config)
     return config
+
+
+def _peer(source: str, table: Any) -> PeerSettings:
+    peer = PeerSettings(**_entry(source, "peers", table))
+    try:
+        trigger_for(peer.interval_s, peer.schedule)
+        if peer.window:
+            parse_window(peer.window)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: peer '{peer.name}': {exc}") from exc
+    if peer.url is not None and not peer.url.startswith("https://"):
+        raise ConfigError(f"{source}: peer '{peer.name}': url must start with https://")
+    return peer
 
 
 def _peering(source: str, base: Path, table: dict[str, Any]) -> PeeringSettings:

@@ -24,7 +24,7 @@ from node.hierarchy import TOTAL_SIZE, AddedInstance, Origin, add_instance, coun
 from node.ids import Level, resource_ids
 from node.index import Index, Txn, now_string
 from node.maintags import json_value
-from node.recycling import Limits, StorageMode, Usage, choose_victims
+from node.recycling import Limits, StorageMode, Usage, choose_victims, fits
 from node.writer import IndexWriter
 from storage.store import PreparedInstance, PutStatus, StoredInstance, StudyStore
 
@@ -105,7 +105,7 @@ class Ingestor:
                 prepared.instance.stored_size,
                 adds_patient,
                 self._limits,
-                self._candidates(txn, ids[Level.PATIENT]),
+                self._candidates(txn, {ids[Level.PATIENT]}),
             )
 
         victims = self._index.read(decide)
@@ -115,10 +115,43 @@ class Ingestor:
             log.info("recycling patient %s to make room", patient_id)
             self._recycle(patient_id)
 
+    def check_room(self, incoming_size: int) -> None:
+        """Before accepting a batch from a peer: refuse it if a reject-mode limit is reached."""
+        if not self._limits.enabled or self._limits.mode is not StorageMode.REJECT:
+            return
+
+        def usage(txn: Txn) -> Usage:
+            return Usage(txn.counter(TOTAL_SIZE), txn.counter(count_name(Level.PATIENT)))
+
+        if not fits(self._index.read(usage), incoming_size, True, self._limits):
+            raise StorageFull(self._full_message())
+
+    def enforce_limits(self, keep: set[str]) -> None:
+        """After a batch arrived from a peer: recycle others until within the limits.
+
+        The patients in ``keep`` (those just received) are never chosen; when nothing
+        else can go, the node stays over its limit and says so rather than drop them.
+        """
+        if not self._limits.enabled:
+            return
+        with self._room_lock:
+
+            def decide(txn: Txn) -> list[str] | None:
+                usage = Usage(txn.counter(TOTAL_SIZE), txn.counter(count_name(Level.PATIENT)))
+                return choose_victims(usage, 0, False, self._limits, self._candidates(txn, keep))
+
+            victims = self._index.read(decide)
+            if victims is None:
+                log.warning("storage is over its limit and nothing more can be recycled")
+                return
+            for patient_id in victims:
+                log.info("recycling patient %s after a transfer from a peer", patient_id)
+                self._recycle(patient_id)
+
     @staticmethod
-    def _candidates(txn: Txn, incoming_patient: str) -> Iterator[tuple[str, int]]:
+    def _candidates(txn: Txn, keep: set[str]) -> Iterator[tuple[str, int]]:
         for patient_id in txn.patients_oldest_first():
-            if patient_id == incoming_patient or txn.is_protected(patient_id):
+            if patient_id in keep or txn.is_protected(patient_id):
                 continue
             record = txn.resource(patient_id)
             if record is not None:

@@ -9,8 +9,9 @@ from typing import BinaryIO
 from node.changes import ChangeType
 from node.core import NodeCore
 from node.hierarchy import Origin
+from node.ids import Level
 from node.index import Txn
-from node.ingest import index_instance
+from node.ingest import index_instance, instance_ids
 from node.writer import IndexWriter
 from peer.interface import ChangeBatch, MergeSummary, StudyChange
 from storage.errors import NotFound
@@ -70,6 +71,7 @@ class NodePeering:
         if study_uid is not None:
             self._writer.run(lambda txn: txn.mark_dirty(study_uid))
         try:
+            self._core.ingestor.check_room(path.stat().st_size)
             result = self._core.store.merge_study_zip(path)
             origin = Origin(kind="Peer", peer=peer_name)
 
@@ -82,6 +84,9 @@ class NodePeering:
         finally:
             if study_uid is not None:
                 self._writer.run(lambda txn: txn.clear_dirty(study_uid))
+        if result.added:
+            keep = {instance_ids(instance)[Level.PATIENT] for instance in result.added}
+            self._core.ingestor.enforce_limits(keep)
         return MergeSummary(
             result.study_uid,
             [i.sop_uid for i in result.added],

@@ -37,7 +37,8 @@ class Usage:
 def fits(usage: Usage, incoming_size: int, adds_patient: bool, limits: Limits) -> bool:
     if limits.max_size_bytes and usage.size_bytes + incoming_size > limits.max_size_bytes:
         return False
-    return not (limits.max_patients and adds_patient and usage.patients + 1 > limits.max_patients)
+    patients = usage.patients + (1 if adds_patient else 0)
+    return not (limits.max_patients and patients > limits.max_patients)
 
 
 def choose_victims(

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from node.config import NodeConfig, PeerSettings
 from node.core import NodeCore
 from node.errors import BadRequest, NotFound
 from node.jobs import Job, JobContext, JobRegistry
 from node.peering import NodePeering
-from peer.client import PeerClient
+from peer.client import PeerClient, PeerError
 from peer.identity import Identity, load_or_create
+from peer.schedule import in_window, parse_window, trigger_for
 from peer.sync import sync_once
 from peer.tls import client_context
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def node_identity(config: NodeConfig) -> Identity:
@@ -80,13 +84,17 @@ class Replicator:
                 peer.fingerprint,
                 client_context(self.identity, self._config.peering.shared_ca),
             )
-            result = sync_once(
-                self.peering,
-                client,
-                peer.name,
-                do_push=peer.push,
-                do_pull=peer.pull,
-                progress=lambda phase, count: context.progress(0, 1, Phase=phase, Instances=count),
+            result = _with_retries(
+                lambda: sync_once(
+                    self.peering,
+                    client,
+                    peer.name,
+                    do_push=peer.push,
+                    do_pull=peer.pull,
+                    progress=lambda phase, count: context.progress(
+                        0, 1, Phase=phase, Instances=count
+                    ),
+                )
             )
             self._state[peer.name] = {"LastSuccess": _now(), "LastError": None}
             return {
@@ -106,24 +114,48 @@ class Replicator:
             lock.release()
 
     def start_schedule(self) -> None:
-        scheduled = [p for p in self._peers.values() if p.url and p.interval_s > 0]
-        if not scheduled:
-            return
         self._scheduler = BackgroundScheduler()
-        for peer in scheduled:
-            self._scheduler.add_job(
-                self.sync,
-                IntervalTrigger(seconds=peer.interval_s),
-                args=[peer.name],
-                id=peer.name,
-                max_instances=1,
-                coalesce=True,
-            )
+        for peer in self._peers.values():
+            trigger = trigger_for(peer.interval_s, peer.schedule)
+            if peer.url and trigger is not None:
+                self._scheduler.add_job(
+                    self._scheduled_sync,
+                    trigger,
+                    args=[peer.name],
+                    id=peer.name,
+                    max_instances=1,
+                    coalesce=True,
+                )
         self._scheduler.start()
+
+    def _scheduled_sync(self, name: str) -> None:
+        window = self.peer(name).window
+        if window and not in_window(datetime.datetime.now().time(), parse_window(window)):
+            return
+        self.sync(name)
 
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+
+
+_RETRY_DELAYS_S = (1.0, 4.0, 16.0)
+
+
+def _with_retries(attempt: Callable[[], T]) -> T:
+    """Retry transient failures (network, 5xx) with exponential backoff.
+
+    Each attempt resumes from the durable cursors, so nothing is sent twice.
+    """
+    for delay in _RETRY_DELAYS_S:
+        try:
+            return attempt()
+        except PeerError as exc:
+            if not exc.transient:
+                raise
+            log.warning("sync failed (%s); retrying in %.0f s", exc, delay)
+            time.sleep(delay)
+    return attempt()
 
 
 def _now() -> str:

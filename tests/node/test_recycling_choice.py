@@ -30,3 +30,8 @@ def test_reject_mode_never_chooses() -> None:
     limits = Limits(100, 0, StorageMode.REJECT)
     assert choose_victims(Usage(95, 2), 30, False, limits, [("old", 50)]) is None
     assert choose_victims(Usage(50, 2), 30, False, limits, [("old", 50)]) == []
+
+
+def test_already_over_the_count_recycles_down_to_it() -> None:
+    candidates = [("old", 1), ("older", 1), ("new", 1)]
+    assert choose_victims(Usage(3, 4), 0, False, Limits(0, 2), candidates) == ["old", "older"]

@@ -144,3 +144,88 @@ def test_unknown_client_is_refused(
         assert inventory(site_b) == set()
     finally:
         stranger.stop()
+
+
+def three_sites(tmp_path: Path, extra_b: str = "") -> list[NodeProcess]:
+    """A pushes to B, B pushes to C, C pushes to A: a cycle, every link push-only."""
+    names = ["a", "b", "c"]
+    ids = {name: identity_of(tmp_path / name) for name in names}
+    ports = {name: free_port() for name in names}
+    nodes = []
+    for index, name in enumerate(names):
+        nxt, prev = names[(index + 1) % 3], names[(index - 1) % 3]
+        peers = [
+            {
+                "name": nxt,
+                "url": f"https://127.0.0.1:{ports[nxt]}",
+                "fingerprint": ids[nxt],
+                "pull": False,
+            },
+            {"name": prev, "fingerprint": ids[prev], "pull": False},
+        ]
+        extra = extra_b if name == "b" else ""
+        nodes.append(NodeProcess(tmp_path / name, extra_toml=peer_toml(ports[name], peers) + extra))
+    for node in nodes:
+        node.start()
+    return nodes
+
+
+def test_a_cycle_settles_with_every_study_everywhere_once(tmp_path: Path) -> None:
+    nodes = three_sites(tmp_path)
+    try:
+        for patient, node in enumerate(nodes, start=1):
+            node.request("POST", "/instances", ct_bytes(0, patient=patient))
+        names = ["b", "c", "a"]
+        for _ in range(2):  # two laps carry everything around the cycle
+            for node, nxt in zip(nodes, names, strict=True):
+                assert sync(node, nxt)["State"] == "Success"
+        inventories = [inventory(node) for node in nodes]
+        assert inventories[0] == inventories[1] == inventories[2]
+        assert len(inventories[0]) == 3
+        for node, nxt in zip(nodes, names, strict=True):  # settled: nothing moves
+            content = sync(node, nxt)["Content"]
+            assert content["PushedInstances"] == 0
+        assert all(n.request("GET", "/statistics").json()["CountInstances"] == 3 for n in nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_recycling_on_one_node_leaves_the_others_alone(tmp_path: Path) -> None:
+    nodes = three_sites(tmp_path, extra_b="\n[storage]\nmaximum_patient_count = 1\n")
+    site_a, site_b, _ = nodes
+    try:
+        for patient in (1, 2):
+            site_a.request("POST", "/instances", ct_bytes(0, patient=patient))
+        assert sync(site_a, "b")["State"] == "Success"
+        assert site_b.request("GET", "/statistics").json()["CountPatients"] == 1
+        assert sync(site_a, "b")["State"] == "Success"
+        assert site_a.request("GET", "/statistics").json()["CountPatients"] == 2
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_tampered_zip_is_refused_whole(
+    tmp_path: Path, two_sites: tuple[NodeProcess, NodeProcess, str, str]
+) -> None:
+    import io
+    import zipfile
+
+    from peer.client import PeerClient, PeerError
+    from peer.identity import load_or_create
+    from peer.tls import client_context
+
+    site_a, site_b, _, b_id = two_sites
+    site_a.request("POST", "/instances", ct_bytes(0))
+    study = site_a.request("GET", "/studies?expand").json()[0]["MainDicomTags"]["StudyInstanceUID"]
+    identity = load_or_create(tmp_path / "a" / "data" / "identity")
+    port = int(site_b.config.read_text().split("[peering]\nport = ")[1].split()[0])
+    client = PeerClient(f"https://127.0.0.1:{port}", b_id, client_context(identity))
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as bad:
+        bad.writestr(f"studies/{study}/metadata", b"not gzip")
+        bad.writestr(f"studies/{study}/../../escape", b"x")
+    with pytest.raises(PeerError, match="400"):
+        client.upload(study, forged)
+    assert inventory(site_b) == set()
