@@ -47,7 +47,12 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
     )
     if config.peers:
         pins = {p.name: (p.fingerprint, p.push, p.pull) for p in config.peers}
-        peer_app = create_peer_app(replicator.peering, replicator.identity.fingerprint, pins)
+        peer_app = create_peer_app(
+            replicator.peering,
+            replicator.identity.fingerprint,
+            pins,
+            config.data_dir / "peer-spool",
+        )
         runners.append(web.AppRunner(peer_app, access_log=None))
         await runners[1].setup()
         await web.TCPSite(

@@ -12,6 +12,7 @@ import json
 import logging
 import ssl
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from peer.tls import UntrustedPeer, peer_fingerprint
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TIMEOUT_S = 120
+_UPLOAD_CHUNK = 4 << 20
+_RESUME_ATTEMPTS = 8
 
 
 class PeerError(Exception):
@@ -100,42 +103,93 @@ class PeerClient:
         return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
 
     def download(self, study_uid: str, sop_uids: set[str] | None) -> Path:
-        """Fetch the study (or those instances) into a temp file, checked by SHA-256."""
-        body = json.dumps({"instances": sorted(sop_uids)} if sop_uids else {}).encode()
-        response = self._request(
-            "POST",
-            f"/peer/v1/studies/{study_uid}/export",
-            body,
-            {"Content-Type": "application/json"},
-        )
-        expected = response.getheader("X-Content-SHA256", "")
-        handle = tempfile.NamedTemporaryFile(suffix=".zip", delete=False)
-        hasher = hashlib.sha256()
+        """Fetch the study (or those instances) into a temp file, checked by SHA-256.
+
+        A download cut off is resumed from the bytes already received (HTTP Range).
+        """
+        document = {"instances": sorted(sop_uids)} if sop_uids else {}
+        export = self._json("POST", f"/peer/v1/studies/{study_uid}/export", document)
+        path = Path(tempfile.mkstemp(suffix=".zip")[1])
         try:
-            with handle:
+            for attempt in range(_RESUME_ATTEMPTS):
+                try:
+                    self._fetch_from(str(export["Export"]), path)
+                    break
+                except PeerError as exc:
+                    if not exc.transient or attempt + 1 == _RESUME_ATTEMPTS:
+                        raise
+                    log.info(
+                        "download of %s cut at %d bytes; resuming", study_uid, path.stat().st_size
+                    )
+                    time.sleep(min(2**attempt, 10))
+            if path.stat().st_size != int(export["Size"]) or _sha256(path) != export["SHA256"]:
+                raise PeerError(
+                    f"download of {study_uid} does not match its SHA-256", transient=True
+                )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        self._request("DELETE", f"/peer/v1/exports/{export['Export']}").read()
+        return path
+
+    def _fetch_from(self, export_id: str, path: Path) -> None:
+        offset = path.stat().st_size
+        response = self._request(
+            "GET",
+            f"/peer/v1/exports/{export_id}",
+            headers={"Range": f"bytes={offset}-"} if offset else {},
+        )
+        if offset and response.status != http.client.PARTIAL_CONTENT:
+            offset = 0  # the server sent it whole: start again
+        try:
+            with open(path, "r+b" if offset else "wb") as handle:
+                handle.seek(offset)
                 while chunk := response.read(_CHUNK):
-                    hasher.update(chunk)
                     handle.write(chunk)
         except (OSError, http.client.HTTPException) as exc:
-            Path(handle.name).unlink(missing_ok=True)
-            raise PeerError(f"download of {study_uid} cut off: {exc}", transient=True) from exc
-        if hasher.hexdigest() != expected:
-            Path(handle.name).unlink(missing_ok=True)
-            raise PeerError(f"download of {study_uid} does not match its SHA-256", transient=True)
-        return Path(handle.name)
+            raise PeerError(f"download cut off: {exc}", transient=True) from exc
 
     def upload(self, study_uid: str, archive: IO[bytes]) -> dict[str, Any]:
-        """Send a study ZIP (open file) for the peer to merge."""
+        """Send a study ZIP (open file) in chunks; a cut resumes at the offset the peer has."""
         archive.seek(0)
         hasher = hashlib.sha256()
         while chunk := archive.read(_CHUNK):
             hasher.update(chunk)
         size = archive.tell()
-        archive.seek(0)
-        headers = {
-            "Content-Type": "application/zip",
-            "X-Content-SHA256": hasher.hexdigest(),
-            "Content-Length": str(size),
-        }
-        response = self._request("POST", f"/peer/v1/studies/{study_uid}/import", archive, headers)
-        return dict(json.loads(response.read()))
+        upload = self._json(
+            "POST",
+            "/peer/v1/uploads",
+            {"Study": study_uid, "Size": size, "SHA256": hasher.hexdigest()},
+        )
+        path = f"/peer/v1/uploads/{upload['Upload']}"
+        offset, failures = 0, 0
+        while offset < size:
+            archive.seek(offset)
+            chunk = archive.read(_UPLOAD_CHUNK)
+            try:
+                answer = self._json_body("PATCH", path, chunk, {"Upload-Offset": str(offset)})
+                offset, failures = int(answer["Offset"]), 0
+            except PeerError as exc:
+                failures += 1
+                if not exc.transient or failures >= _RESUME_ATTEMPTS:
+                    raise
+                time.sleep(min(2**failures, 10))
+                offset = int(self._json("GET", path)["Offset"])
+        return dict(self._json("POST", f"{path}/commit", {}))
+
+    def _json_body(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+        response = self._request(
+            method, path, body, {**headers, "Content-Type": "application/octet-stream"}
+        )
+        try:
+            return json.loads(response.read())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise PeerError(f"{method} {path}: bad answer: {exc}", transient=True) from exc
+
+
+def _sha256(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()

@@ -1,14 +1,19 @@
 """The peering listener: protocol v1 over mutual TLS, answered from ``NodeForPeers``.
 
-Endpoints (JSON unless said otherwise; every one needs a pinned client certificate):
+Every request needs a pinned client certificate; pull and push are permissions per peer.
 
 - ``GET  /peer/v1/hello``: node id, protocol version, capabilities
 - ``GET  /peer/v1/changes?since=N&limit=M``: studies changed after cursor N (pull)
-- ``GET  /peer/v1/studies/{S}/inventory``: SOP Instance UID -> digest (pull or push)
-- ``POST /peer/v1/studies/{S}/export``: body ``{"instances": [...]}`` or ``{}``; answers
-  the study ZIP with ``X-Content-SHA256`` (pull)
-- ``POST /peer/v1/studies/{S}/import``: body a study ZIP, header ``X-Content-SHA256``;
-  answers what was added, already stored, or in conflict (push)
+- ``GET  /peer/v1/studies/{S}/inventory``: SOP Instance UID -> digest
+- ``POST /peer/v1/studies/{S}/export`` ``{"instances": [...]}``: prepares a ZIP of those
+  instances (all when absent); answers its id, size and SHA-256 (pull)
+- ``GET  /peer/v1/exports/{id}``: the ZIP, resumable with ``Range: bytes=N-``;
+  ``DELETE`` when done (pull)
+- ``POST /peer/v1/uploads`` ``{"Study", "Size", "SHA256"}``: starts an upload (push)
+- ``PATCH /peer/v1/uploads/{id}`` with ``Upload-Offset: N``: appends a chunk;
+  ``GET`` answers the offset reached, to resume after a cut (push)
+- ``POST /peer/v1/uploads/{id}/commit``: checks the SHA-256, validates and merges the
+  ZIP whole; answers what was added, already stored, or in conflict (push)
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,16 +30,18 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from peer.interface import NodeForPeers
+from peer.spool import Spool
 from peer.tls import UntrustedPeer, check_pinned, peer_fingerprint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROTOCOL_VERSION = 1
-CAPABILITIES = ["inventory", "partial-export", "sha256"]
+CAPABILITIES = ["inventory", "partial-export", "sha256", "resumable"]
 
 NODE = web.AppKey("node", object)
 NODE_ID = web.AppKey("node_id", str)
 PEERS = web.AppKey("peers", dict)  # name -> (fingerprint, may_push, may_pull)
+SPOOL = web.AppKey("spool", Spool)
 _CHUNK = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -118,59 +124,80 @@ async def inventory(request: web.Request) -> web.Response:
     return web.json_response({"Instances": found})
 
 
-async def export(request: web.Request) -> web.StreamResponse:
+async def export(request: web.Request) -> web.Response:
+    """Prepare the study (or the listed instances) as a ZIP to fetch with Range requests."""
     _allowed(request, pull=True)
     body = await request.json() if request.can_read_body else {}
     wanted = body.get("instances") if isinstance(body, dict) else None
     chosen = set(map(str, wanted)) if isinstance(wanted, list) else None
-    with tempfile.TemporaryFile() as handle:
+    spool: Spool = request.app[SPOOL]
+    export_id, path = spool.new("exports")
+    with open(path, "wb") as handle:
         await _blocking(_node(request).write_study, request.match_info["study"], chosen, handle)
+    with open(path, "rb") as handle:
         digest = await _blocking(_sha256_of, handle)
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(0)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "application/zip",
-                "X-Content-SHA256": digest,
-                "Content-Length": str(size),
-            }
-        )
-        await response.prepare(request)
-        while chunk := await _blocking(handle.read, _CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+    return web.json_response({"Export": export_id, "Size": path.stat().st_size, "SHA256": digest})
 
 
-def _sha256_of(handle: Any) -> str:
-    handle.seek(0)
-    hasher = hashlib.sha256()
-    while chunk := handle.read(_CHUNK):
-        hasher.update(chunk)
-    return hasher.hexdigest()
+async def fetch_export(request: web.Request) -> web.StreamResponse:
+    """The prepared ZIP; ``Range: bytes=N-`` resumes a cut-off download."""
+    _allowed(request, pull=True)
+    path = request.app[SPOOL].existing("exports", request.match_info["id"])
+    return web.FileResponse(path, headers={"Content-Type": "application/zip"})
 
 
-async def import_study(request: web.Request) -> web.Response:
+async def drop_export(request: web.Request) -> web.Response:
+    _allowed(request, pull=True)
+    request.app[SPOOL].existing("exports", request.match_info["id"]).unlink(missing_ok=True)
+    return web.json_response({})
+
+
+async def start_upload(request: web.Request) -> web.Response:
     _allowed(request, push=True)
-    expected = request.headers.get("X-Content-SHA256", "").lower()
-    if not expected:
-        return _error(400, "bad-request", "X-Content-SHA256 is required")
-    with tempfile.NamedTemporaryFile(suffix=".zip") as handle:
-        hasher = hashlib.sha256()
+    body = await request.json()
+    if not isinstance(body, dict) or not isinstance(body.get("SHA256"), str):
+        return _error(400, "bad-request", 'send {"Study", "Size", "SHA256"}')
+    upload_id, path = request.app[SPOOL].new("uploads")
+    path.touch()
+    (path.with_suffix(".json")).write_text(json.dumps(body))
+    return web.json_response({"Upload": upload_id, "Offset": 0})
+
+
+async def upload_offset(request: web.Request) -> web.Response:
+    _allowed(request, push=True)
+    path = request.app[SPOOL].existing("uploads", request.match_info["id"])
+    return web.json_response({"Offset": path.stat().st_size})
+
+
+async def append_upload(request: web.Request) -> web.Response:
+    """Append a chunk at ``Upload-Offset``; a chunk cut off leaves what arrived, and the
+    client asks for the offset and goes on from there."""
+    _allowed(request, push=True)
+    path = request.app[SPOOL].existing("uploads", request.match_info["id"])
+    try:
+        offset = int(request.headers.get("Upload-Offset", "-1"))
+    except ValueError:
+        offset = -1
+    if offset != path.stat().st_size:
+        return _error(409, "offset-mismatch", f"the upload is at {path.stat().st_size}")
+    with open(path, "ab") as handle:
         async for chunk in request.content.iter_chunked(_CHUNK):
-            hasher.update(chunk)
             await _blocking(handle.write, chunk)
-        await _blocking(handle.flush)
-        if hasher.hexdigest() != expected:
-            return _error(400, "checksum-mismatch", "the ZIP does not match its SHA-256")
-        summary = await _blocking(_node(request).merge_study, Path(handle.name), request["peer"])
-    if summary.study_uid != request.match_info["study"]:
-        log.warning(
-            "peer %s sent study %s under %s",
-            request["peer"],
-            summary.study_uid,
-            request.match_info["study"],
-        )
+    return web.json_response({"Offset": path.stat().st_size})
+
+
+async def commit_upload(request: web.Request) -> web.Response:
+    _allowed(request, push=True)
+    spool: Spool = request.app[SPOOL]
+    path = spool.existing("uploads", request.match_info["id"])
+    expected = json.loads(path.with_suffix(".json").read_text())
+    try:
+        with open(path, "rb") as handle:
+            if await _blocking(_sha256_of, handle) != str(expected["SHA256"]).lower():
+                return _error(400, "checksum-mismatch", "the ZIP does not match its SHA-256")
+        summary = await _blocking(_node(request).merge_study, path, request["peer"])
+    finally:
+        spool.drop(path)
     return web.json_response(
         {
             "StudyInstanceUID": summary.study_uid,
@@ -181,17 +208,31 @@ async def import_study(request: web.Request) -> web.Response:
     )
 
 
+def _sha256_of(handle: Any) -> str:
+    handle.seek(0)
+    hasher = hashlib.sha256()
+    while chunk := handle.read(_CHUNK):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
 def create_peer_app(
-    node: NodeForPeers, node_id: str, peers: dict[str, tuple[str, bool, bool]]
+    node: NodeForPeers, node_id: str, peers: dict[str, tuple[str, bool, bool]], spool: Path
 ) -> web.Application:
     """``peers`` maps name to (pinned fingerprint, may push to us, may pull from us)."""
     app = web.Application(middlewares=[pinned_peers_only], client_max_size=1024**4)
     app[NODE] = node
     app[NODE_ID] = node_id
     app[PEERS] = peers
+    app[SPOOL] = Spool(spool)
     app.router.add_get("/peer/v1/hello", hello)
     app.router.add_get("/peer/v1/changes", changes)
     app.router.add_get("/peer/v1/studies/{study}/inventory", inventory)
     app.router.add_post("/peer/v1/studies/{study}/export", export)
-    app.router.add_post("/peer/v1/studies/{study}/import", import_study)
+    app.router.add_get("/peer/v1/exports/{id}", fetch_export)
+    app.router.add_delete("/peer/v1/exports/{id}", drop_export)
+    app.router.add_post("/peer/v1/uploads", start_upload)
+    app.router.add_get("/peer/v1/uploads/{id}", upload_offset)
+    app.router.add_patch("/peer/v1/uploads/{id}", append_upload)
+    app.router.add_post("/peer/v1/uploads/{id}/commit", commit_upload)
     return app

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.node.server import REPO, NodeProcess, free_port
+from tests.peer.proxy import CuttingProxy
 from tests.storage.helpers import ct_bytes
 
 
@@ -229,3 +230,45 @@ def test_a_tampered_zip_is_refused_whole(
     with pytest.raises(PeerError, match="400"):
         client.upload(study, forged)
     assert inventory(site_b) == set()
+
+
+def cut_link(tmp_path: Path, upstream: bool) -> tuple[NodeProcess, NodeProcess, CuttingProxy]:
+    """Site A reaches site B only through a proxy that cuts transfers twice."""
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    b_port = free_port()
+    proxy = CuttingProxy(b_port, cut_after=200_000, cuts=2, upstream=upstream)
+    site_a = NodeProcess(
+        a_dir,
+        extra_toml=peer_toml(
+            free_port(),
+            [{"name": "siteb", "url": f"https://127.0.0.1:{proxy.port}", "fingerprint": b_id}],
+        ),
+    )
+    site_b = NodeProcess(
+        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+    )
+    return site_a.start(), site_b.start(), proxy
+
+
+@pytest.mark.parametrize("upstream", [False, True], ids=["pull", "push"])
+def test_an_interrupted_transfer_resumes(tmp_path: Path, upstream: bool) -> None:
+    site_a, site_b, proxy = cut_link(tmp_path, upstream)
+    sender = site_a if upstream else site_b
+    try:
+        for index in range(12):
+            sender.request("POST", "/instances", ct_bytes(index, size=256))
+        result = sync(site_a, "siteb")
+        assert result["State"] == "Success", result
+        assert proxy.cuts_made == 2
+        assert inventory(site_a) == inventory(site_b) and len(inventory(site_a)) == 12
+        moved = result["Content"]["PushedInstances" if upstream else "PulledInstances"]
+        assert moved == 12
+        again = sync(site_a, "siteb")["Content"]
+        assert again["PushedInstances"] == again["PulledInstances"] == 0
+        for node in (site_a, site_b):
+            assert node.request("GET", "/statistics").json()["CountInstances"] == 12
+    finally:
+        proxy.close()
+        site_a.stop()
+        site_b.stop()
