@@ -147,12 +147,26 @@ def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterat
 
 def _matching_lookup_values(txn: Txn, level: Level, constraint: Constraint) -> Iterator[str]:
     """A wildcard with no literal prefix: match it on the distinct indexed values
-    (far fewer than the records, and already normalized) instead of every record."""
-    pattern = _wildcard_regex(normalize(constraint.keyword, constraint.values[0]).upper())
-    for value in txn.lookup_values(level, constraint.keyword):
-        # Indexed values are upper-cased for names; the records decide case-sensitive matches.
-        if pattern.fullmatch(value.upper()) is not None:
-            yield from txn.lookup_exact(level, constraint.keyword, value)
+    (far fewer than the records, already normalized) instead of reading every record.
+
+    Person names are indexed upper-case, so the match is case-insensitive here and
+    the records decide a case-sensitive query."""
+    pattern = _wildcard_bytes_regex(normalize(constraint.keyword, constraint.values[0]))
+    for raw in txn.lookup_values(level, constraint.keyword):
+        if pattern.fullmatch(raw) is not None:
+            yield from txn.lookup_exact(level, constraint.keyword, raw.decode("utf-8"))
+
+
+_ONE_UTF8_CHARACTER = rb"(?:[\x00-\x7f]|[\xc0-\xff][\x80-\xbf]+)"
+
+
+@functools.lru_cache(maxsize=256)
+def _wildcard_bytes_regex(pattern: str) -> re.Pattern[bytes]:
+    parts = (
+        b".*" if c == "*" else _ONE_UTF8_CHARACTER if c == "?" else re.escape(c.encode())
+        for c in pattern
+    )
+    return re.compile(b"".join(parts), re.DOTALL)
 
 
 def tags_with_ancestors(txn: Txn, record: dict[str, Any]) -> dict[str, str]:

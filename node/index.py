@@ -151,8 +151,8 @@ class Txn:
                 return
             yield value, raw_id.decode()
 
-    def lookup_values(self, level: Level, keyword: str) -> Iterator[str]:
-        """Each distinct indexed value of a keyword (one entry per value, not per id)."""
+    def lookup_values(self, level: Level, keyword: str) -> Iterator[bytes]:
+        """Each distinct indexed value of a keyword, as stored (UTF-8), once per value."""
         head = _key(level.value, keyword, "")
         cursor = self._txn.cursor(db=self._db["lookup"])
         if not cursor.set_range(head):
@@ -160,7 +160,7 @@ class Txn:
         for raw_key in cursor.iternext_nodup(keys=True, values=False):
             if not raw_key.startswith(head):
                 return
-            yield raw_key[len(head) :].decode("utf-8", "replace")
+            yield raw_key[len(head) :]
 
     # --- metadata and attachments ----------------------------------------------------
 

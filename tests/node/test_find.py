@@ -16,6 +16,7 @@ PEOPLE = [
     ("P2", "Doe^Jane", "20260210", "MR", "ACC2"),
     ("P3", "Smith^Anna", "20260315", "CT", "ACC3"),
     ("P4", "van der Berg^Piet", "20251231", "US", "ACC4"),
+    ("P5", "Müller^Jürgen", "20250101", "MR", "ACC5"),
 ]
 
 
@@ -48,12 +49,14 @@ def patients_of(core: NodeCore, ids: list[str]) -> list[str]:
         ({"PatientName": "*ANNA"}, ["P3"]),
         ({"PatientName": "Doe^J?n*"}, ["P2"]),
         ({"StudyDate": "20260101-20260228"}, ["P1", "P2"]),
-        ({"StudyDate": "-20251231"}, ["P4"]),
+        ({"StudyDate": "-20251231"}, ["P4", "P5"]),
         ({"StudyDate": "20260301-"}, ["P3"]),
         ({"AccessionNumber": "ACC1\\ACC4"}, ["P1", "P4"]),
         ({"ModalitiesInStudy": "CT"}, ["P1", "P3"]),
         ({"PatientName": "doe*", "StudyDate": "20260201-"}, ["P2"]),
-        ({"PatientName": "*"}, ["P1", "P2", "P3", "P4"]),
+        ({"PatientName": "*"}, ["P1", "P2", "P3", "P4", "P5"]),
+        ({"PatientName": "*LLER^J?RGEN"}, ["P5"]),
+        ({"PatientName": "m?ller*"}, ["P5"]),
         ({"PatientID": "nobody"}, []),
     ],
 )
