@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from node.errors import ConfigError
+from node.errors import ConfigError, DomainError
+from node.find import parse_query
 from node.recycling import Limits, StorageMode
 from peer.schedule import parse_window, trigger_for
 
@@ -99,6 +100,8 @@ class PeerSettings:
     interval_s: int = 0  # 0: only when asked (POST /peers/{name}/sync)
     schedule: str | None = None  # a cron expression, instead of interval_s
     window: str | None = None  # "20:00-06:00": scheduled syncs only inside it
+    filter: dict[str, str] | None = None  # /tools/find keywords: only matching studies
+    bandwidth_kbps: int = 0  # 0: unlimited
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "interval_s": (int,),
         "schedule": (str,),
         "window": (str,),
+        "filter": (dict,),
+        "bandwidth_kbps": (int,),
     },
 }
 _REQUIRED = {
@@ -279,6 +284,15 @@ def _peer(source: str, table: Any) -> PeerSettings:
             parse_window(peer.window)
     except ValueError as exc:
         raise ConfigError(f"{source}: peer '{peer.name}': {exc}") from exc
+    if peer.filter is not None:
+        if not all(isinstance(v, str) for v in peer.filter.values()):
+            raise ConfigError(f"{source}: peer '{peer.name}': filter values must be strings")
+        try:
+            parse_query(peer.filter)
+        except DomainError as exc:
+            raise ConfigError(f"{source}: peer '{peer.name}': filter: {exc.message}") from exc
+    if peer.bandwidth_kbps < 0:
+        raise ConfigError(f"{source}: peer '{peer.name}': bandwidth_kbps must be >= 0")
     if peer.url is not None and not peer.url.startswith("https://"):
         raise ConfigError(f"{source}: peer '{peer.name}': url must start with https://")
     return peer

@@ -39,7 +39,9 @@ class NodePeering:
     def _writer(self) -> IndexWriter:
         return self._core.writer
 
-    def study_changes(self, since: int, limit: int) -> ChangeBatch:
+    def study_changes(
+        self, since: int, limit: int, query: dict[str, str] | None = None
+    ) -> ChangeBatch:
         page = self._core.changes(since, limit)
         found: list[StudyChange] = []
         seen: set[str] = set()
@@ -52,8 +54,15 @@ class NodePeering:
             uid = record.get("study_uid") or record["tags"].get("StudyInstanceUID")
             if uid and uid not in seen:
                 seen.add(uid)
+                if query and not self._matches(uid, query):
+                    continue
                 found.append(StudyChange(change["Seq"], uid))
         return ChangeBatch(found, page.last, page.done)
+
+    def _matches(self, study_uid: str, query: dict[str, str]) -> bool:
+        # At series level a query sees series tags (Modality) and study and patient tags.
+        found = self._core.find(Level.SERIES, {**query, "StudyInstanceUID": study_uid}, limit=1)
+        return bool(found)
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         try:

@@ -83,6 +83,7 @@ class Replicator:
                 peer.url,
                 peer.fingerprint,
                 client_context(self.identity, self._config.peering.shared_ca),
+                bandwidth_kbps=peer.bandwidth_kbps,
             )
             result = _with_retries(
                 lambda: sync_once(
@@ -91,6 +92,7 @@ class Replicator:
                     peer.name,
                     do_push=peer.push,
                     do_pull=peer.pull,
+                    query=peer.filter,
                     progress=lambda phase, count: context.progress(
                         0, 1, Phase=phase, Instances=count
                     ),

@@ -13,6 +13,7 @@ import logging
 import ssl
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -36,13 +37,16 @@ class PeerError(Exception):
 
 
 class PeerClient:
-    def __init__(self, url: str, fingerprint: str, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, url: str, fingerprint: str, context: ssl.SSLContext, bandwidth_kbps: int = 0
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise ValueError(f"peer URL must be https://host:port, not {url!r}")
         self._host, self._port = parts.hostname, parts.port or 443
         self._fingerprint = normalize_fingerprint(fingerprint)
         self._context = context
+        self._throttle = Throttle(bandwidth_kbps)
 
     def _connect(self) -> http.client.HTTPSConnection:
         connection = http.client.HTTPSConnection(
@@ -96,8 +100,13 @@ class PeerClient:
     def hello(self) -> dict[str, Any]:
         return dict(self._json("GET", "/peer/v1/hello"))
 
-    def changes(self, since: int, limit: int = 500) -> dict[str, Any]:
-        return dict(self._json("GET", f"/peer/v1/changes?since={since}&limit={limit}"))
+    def changes(
+        self, since: int, limit: int = 500, query: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        path = f"/peer/v1/changes?since={since}&limit={limit}"
+        if query:
+            path += "&query=" + urllib.parse.quote(json.dumps(query))
+        return dict(self._json("GET", path))
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
@@ -144,8 +153,9 @@ class PeerClient:
         try:
             with open(path, "r+b" if offset else "wb") as handle:
                 handle.seek(offset)
-                while chunk := response.read(_CHUNK):
+                while chunk := response.read(self._throttle.chunk_size(_CHUNK)):
                     handle.write(chunk)
+                    self._throttle.spent(len(chunk))
         except (OSError, http.client.HTTPException) as exc:
             raise PeerError(f"download cut off: {exc}", transient=True) from exc
 
@@ -165,10 +175,11 @@ class PeerClient:
         offset, failures = 0, 0
         while offset < size:
             archive.seek(offset)
-            chunk = archive.read(_UPLOAD_CHUNK)
+            chunk = archive.read(self._throttle.chunk_size(_UPLOAD_CHUNK))
             try:
                 answer = self._json_body("PATCH", path, chunk, {"Upload-Offset": str(offset)})
                 offset, failures = int(answer["Offset"]), 0
+                self._throttle.spent(len(chunk))
             except PeerError as exc:
                 failures += 1
                 if not exc.transient or failures >= _RESUME_ATTEMPTS:
@@ -185,6 +196,28 @@ class PeerClient:
             return json.loads(response.read())
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise PeerError(f"{method} {path}: bad answer: {exc}", transient=True) from exc
+
+
+class Throttle:
+    """Keeps a transfer under ``kbps`` kilobits per second (0: unlimited)."""
+
+    def __init__(self, kbps: int) -> None:
+        self._bytes_per_s = kbps * 1000 / 8
+        self._start = time.monotonic()
+        self._sent = 0
+
+    def chunk_size(self, largest: int) -> int:
+        if not self._bytes_per_s:
+            return largest
+        return max(4096, min(largest, int(self._bytes_per_s / 4)))  # about 4 chunks a second
+
+    def spent(self, count: int) -> None:
+        if not self._bytes_per_s:
+            return
+        self._sent += count
+        ahead = self._sent / self._bytes_per_s - (time.monotonic() - self._start)
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 def _sha256(path: Path) -> str:

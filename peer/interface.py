@@ -33,8 +33,11 @@ class MergeSummary:
 
 
 class NodeForPeers(Protocol):
-    def study_changes(self, since: int, limit: int) -> ChangeBatch:
-        """Studies that gained instances after cursor ``since`` (deletions are not sent)."""
+    def study_changes(
+        self, since: int, limit: int, query: dict[str, str] | None = None
+    ) -> ChangeBatch:
+        """Studies that gained instances after cursor ``since`` (deletions are not sent),
+        only those matching ``query`` (``/tools/find`` keywords) when one is given."""
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         """SOP Instance UID -> content digest; empty when the study is not here."""

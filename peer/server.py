@@ -3,7 +3,8 @@
 Every request needs a pinned client certificate; pull and push are permissions per peer.
 
 - ``GET  /peer/v1/hello``: node id, protocol version, capabilities
-- ``GET  /peer/v1/changes?since=N&limit=M``: studies changed after cursor N (pull)
+- ``GET  /peer/v1/changes?since=N&limit=M[&query=JSON]``: studies changed after cursor N,
+  optionally only those matching a ``/tools/find``-style query (pull)
 - ``GET  /peer/v1/studies/{S}/inventory``: SOP Instance UID -> digest
 - ``POST /peer/v1/studies/{S}/export`` ``{"instances": [...]}``: prepares a ZIP of those
   instances (all when absent); answers its id, size and SHA-256 (pull)
@@ -106,9 +107,12 @@ async def changes(request: web.Request) -> web.Response:
     try:
         since = int(request.query.get("since", "0"))
         limit = max(1, min(int(request.query.get("limit", "500")), 5000))
+        query = json.loads(request.query.get("query", "null"))
     except ValueError:
-        return _error(400, "bad-request", "since and limit must be integers")
-    batch = await _blocking(_node(request).study_changes, since, limit)
+        return _error(400, "bad-request", "since and limit are integers, query is JSON")
+    if query is not None and not isinstance(query, dict):
+        return _error(400, "bad-request", "query must be a JSON object of keywords to values")
+    batch = await _blocking(_node(request).study_changes, since, limit, query)
     return web.json_response(
         {
             "Changes": [{"Seq": c.seq, "StudyInstanceUID": c.study_uid} for c in batch.changes],

@@ -43,11 +43,12 @@ def push(
     peer: str,
     result: SyncResult,
     progress: Progress | None = None,
+    query: dict[str, str] | None = None,
 ) -> None:
     cursor_name = f"{peer}:push"
     cursor = node.load_cursor(cursor_name)
     while True:
-        batch = node.study_changes(cursor, _BATCH)
+        batch = node.study_changes(cursor, _BATCH, query)
         for change in batch.changes:
             missing = plan_missing(
                 node.inventory(change.study_uid), client.inventory(change.study_uid)
@@ -74,11 +75,12 @@ def pull(
     peer: str,
     result: SyncResult,
     progress: Progress | None = None,
+    query: dict[str, str] | None = None,
 ) -> None:
     cursor_name = f"{peer}:pull"
     cursor = node.load_cursor(cursor_name)
     while True:
-        page = client.changes(cursor, _BATCH)
+        page = client.changes(cursor, _BATCH, query)
         for change in page["Changes"]:
             study_uid = str(change["StudyInstanceUID"])
             missing = plan_missing(client.inventory(study_uid), node.inventory(study_uid))
@@ -108,12 +110,15 @@ def sync_once(
     do_push: bool,
     do_pull: bool,
     progress: Progress | None = None,
+    query: dict[str, str] | None = None,
 ) -> SyncResult:
+    """``query`` (``/tools/find`` keywords, e.g. ``{"Modality": "CT"}``) limits both
+    directions to the studies that match it."""
     result = SyncResult()
     if do_push:
-        push(node, client, peer, result, progress)
+        push(node, client, peer, result, progress, query)
     if do_pull:
-        pull(node, client, peer, result, progress)
+        pull(node, client, peer, result, progress, query)
     log.info(
         "sync with %s: pushed %d, pulled %d instances",
         peer,

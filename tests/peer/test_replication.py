@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
 
 from tests.node.server import REPO, NodeProcess, free_port
 from tests.peer.proxy import CuttingProxy
-from tests.storage.helpers import ct_bytes
+from tests.storage.helpers import ct_bytes, to_bytes
 
 
 def identity_of(directory: Path) -> str:
@@ -270,5 +272,45 @@ def test_an_interrupted_transfer_resumes(tmp_path: Path, upstream: bool) -> None
             assert node.request("GET", "/statistics").json()["CountInstances"] == 12
     finally:
         proxy.close()
+        site_a.stop()
+        site_b.stop()
+
+
+def test_a_filter_limits_replication_to_matching_studies(tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    b_port = free_port()
+    peer = {
+        "name": "siteb",
+        "url": f"https://127.0.0.1:{b_port}",
+        "fingerprint": b_id,
+        "bandwidth_kbps": 4000,
+    }
+    site_a = NodeProcess(
+        a_dir,
+        extra_toml=peer_toml(free_port(), [peer]).replace(
+            "bandwidth_kbps = 4000", 'bandwidth_kbps = 4000\nfilter = { Modality = "MR" }'
+        ),
+    )
+    site_b = NodeProcess(
+        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+    )
+    site_a.start()
+    site_b.start()
+    try:
+        site_a.request("POST", "/instances", ct_bytes(0, patient=1))  # CT: stays home
+        mr = pydicom.dcmread(io.BytesIO(ct_bytes(0, patient=2)))
+        mr.Modality = "MR"
+        site_a.request("POST", "/instances", to_bytes(mr))
+        site_b.request("POST", "/instances", ct_bytes(0, patient=3))  # CT on B: not pulled
+        result = sync(site_a, "siteb")
+        assert result["State"] == "Success", result
+        assert (result["Content"]["PushedInstances"], result["Content"]["PulledInstances"]) == (
+            1,
+            0,
+        )
+        assert inventory(site_b) >= {mr.SOPInstanceUID}
+        assert len(inventory(site_b)) == 2 and len(inventory(site_a)) == 2
+    finally:
         site_a.stop()
         site_b.stop()
