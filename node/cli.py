@@ -209,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # pynetdicom logs every DIMSE message at INFO; that is noise for an archive
+    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.basicConfig(
         level=logging.INFO if args.verbose or args.command == "serve" else logging.WARNING,
         format="%(asctime)s %(levelname)s %(message)s",

@@ -14,10 +14,7 @@ from node.config import NodeConfig
 from node.core import NodeCore
 from node.dicom.services import start_dicom_server
 from node.jobs import JobRegistry
-from node.replication import Replicator
 from node.rest.app import create_app
-from peer.server import create_peer_app
-from peer.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +29,11 @@ def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
 
 async def _run(config: NodeConfig, core: NodeCore) -> None:
     jobs = JobRegistry()
-    replicator = Replicator(core, config, jobs)
+    replicator = None
+    if config.peers:  # the peering code (TLS, scheduler) is loaded only when it is used
+        from node.replication import Replicator
+
+        replicator = Replicator(core, config, jobs)
     runners = [web.AppRunner(create_app(core, config, jobs, replicator), access_log=None)]
     await runners[0].setup()
     await web.TCPSite(
@@ -45,7 +46,10 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
         config.http.port,
         config.data_dir,
     )
-    if config.peers:
+    if replicator is not None:
+        from peer.server import create_peer_app
+        from peer.tls import server_context
+
         pins = {p.name: (p.fingerprint, p.push, p.pull) for p in config.peers}
         peer_app = create_peer_app(
             replicator.peering,
@@ -75,7 +79,8 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
     try:
         await stop.wait()
     finally:
-        replicator.stop()
+        if replicator is not None:
+            replicator.stop()
         for runner in reversed(runners):
             await runner.cleanup()
 

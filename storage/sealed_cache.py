@@ -65,8 +65,7 @@ class SealedCache:
             self._entries.move_to_end(path)
             while len(self._entries) > 1 and (
                 len(self._entries) > self._capacity
-                or sum(len(e[1].instances) for e in self._entries.values())
-                > self._instance_budget
+                or sum(len(e[1].instances) for e in self._entries.values()) > self._instance_budget
             ):
                 self._entries.popitem(last=False)
         return study

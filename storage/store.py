@@ -29,6 +29,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from pydicom.dataset import Dataset
+
 from storage import recovery
 from storage.archive import (
     InstanceSource,
@@ -449,6 +451,11 @@ class StudyStore:
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
             return _p10_of(source)
 
+    def instance_dataset(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
+        """The instance as a pydicom Dataset (with file meta), for senders that encode it."""
+        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+            return _dataset_of(source)
+
     def iter_p10(
         self, study_uid: str, series_uid: str | None = None
     ) -> Iterator[tuple[StoredInstance, bytes]]:
@@ -473,8 +480,9 @@ class StudyStore:
             raise NotFound(f"no study {study_uid}")
         return path
 
-    def write_study_subset(self, study_uid: str, sop_uids: set[str] | None,
-                           handle: BinaryIO) -> int:
+    def write_study_subset(
+        self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO
+    ) -> int:
         """Write a study ZIP holding only ``sop_uids`` (all when ``None``) to ``handle``.
 
         What a peer lacks is sent without sealing or rewriting anything here;
@@ -576,7 +584,8 @@ def _frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:
     return sorted(frames, key=lambda info: int(info.filename.rsplit("/", 1)[1]))
 
 
-def _p10_of(source: InstanceSource) -> bytes:
+def _dataset_of(source: InstanceSource) -> Dataset:
+    """The instance rebuilt as a pydicom Dataset with its file meta, payloads read in."""
     with source.opened() as archive:
 
         def frames() -> list[bytes]:
@@ -589,14 +598,20 @@ def _p10_of(source: InstanceSource) -> bytes:
                     return _read_part_entry(archive, info).payload
             raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
 
-        buffer = io.BytesIO()
         try:
-            write_p10(build_dataset(source.metadata, frames, bulk), buffer)
+            return build_dataset(source.metadata, frames, bulk)
         except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-            raise StorageError(
-                f"instance {source.sop_uid} cannot be written as P10: {exc}"
-            ) from exc
-        return buffer.getvalue()
+            raise StorageError(f"instance {source.sop_uid} cannot be rebuilt: {exc}") from exc
+
+
+def _p10_of(source: InstanceSource) -> bytes:
+    dataset = _dataset_of(source)
+    buffer = io.BytesIO()
+    try:
+        write_p10(dataset, buffer)
+    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+        raise StorageError(f"instance {source.sop_uid} cannot be written as P10: {exc}") from exc
+    return buffer.getvalue()
 
 
 def _size_of(source: bytes | Path | BinaryIO) -> int:

@@ -5,12 +5,10 @@ C-FIND, C-MOVE and C-GET handlers are generators, as pynetdicom expects.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterator
 from typing import Any
 
-import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
@@ -22,6 +20,7 @@ from node.errors import DomainError
 from node.find import tags_with_ancestors
 from node.hierarchy import Origin, instances_under
 from node.ids import Level
+from node.index import Txn
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +66,21 @@ def _matches(core: NodeCore, identifier: Dataset) -> tuple[Level, list[str], lis
     return level, core.find(level, constraints), requested
 
 
-def _counts(core: NodeCore, record: dict[str, Any]) -> dict[str, int]:
+def _answer_parts(txn: Txn, resource_id: str) -> tuple[dict[str, str], dict[str, int]]:
+    """One read per match: the tags it answers with and its related-object counts."""
+    record = txn.resource(resource_id)
+    if record is None:
+        return {}, {}
     level = Level(record["level"])
     counts = {}
     if level is Level.STUDY:
         counts["NumberOfStudyRelatedInstances"] = record["instances"]
-        counts["NumberOfStudyRelatedSeries"] = len(core.resource(record["id"])["children"])
+        counts["NumberOfStudyRelatedSeries"] = len(txn.children(resource_id))
     elif level is Level.SERIES:
         counts["NumberOfSeriesRelatedInstances"] = record["instances"]
     elif level is Level.PATIENT:
-        counts["NumberOfPatientRelatedStudies"] = len(core.resource(record["id"])["children"])
-    return counts
+        counts["NumberOfPatientRelatedStudies"] = len(txn.children(resource_id))
+    return tags_with_ancestors(txn, record), counts
 
 
 def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Dataset | None]]:
@@ -95,9 +98,9 @@ def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Data
         if event.is_cancelled:
             yield CANCEL, None
             return
-        record = core.resource(resource_id)
-        tags = core.read(lambda txn, r=record: tags_with_ancestors(txn, r))
-        yield PENDING, answer(level, tags, requested, _counts(core, record))
+        tags, counts = core.read(lambda txn, rid=resource_id: _answer_parts(txn, rid))
+        if tags:  # deleted meanwhile otherwise
+            yield PENDING, answer(level, tags, requested, counts)
 
 
 def _instances(core: NodeCore, identifier: Dataset) -> list[dict[str, Any]] | None:
@@ -118,8 +121,12 @@ def _datasets(
         if event.is_cancelled:
             yield CANCEL, None
             return
-        data = core.store.instance_p10(record["study_uid"], record["series_uid"], record["sop_uid"])
-        yield PENDING, pydicom.dcmread(io.BytesIO(data))
+        yield (
+            PENDING,
+            core.store.instance_dataset(
+                record["study_uid"], record["series_uid"], record["sop_uid"]
+            ),
+        )
 
 
 def _sub_operations(

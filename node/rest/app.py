@@ -17,7 +17,6 @@ from node.config import NodeConfig
 from node.core import NodeCore
 from node.errors import DomainError
 from node.jobs import JobRegistry
-from node.replication import Replicator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -26,7 +25,8 @@ CORE = web.AppKey("core", NodeCore)
 CONFIG = web.AppKey("config", NodeConfig)
 JOBS = web.AppKey("jobs", JobRegistry)
 MODALITIES = web.AppKey("modalities", dict)
-REPLICATOR = web.AppKey("replicator", Replicator)
+# The Replicator, or None when no peer is configured (peering code stays unloaded).
+REPLICATOR = web.AppKey("replicator", object)
 _VERIFIED = web.AppKey("verified_credentials", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -108,7 +108,7 @@ def create_app(
     core: NodeCore,
     config: NodeConfig,
     jobs: JobRegistry | None = None,
-    replicator: Replicator | None = None,
+    replicator: object | None = None,
 ) -> web.Application:
     from node.rest import annotations, modalities, peers, resources, system, tools, upload
 
@@ -117,7 +117,7 @@ def create_app(
     app[CONFIG] = config
     app[_VERIFIED] = {}
     app[JOBS] = jobs or JobRegistry()
-    app[REPLICATOR] = replicator or Replicator(core, config, app[JOBS])
+    app[REPLICATOR] = replicator
     app[MODALITIES] = {modality.name: modality for modality in config.modalities}
     for module in (resources, upload, annotations, tools, system, modalities, peers):
         module.setup_routes(app)

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from node.rest.app import REPLICATOR, blocking
+from node.errors import NotFound
+from node.rest.app import CONFIG, REPLICATOR, blocking
+
+if TYPE_CHECKING:
+    from node.replication import Replicator
+
+
+def _replicator(request: web.Request, name: str | None = None) -> Replicator:
+    replicator = request.app[REPLICATOR]
+    if replicator is None:
+        raise NotFound(f"no peer {name}" if name else "no peer is configured")
+    return replicator  # type: ignore[return-value]
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    replicator = request.app[REPLICATOR]
+    if request.app[REPLICATOR] is None:
+        return web.json_response({} if "expand" in request.query else [])
+    replicator = _replicator(request)
     if "expand" in request.query:
         return web.json_response(
             {name: await blocking(replicator.describe, name) for name in replicator.names()}
@@ -19,14 +33,13 @@ async def list_peers(request: web.Request) -> web.Response:
 
 
 async def show_peer(request: web.Request) -> web.Response:
-    return web.json_response(
-        await blocking(request.app[REPLICATOR].describe, request.match_info["name"])
-    )
+    name = request.match_info["name"]
+    return web.json_response(await blocking(_replicator(request, name).describe, name))
 
 
 async def sync_peer(request: web.Request) -> web.Response:
     """Replicate now, as a job; ``?wait`` answers when it has finished."""
-    job = request.app[REPLICATOR].sync(request.match_info["name"])
+    job = _replicator(request, request.match_info["name"]).sync(request.match_info["name"])
     if "wait" in request.query:
         await asyncio.to_thread(job.finished.wait)
         return web.json_response(job.as_json(), status=200 if job.error is None else 502)
@@ -34,7 +47,10 @@ async def sync_peer(request: web.Request) -> web.Response:
 
 
 async def identity(request: web.Request) -> web.Response:
-    return web.json_response({"Fingerprint": request.app[REPLICATOR].identity.fingerprint})
+    from node.replication import node_identity
+
+    identity = await blocking(node_identity, request.app[CONFIG])
+    return web.json_response({"Fingerprint": identity.fingerprint})
 
 
 def setup_routes(app: web.Application) -> None:
