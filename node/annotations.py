@@ -27,6 +27,16 @@ def _record(txn: Txn, resource_id: str) -> dict[str, Any]:
     return record
 
 
+def _metadata_of(txn: Txn, resource_id: str) -> dict[int, str]:
+    _record(txn, resource_id)
+    return txn.metadata(resource_id)
+
+
+def _attachments_of(txn: Txn, resource_id: str) -> dict[int, dict[str, Any]]:
+    _record(txn, resource_id)
+    return txn.attachments(resource_id)
+
+
 class Annotations:
     def __init__(
         self,
@@ -45,17 +55,12 @@ class Annotations:
     # --- metadata ----------------------------------------------------------------------
 
     def metadata(self, resource_id: str) -> dict[str, str]:
-        def read(txn: Txn) -> dict[str, str]:
-            _record(txn, resource_id)
-            return {self.names.name_of(k): v for k, v in sorted(txn.metadata(resource_id).items())}
-
-        return self._index.read(read)
+        values = self._index.read(lambda txn: _metadata_of(txn, resource_id))
+        return {self.names.name_of(key): value for key, value in sorted(values.items())}
 
     def get_metadata(self, resource_id: str, name: str) -> str:
         key = self.names.key_of(name)
-        value = self._index.read(
-            lambda txn: (_record(txn, resource_id), txn.metadata(resource_id).get(key))[1]
-        )
+        value = self._index.read(lambda txn: _metadata_of(txn, resource_id).get(key))
         if value is None:
             raise NotFound(f"resource {resource_id} has no metadata {name}")
         return value
@@ -116,16 +121,12 @@ class Annotations:
 
     def attachment_names(self, resource_id: str) -> list[str]:
         names = {number: name for name, (number, _) in self._types.items()}
-        found = self._index.read(
-            lambda txn: (_record(txn, resource_id), txn.attachments(resource_id))[1]
-        )
+        found = self._index.read(lambda txn: _attachments_of(txn, resource_id))
         return [names.get(number, str(number)) for number in sorted(found)]
 
     def attachment_info(self, resource_id: str, name: str) -> AttachmentInfo:
         content_type = self.content_type_of(name)
-        info = self._index.read(
-            lambda txn: (_record(txn, resource_id), txn.attachments(resource_id))[1]
-        ).get(content_type)
+        info = self._index.read(lambda txn: _attachments_of(txn, resource_id)).get(content_type)
         if info is None:
             raise NotFound(f"resource {resource_id} has no attachment {name}")
         fields = {k: v for k, v in info.items() if k != "uuid"}
@@ -194,7 +195,7 @@ class Annotations:
 
     def is_protected(self, patient_id: str) -> bool:
         return self._index.read(
-            lambda txn: (self._patient(txn, patient_id), txn.is_protected(patient_id))[1]
+            lambda txn: self._patient(txn, patient_id) is not None and txn.is_protected(patient_id)
         )
 
     def set_protected(self, patient_id: str, protected: bool) -> None:
