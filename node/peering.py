@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from node import peer_annotations
 from node.changes import ChangeType
 from node.core import NodeCore
 from node.hierarchy import Origin
@@ -17,7 +18,28 @@ from peer.interface import ChangeBatch, MergeSummary, StudyChange
 from storage.errors import NotFound
 from storage.layout import is_valid_uid
 
-_STUDY_CHANGES = {ChangeType.NEW_INSTANCE.value, ChangeType.STABLE_STUDY.value}
+_STUDY_CHANGES = {
+    ChangeType.NEW_INSTANCE.value,
+    ChangeType.STABLE_STUDY.value,
+    ChangeType.UPDATED_METADATA.value,
+    ChangeType.UPDATED_ATTACHMENT.value,
+    ChangeType.NEW_PROTECTION.value,
+}
+
+
+def _studies_of(txn: Txn, resource_id: str) -> list[str]:
+    """The Study Instance UIDs a change of this resource concerns (none if it is gone)."""
+    record = txn.resource(resource_id)
+    if record is None:
+        return []
+    level = Level(record["level"])
+    if level is Level.PATIENT:
+        studies = (txn.resource(child) for child in txn.children(resource_id))
+        return [s["tags"]["StudyInstanceUID"] for s in studies if s is not None]
+    if level is Level.SERIES:
+        record = txn.resource(record["parent"]) or record
+    uid = record.get("study_uid") or record["tags"].get("StudyInstanceUID")
+    return [uid] if uid else []
 
 
 def _study_uid_of(path: Path) -> str | None:
@@ -48,11 +70,9 @@ class NodePeering:
         for change in page.changes:
             if change["ChangeType"] not in _STUDY_CHANGES:
                 continue
-            record = self._core.read(lambda txn, rid=change["ID"]: txn.resource(rid))
-            if record is None:
-                continue  # deleted since
-            uid = record.get("study_uid") or record["tags"].get("StudyInstanceUID")
-            if uid and uid not in seen:
+            for uid in self._core.read(lambda txn, rid=change["ID"]: _studies_of(txn, rid)):
+                if uid in seen:
+                    continue
                 seen.add(uid)
                 if query and not self._matches(uid, query):
                     continue
@@ -102,6 +122,12 @@ class NodePeering:
             result.already_stored,
             result.conflicts,
         )
+
+    def annotations(self, study_uid: str) -> dict[str, Any]:
+        return peer_annotations.collect(self._core, study_uid)
+
+    def apply_annotations(self, document: dict[str, Any]) -> int:
+        return peer_annotations.apply(self._core, document)
 
     def load_cursor(self, name: str) -> int:
         return self._core.read(lambda txn: txn.counter(f"peer_cursor:{name}"))

@@ -103,6 +103,7 @@ class Replicator:
                 "PushedInstances": result.pushed_instances,
                 "PulledInstances": result.pulled_instances,
                 "StudiesChecked": result.studies_checked,
+                "Annotations": result.annotations,
                 "Conflicts": result.conflicts,
             }
         except Exception as exc:

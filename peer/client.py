@@ -108,6 +108,13 @@ class PeerClient:
             path += "&query=" + urllib.parse.quote(json.dumps(query))
         return dict(self._json("GET", path))
 
+    def annotations(self, study_uid: str) -> dict[str, Any]:
+        return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/annotations"))
+
+    def send_annotations(self, study_uid: str, document: dict[str, Any]) -> int:
+        answer = self._json("POST", f"/peer/v1/studies/{study_uid}/annotations", document)
+        return int(answer.get("Added", 0))
+
     def inventory(self, study_uid: str) -> dict[str, str]:
         return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
 

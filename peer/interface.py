@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class NodeForPeers(Protocol):
 
     def merge_study(self, path: Path, peer_name: str) -> MergeSummary:
         """Validate and merge a ZIP received from ``peer_name``; raises on a bad ZIP."""
+
+    def annotations(self, study_uid: str) -> dict[str, Any]:
+        """User metadata, attachments and protection of the study's resources (JSON)."""
+
+    def apply_annotations(self, document: dict[str, Any]) -> int:
+        """Add the annotations this node lacks; never overwrite. Returns how many."""
 
     def load_cursor(self, name: str) -> int:
         """A durable replication cursor (0 when never saved)."""

@@ -8,6 +8,8 @@ Every request needs a pinned client certificate; pull and push are permissions p
 - ``GET  /peer/v1/studies/{S}/inventory``: SOP Instance UID -> digest
 - ``POST /peer/v1/studies/{S}/export`` ``{"instances": [...]}``: prepares a ZIP of those
   instances (all when absent); answers its id, size and SHA-256 (pull)
+- ``GET|POST /peer/v1/studies/{S}/annotations``: user metadata, attachments and
+  protection of the study's resources; POST adds what the receiver lacks
 - ``GET  /peer/v1/exports/{id}``: the ZIP, resumable with ``Range: bytes=N-``;
   ``DELETE`` when done (pull)
 - ``POST /peer/v1/uploads`` ``{"Study", "Size", "SHA256"}``: starts an upload (push)
@@ -128,6 +130,22 @@ async def inventory(request: web.Request) -> web.Response:
     return web.json_response({"Instances": found})
 
 
+async def get_annotations(request: web.Request) -> web.Response:
+    _allowed(request, pull=True)
+    return web.json_response(
+        await _blocking(_node(request).annotations, request.match_info["study"])
+    )
+
+
+async def put_annotations(request: web.Request) -> web.Response:
+    _allowed(request, push=True)
+    document = await request.json()
+    if not isinstance(document, dict):
+        return _error(400, "bad-request", "annotations are a JSON object")
+    added = await _blocking(_node(request).apply_annotations, document)
+    return web.json_response({"Added": added})
+
+
 async def export(request: web.Request) -> web.Response:
     """Prepare the study (or the listed instances) as a ZIP to fetch with Range requests."""
     _allowed(request, pull=True)
@@ -233,6 +251,8 @@ def create_peer_app(
     app.router.add_get("/peer/v1/changes", changes)
     app.router.add_get("/peer/v1/studies/{study}/inventory", inventory)
     app.router.add_post("/peer/v1/studies/{study}/export", export)
+    app.router.add_get("/peer/v1/studies/{study}/annotations", get_annotations)
+    app.router.add_post("/peer/v1/studies/{study}/annotations", put_annotations)
     app.router.add_get("/peer/v1/exports/{id}", fetch_export)
     app.router.add_delete("/peer/v1/exports/{id}", drop_export)
     app.router.add_post("/peer/v1/uploads", start_upload)

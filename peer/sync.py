@@ -29,6 +29,8 @@ class SyncResult:
     pushed_instances: int = 0
     pulled_instances: int = 0
     studies_checked: int = 0
+    #: user metadata, attachments and protections added on either side
+    annotations: int = 0
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -60,6 +62,9 @@ def push(
                     answer = client.upload(change.study_uid, archive)
                 result.pushed_instances += len(answer.get("Added", []))
                 result.conflicts.extend(answer.get("Conflicts", []))
+            document = node.annotations(change.study_uid)
+            if document.get("Resources"):
+                result.annotations += client.send_annotations(change.study_uid, document)
             node.save_cursor(cursor_name, change.seq)
             if progress:
                 progress("push", result.pushed_instances)
@@ -93,6 +98,9 @@ def pull(
                     Path(path).unlink(missing_ok=True)
                 result.pulled_instances += len(summary.added)
                 result.conflicts.extend(summary.conflicts)
+            document = client.annotations(study_uid)
+            if document.get("Resources"):
+                result.annotations += node.apply_annotations(document)
             node.save_cursor(cursor_name, int(change["Seq"]))
             if progress:
                 progress("pull", result.pulled_instances)

@@ -314,3 +314,28 @@ def test_a_filter_limits_replication_to_matching_studies(tmp_path: Path) -> None
     finally:
         site_a.stop()
         site_b.stop()
+
+
+def test_metadata_attachments_and_protection_travel(
+    two_sites: tuple[NodeProcess, NodeProcess, str, str],
+) -> None:
+    site_a, site_b, _, _ = two_sites
+    ids = site_a.request("POST", "/instances", ct_bytes(0)).json()
+    study, patient = f"/studies/{ids['ParentStudy']}", f"/patients/{ids['ParentPatient']}"
+    site_a.request("PUT", f"{study}/metadata/1024", "reviewed")
+    site_a.request("PUT", f"{patient}/attachments/1030", b"%PDF report")
+    site_a.request("PUT", f"{patient}/protected", "1")
+    first = sync(site_a, "siteb")
+    assert first["State"] == "Success", first
+    assert site_b.request("GET", f"{study}/metadata/1024").body == b"reviewed"
+    assert site_b.request("GET", f"{patient}/attachments/1030/data").body == b"%PDF report"
+    assert site_b.request("GET", f"{patient}/protected").body == b"1"
+
+    site_a.request("PUT", f"/instances/{ids['ID']}/metadata/1025", "later edit")
+    site_b.request("PUT", f"{study}/metadata/1024", "B's own value")  # kept, not overwritten
+    second = sync(site_a, "siteb")
+    assert site_b.request("GET", f"/instances/{ids['ID']}/metadata/1025").body == b"later edit"
+    assert site_b.request("GET", f"{study}/metadata/1024").body == b"B's own value"
+    assert second["Content"]["PushedInstances"] == 0
+    settled = sync(site_a, "siteb")
+    assert settled["Content"]["Annotations"] == 0
