@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -339,3 +340,39 @@ def test_metadata_attachments_and_protection_travel(
     assert second["Content"]["PushedInstances"] == 0
     settled = sync(site_a, "siteb")
     assert settled["Content"]["Annotations"] == 0
+
+
+def test_a_scheduled_sync_fires(tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    b_port = free_port()
+    site_a = NodeProcess(
+        a_dir,
+        extra_toml=peer_toml(
+            free_port(),
+            [
+                {
+                    "name": "siteb",
+                    "url": f"https://127.0.0.1:{b_port}",
+                    "fingerprint": b_id,
+                    "interval_s": 1,
+                }
+            ],
+        ),
+    )
+    site_b = NodeProcess(
+        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+    )
+    site_a.start()
+    site_b.start()
+    try:
+        site_a.request("POST", "/instances", ct_bytes(0))
+        deadline = time.monotonic() + 20
+        while not inventory(site_b):
+            assert time.monotonic() < deadline, "the scheduled sync never ran"
+            time.sleep(0.2)
+        jobs = site_a.request("GET", "/jobs?expand").json()
+        assert any(job["Type"] == "PeerSync" and job["State"] == "Success" for job in jobs)
+    finally:
+        site_a.stop()
+        site_b.stop()
