@@ -8,17 +8,22 @@ directory (for example another pacsnode process owns it).
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
 import json
 import logging
+import os
+import ssl
 import sys
+import urllib.error
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from node.config import NodeConfig, load_config
 from node.core import NodeCore
-from node.errors import DomainError
+from node.errors import ConfigError, DomainError
 from node.hierarchy import Origin, instances_under
 from node.ingest import IngestStatus
 
@@ -159,6 +164,47 @@ def cmd_identity(config: NodeConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ask_node(config: NodeConfig, path: str, user: str | None) -> object:
+    """GET a path of the running node's REST API (the CLI cannot open its data meanwhile)."""
+    scheme = "https" if config.http.tls_cert else "http"
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
+    request = urllib.request.Request(f"{scheme}://{host}:{config.http.port}{path}")
+    if user:
+        password = os.environ.get("PACSNODE_PASSWORD") or getpass.getpass()
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    context = None
+    if config.http.tls_cert:
+        context = ssl.create_default_context(cafile=str(config.http.tls_cert))
+        context.check_hostname = False
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"the node answered {exc.code}: {exc.read()[:200]!r}") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"no node answers at {host}:{config.http.port} ({exc}); start it with `pacsnode serve`"
+        ) from exc
+
+
+def cmd_peers(config: NodeConfig, args: argparse.Namespace) -> int:
+    peers = _ask_node(config, "/peers?expand", args.user)
+    last_change = _ask_node(config, "/statistics", args.user)["LastChange"]  # type: ignore[index]
+    assert isinstance(peers, dict)
+    if not peers:
+        print("no peers configured")
+    for name, state in sorted(peers.items()):
+        lag = last_change - state["PushCursor"] if state.get("Push") else None
+        print(
+            f"{name}: url={state['Url'] or '(passive)'} push={state['Push']} "
+            f"pull={state['Pull']} last-success={state.get('LastSuccess') or 'never'} "
+            f"push-lag={lag if lag is not None else '-'} changes "
+            f"last-error={state.get('LastError') or '-'}"
+        )
+    return EXIT_OK
+
+
 def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> int:
     from node.auth import hash_password
 
@@ -194,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("unprotect", cmd_unprotect, "let a patient be recycled again")
     sub.add_argument("patient", help="patient resource id")
     add("stats", cmd_stats, "print counts and sizes")
+    sub = add("peers", cmd_peers, "show each peer's state, asked of the running node")
+    sub.add_argument("--user", help="REST user (password from PACSNODE_PASSWORD or a prompt)")
     add(
         "identity",
         cmd_identity,

@@ -115,6 +115,17 @@ def test_push_pull_and_no_ping_pong(two_sites: tuple[NodeProcess, NodeProcess, s
     assert len(inventory(site_b)) == 6
     state = site_a.request("GET", "/peers/siteb").json()
     assert state["LastError"] is None and state["PushCursor"] > 0
+    shown = subprocess.run(
+        [sys.executable, "-m", "node.cli", "--config", str(site_a.config), "peers"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "siteb: url=https://127.0.0.1" in shown.stdout
+        and "last-success=never" not in (shown.stdout.split("siteb:")[1].split("\n")[0])
+    )
 
 
 def test_wrong_fingerprint_is_refused(two_sites: tuple[NodeProcess, NodeProcess, str, str]) -> None:
@@ -376,3 +387,15 @@ def test_a_scheduled_sync_fires(tmp_path: Path) -> None:
     finally:
         site_a.stop()
         site_b.stop()
+
+
+def test_peers_command_needs_a_running_node(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(f'data_dir = "data"\n[http]\nport = {free_port()}\n')
+    shown = subprocess.run(
+        [sys.executable, "-m", "node.cli", "--config", str(config), "peers"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 2 and "no node answers" in shown.stderr
