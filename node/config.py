@@ -102,6 +102,7 @@ class PeerSettings:
     window: str | None = None  # "20:00-06:00": scheduled syncs only inside it
     filter: dict[str, str] | None = None  # /tools/find keywords: only matching studies
     bandwidth_kbps: int = 0  # 0: unlimited
+    mirror_deletions: bool = False  # a user's deletions are applied on both sides
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "window": (str,),
         "filter": (dict,),
         "bandwidth_kbps": (int,),
+        "mirror_deletions": (bool,),
     },
 }
 _REQUIRED = {

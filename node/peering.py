@@ -14,10 +14,20 @@ from node.ids import Level
 from node.index import Txn
 from node.ingest import index_instance, instance_ids
 from node.writer import IndexWriter
-from peer.interface import ChangeBatch, MergeSummary, StudyChange
+from peer.interface import (
+    ChangeBatch,
+    Deletion,
+    DeletionBatch,
+    MergeSummary,
+    StudyChange,
+)
 from storage.errors import NotFound
 from storage.layout import is_valid_uid
 
+MIRRORED_REASON = "Peer"
+# A user's deletion, or one mirrored from a peer (so it goes on along a chain of sites);
+# never recycling or reconciliation.
+_MIRRORED_REASONS = {"Request", MIRRORED_REASON}
 _STUDY_CHANGES = {
     ChangeType.NEW_INSTANCE.value,
     ChangeType.STABLE_STUDY.value,
@@ -128,6 +138,25 @@ class NodePeering:
 
     def apply_annotations(self, document: dict[str, Any]) -> int:
         return peer_annotations.apply(self._core, document)
+
+    def deletions(self, since: int, limit: int) -> DeletionBatch:
+        page = self._core.changes(since, limit)
+        found = [
+            Deletion(change["Seq"], change["ID"], change["ResourceType"])
+            for change in page.changes
+            if change["ChangeType"] == ChangeType.DELETED.value
+            and change.get("Reason") in _MIRRORED_REASONS
+        ]
+        return DeletionBatch(found, page.last, page.done)
+
+    def mirror_deletions(self, resource_ids: list[str], peer_name: str) -> int:
+        deleted = 0
+        for resource_id in resource_ids:
+            if self._core.read(lambda txn, rid=resource_id: txn.resource(rid)) is None:
+                continue
+            self._core.deleter.delete(resource_id, MIRRORED_REASON)
+            deleted += 1
+        return deleted
 
     def load_cursor(self, name: str) -> int:
         return self._core.read(lambda txn: txn.counter(f"peer_cursor:{name}"))

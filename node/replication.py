@@ -93,6 +93,7 @@ class Replicator:
                     do_push=peer.push,
                     do_pull=peer.pull,
                     query=peer.filter,
+                    mirror_deletions=peer.mirror_deletions,
                     progress=lambda phase, count: context.progress(
                         0, 1, Phase=phase, Instances=count
                     ),
@@ -104,6 +105,7 @@ class Replicator:
                 "PulledInstances": result.pulled_instances,
                 "StudiesChecked": result.studies_checked,
                 "Annotations": result.annotations,
+                "Deletions": result.deletions,
                 "Conflicts": result.conflicts,
             }
         except Exception as exc:

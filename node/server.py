@@ -50,7 +50,7 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
         from peer.server import create_peer_app
         from peer.tls import server_context
 
-        pins = {p.name: (p.fingerprint, p.push, p.pull) for p in config.peers}
+        pins = {p.name: (p.fingerprint, p.push, p.pull, p.mirror_deletions) for p in config.peers}
         peer_app = create_peer_app(
             replicator.peering,
             replicator.identity.fingerprint,

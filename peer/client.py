@@ -115,6 +115,12 @@ class PeerClient:
         answer = self._json("POST", f"/peer/v1/studies/{study_uid}/annotations", document)
         return int(answer.get("Added", 0))
 
+    def deletions(self, since: int, limit: int = 500) -> dict[str, Any]:
+        return dict(self._json("GET", f"/peer/v1/deletions?since={since}&limit={limit}"))
+
+    def send_deletions(self, resource_ids: list[str]) -> int:
+        return int(self._json("POST", "/peer/v1/deletions", {"IDs": resource_ids})["Deleted"])
+
     def inventory(self, study_uid: str) -> dict[str, str]:
         return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
 

@@ -32,6 +32,20 @@ class MergeSummary:
     conflicts: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Deletion:
+    seq: int
+    resource_id: str  # the same on every node: ids derive from the UIDs
+    level: str
+
+
+@dataclass(frozen=True)
+class DeletionBatch:
+    deletions: list[Deletion]
+    last: int
+    done: bool
+
+
 class NodeForPeers(Protocol):
     def study_changes(
         self, since: int, limit: int, query: dict[str, str] | None = None
@@ -53,6 +67,13 @@ class NodeForPeers(Protocol):
 
     def apply_annotations(self, document: dict[str, Any]) -> int:
         """Add the annotations this node lacks; never overwrite. Returns how many."""
+
+    def deletions(self, since: int, limit: int) -> DeletionBatch:
+        """Deletions asked by a user or mirrored from a peer after cursor ``since``
+        (never recycling: recycling on one node must not delete on another)."""
+
+    def mirror_deletions(self, resource_ids: list[str], peer_name: str) -> int:
+        """Delete those resources that exist here; return how many were deleted."""
 
     def load_cursor(self, name: str) -> int:
         """A durable replication cursor (0 when never saved)."""

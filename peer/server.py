@@ -10,6 +10,8 @@ Every request needs a pinned client certificate; pull and push are permissions p
   instances (all when absent); answers its id, size and SHA-256 (pull)
 - ``GET|POST /peer/v1/studies/{S}/annotations``: user metadata, attachments and
   protection of the study's resources; POST adds what the receiver lacks
+- ``GET|POST /peer/v1/deletions``: user deletions after a cursor; POST mirrors them,
+  only when both sides set ``mirror_deletions`` for each other
 - ``GET  /peer/v1/exports/{id}``: the ZIP, resumable with ``Range: bytes=N-``;
   ``DELETE`` when done (pull)
 - ``POST /peer/v1/uploads`` ``{"Study", "Size", "SHA256"}``: starts an upload (push)
@@ -43,7 +45,8 @@ CAPABILITIES = ["inventory", "partial-export", "sha256", "resumable"]
 
 NODE = web.AppKey("node", object)
 NODE_ID = web.AppKey("node_id", str)
-PEERS = web.AppKey("peers", dict)  # name -> (fingerprint, may_push, may_pull)
+# name -> (fingerprint, may push to us, may pull from us, deletions mirrored with it)
+PEERS = web.AppKey("peers", dict)
 SPOOL = web.AppKey("spool", Spool)
 _CHUNK = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -80,7 +83,7 @@ async def pinned_peers_only(request: web.Request, handler: Handler) -> web.Strea
 
 
 def _allowed(request: web.Request, *, push: bool = False, pull: bool = False) -> None:
-    _, may_push, may_pull = request.app[PEERS][request["peer"]]
+    _, may_push, may_pull, _ = request.app[PEERS][request["peer"]]
     if (
         (push and not may_push)
         or (pull and not may_pull)
@@ -144,6 +147,38 @@ async def put_annotations(request: web.Request) -> web.Response:
         return _error(400, "bad-request", "annotations are a JSON object")
     added = await _blocking(_node(request).apply_annotations, document)
     return web.json_response({"Added": added})
+
+
+async def get_deletions(request: web.Request) -> web.Response:
+    _allowed(request, pull=True)
+    try:
+        since = int(request.query.get("since", "0"))
+        limit = max(1, min(int(request.query.get("limit", "500")), 5000))
+    except ValueError:
+        return _error(400, "bad-request", "since and limit must be integers")
+    batch = await _blocking(_node(request).deletions, since, limit)
+    return web.json_response(
+        {
+            "Deletions": [
+                {"Seq": d.seq, "ID": d.resource_id, "Level": d.level} for d in batch.deletions
+            ],
+            "Last": batch.last,
+            "Done": batch.done,
+        }
+    )
+
+
+async def post_deletions(request: web.Request) -> web.Response:
+    """Mirror a peer's deletions, only if this node mirrors deletions with that peer."""
+    _allowed(request, push=True)
+    if not request.app[PEERS][request["peer"]][3]:
+        raise web.HTTPForbidden(reason="deletions are not mirrored with this peer")
+    body = await request.json()
+    ids = body.get("IDs") if isinstance(body, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return _error(400, "bad-request", 'send {"IDs": [resource ids]}')
+    deleted = await _blocking(_node(request).mirror_deletions, ids, request["peer"])
+    return web.json_response({"Deleted": deleted})
 
 
 async def export(request: web.Request) -> web.Response:
@@ -239,9 +274,13 @@ def _sha256_of(handle: Any) -> str:
 
 
 def create_peer_app(
-    node: NodeForPeers, node_id: str, peers: dict[str, tuple[str, bool, bool]], spool: Path
+    node: NodeForPeers,
+    node_id: str,
+    peers: dict[str, tuple[str, bool, bool, bool]],
+    spool: Path,
 ) -> web.Application:
-    """``peers`` maps name to (pinned fingerprint, may push to us, may pull from us)."""
+    """``peers`` maps name to (pinned fingerprint, may push to us, may pull from us,
+    deletions mirrored)."""
     app = web.Application(middlewares=[pinned_peers_only], client_max_size=1024**4)
     app[NODE] = node
     app[NODE_ID] = node_id
@@ -253,6 +292,8 @@ def create_peer_app(
     app.router.add_post("/peer/v1/studies/{study}/export", export)
     app.router.add_get("/peer/v1/studies/{study}/annotations", get_annotations)
     app.router.add_post("/peer/v1/studies/{study}/annotations", put_annotations)
+    app.router.add_get("/peer/v1/deletions", get_deletions)
+    app.router.add_post("/peer/v1/deletions", post_deletions)
     app.router.add_get("/peer/v1/exports/{id}", fetch_export)
     app.router.add_delete("/peer/v1/exports/{id}", drop_export)
     app.router.add_post("/peer/v1/uploads", start_upload)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peer.client import PeerClient
+from peer.client import PeerClient, PeerError
 from peer.interface import NodeForPeers
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,8 @@ class SyncResult:
     studies_checked: int = 0
     #: user metadata, attachments and protections added on either side
     annotations: int = 0
+    #: resources deleted on either side by mirroring
+    deletions: int = 0
     conflicts: list[str] = field(default_factory=list)
 
 
@@ -110,6 +112,40 @@ def pull(
             return
 
 
+def push_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
+    cursor_name = f"{peer}:push-deletions"
+    cursor = node.load_cursor(cursor_name)
+    while True:
+        batch = node.deletions(cursor, _BATCH)
+        if batch.deletions:
+            try:
+                sent = client.send_deletions([d.resource_id for d in batch.deletions])
+            except PeerError as exc:
+                if exc.transient:
+                    raise
+                log.warning("peer %s does not mirror our deletions: %s", peer, exc)
+                return
+            result.deletions += sent
+        node.save_cursor(cursor_name, batch.last)
+        cursor = batch.last
+        if batch.done:
+            return
+
+
+def pull_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
+    cursor_name = f"{peer}:pull-deletions"
+    cursor = node.load_cursor(cursor_name)
+    while True:
+        page = client.deletions(cursor, _BATCH)
+        ids = [str(d["ID"]) for d in page["Deletions"]]
+        if ids:
+            result.deletions += node.mirror_deletions(ids, peer)
+        node.save_cursor(cursor_name, int(page["Last"]))
+        cursor = int(page["Last"])
+        if page["Done"]:
+            return
+
+
 def sync_once(
     node: NodeForPeers,
     client: PeerClient,
@@ -119,13 +155,18 @@ def sync_once(
     do_pull: bool,
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
+    mirror_deletions: bool = False,
 ) -> SyncResult:
     """``query`` (``/tools/find`` keywords, e.g. ``{"Modality": "CT"}``) limits both
     directions to the studies that match it."""
     result = SyncResult()
     if do_push:
+        if mirror_deletions:
+            push_deletions(node, client, peer, result)
         push(node, client, peer, result, progress, query)
     if do_pull:
+        if mirror_deletions:
+            pull_deletions(node, client, peer, result)
         pull(node, client, peer, result, progress, query)
     log.info(
         "sync with %s: pushed %d, pulled %d instances",

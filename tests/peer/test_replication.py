@@ -399,3 +399,59 @@ def test_peers_command_needs_a_running_node(tmp_path: Path) -> None:
         text=True,
     )
     assert shown.returncode == 2 and "no node answers" in shown.stderr
+
+
+def test_deletions_are_mirrored_only_where_both_sides_agree(tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    b_port = free_port()
+    site_a = NodeProcess(
+        a_dir,
+        extra_toml=peer_toml(
+            free_port(),
+            [
+                {
+                    "name": "siteb",
+                    "url": f"https://127.0.0.1:{b_port}",
+                    "fingerprint": b_id,
+                    "mirror_deletions": True,
+                }
+            ],
+        ),
+    )
+    site_b = NodeProcess(
+        b_dir,
+        extra_toml=peer_toml(
+            b_port, [{"name": "sitea", "fingerprint": a_id, "mirror_deletions": True}]
+        ),
+    )
+    site_a.start()
+    site_b.start()
+    try:
+        first = site_a.request("POST", "/instances", ct_bytes(0, patient=1)).json()
+        site_a.request("POST", "/instances", ct_bytes(0, patient=2))
+        assert sync(site_a, "siteb")["State"] == "Success"
+        assert len(inventory(site_b)) == 2
+        assert site_a.request("DELETE", f"/patients/{first['ParentPatient']}").status == 200
+        result = sync(site_a, "siteb")
+        assert result["State"] == "Success" and result["Content"]["Deletions"] == 1
+        assert site_b.request("GET", f"/patients/{first['ParentPatient']}").status == 404
+        assert len(inventory(site_b)) == 1
+        settled = sync(site_a, "siteb")["Content"]
+        assert settled["Deletions"] == 0 and settled["PulledInstances"] == 0
+    finally:
+        site_a.stop()
+        site_b.stop()
+
+
+def test_deletions_stay_local_without_mirroring(
+    two_sites: tuple[NodeProcess, NodeProcess, str, str],
+) -> None:
+    site_a, site_b, _, _ = two_sites
+    first = site_a.request("POST", "/instances", ct_bytes(0)).json()
+    sync(site_a, "siteb")
+    site_a.request("DELETE", f"/studies/{first['ParentStudy']}")
+    result = sync(site_a, "siteb")
+    assert result["State"] == "Success"
+    assert len(inventory(site_b)) == 1
+    assert inventory(site_a) == set()  # and not pulled back: nothing new happened on B
