@@ -93,7 +93,7 @@ class PeeringSettings:
 @dataclass(frozen=True)
 class PeerSettings:
     name: str
-    fingerprint: str
+    fingerprint: str = ""  # a pacsnode peer's pinned certificate (required for that kind)
     url: str | None = None  # None: a passive peer, which dials us
     push: bool = True
     pull: bool = True
@@ -103,6 +103,10 @@ class PeerSettings:
     filter: dict[str, str] | None = None  # /tools/find keywords: only matching studies
     bandwidth_kbps: int = 0  # 0: unlimited
     mirror_deletions: bool = False  # a user's deletions are applied on both sides
+    kind: str = "pacsnode"  # or "orthanc": its REST API, with HTTP Basic credentials
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None  # an Orthanc peer's CA, for https
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,16 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "filter": (dict,),
         "bandwidth_kbps": (int,),
         "mirror_deletions": (bool,),
+        "kind": (str,),
+        "username": (str,),
+        "password": (str,),
+        "ca_file": (str,),
     },
 }
 _REQUIRED = {
     "users": {"name", "password_hash"},
     "modalities": {"name", "aet", "host", "port"},
-    "peers": {"name", "fingerprint"},
+    "peers": {"name"},
 }
 _TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering"}
 _LISTS = {"users", "modalities", "peers"}
@@ -295,9 +303,26 @@ def _peer(source: str, table: Any) -> PeerSettings:
             raise ConfigError(f"{source}: peer '{peer.name}': filter: {exc.message}") from exc
     if peer.bandwidth_kbps < 0:
         raise ConfigError(f"{source}: peer '{peer.name}': bandwidth_kbps must be >= 0")
-    if peer.url is not None and not peer.url.startswith("https://"):
-        raise ConfigError(f"{source}: peer '{peer.name}': url must start with https://")
+    problem = _peer_kind_problem(peer)
+    if problem:
+        raise ConfigError(f"{source}: peer '{peer.name}': {problem}")
     return peer
+
+
+def _peer_kind_problem(peer: PeerSettings) -> str | None:
+    if peer.kind == "orthanc":
+        if not peer.url or not peer.url.startswith(("http://", "https://")):
+            return 'an Orthanc peer needs url = "http(s)://host:port"'
+        if peer.mirror_deletions:
+            return "deletions are not mirrored with Orthanc peers"
+        return None
+    if peer.kind != "pacsnode":
+        return 'kind must be "pacsnode" or "orthanc"'
+    if not peer.fingerprint:
+        return "a pacsnode peer needs the fingerprint its `pacsnode identity` prints"
+    if peer.url is not None and not peer.url.startswith("https://"):
+        return "url must start with https://"
+    return None
 
 
 def _peering(source: str, base: Path, table: dict[str, Any]) -> PeeringSettings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -12,7 +13,7 @@ from node.core import NodeCore
 from node.hierarchy import Origin
 from node.ids import Level
 from node.index import Txn
-from node.ingest import index_instance, instance_ids
+from node.ingest import IngestStatus, index_instance, instance_ids
 from node.writer import IndexWriter
 from peer.interface import (
     ChangeBatch,
@@ -157,6 +158,15 @@ class NodePeering:
             self._core.deleter.delete(resource_id, MIRRORED_REASON)
             deleted += 1
         return deleted
+
+    def instance_files(self, study_uid: str, sop_uids: set[str]) -> Iterator[tuple[str, bytes]]:
+        series_of = {i.sop_uid: i.series_uid for i in self._core.store.instances(study_uid)}
+        for sop_uid in sorted(sop_uids & series_of.keys()):
+            yield sop_uid, self._core.store.instance_p10(study_uid, series_of[sop_uid], sop_uid)
+
+    def store_p10(self, data: bytes, peer_name: str) -> bool:
+        result = self._core.ingest(data, Origin(kind="Peer", peer=peer_name))
+        return result.status is IngestStatus.SUCCESS
 
     def load_cursor(self, name: str) -> int:
         return self._core.read(lambda txn: txn.counter(f"peer_cursor:{name}"))

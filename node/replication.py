@@ -18,8 +18,9 @@ from node.jobs import Job, JobContext, JobRegistry
 from node.peering import NodePeering
 from peer.client import PeerClient, PeerError
 from peer.identity import Identity, load_or_create
+from peer.orthanc import OrthancClient, sync_with_orthanc
 from peer.schedule import in_window, parse_window, trigger_for
-from peer.sync import sync_once
+from peer.sync import SyncResult, sync_once
 from peer.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -78,27 +79,7 @@ class Replicator:
         if not lock.acquire(blocking=False):
             return {"Skipped": "a sync with this peer is already running"}
         try:
-            assert peer.url is not None
-            client = PeerClient(
-                peer.url,
-                peer.fingerprint,
-                client_context(self.identity, self._config.peering.shared_ca),
-                bandwidth_kbps=peer.bandwidth_kbps,
-            )
-            result = _with_retries(
-                lambda: sync_once(
-                    self.peering,
-                    client,
-                    peer.name,
-                    do_push=peer.push,
-                    do_pull=peer.pull,
-                    query=peer.filter,
-                    mirror_deletions=peer.mirror_deletions,
-                    progress=lambda phase, count: context.progress(
-                        0, 1, Phase=phase, Instances=count
-                    ),
-                )
-            )
+            result = _with_retries(lambda: self._sync_once(peer, context))
             self._state[peer.name] = {"LastSuccess": _now(), "LastError": None}
             return {
                 "PushedInstances": result.pushed_instances,
@@ -117,6 +98,35 @@ class Replicator:
             raise
         finally:
             lock.release()
+
+    def _sync_once(self, peer: PeerSettings, context: JobContext) -> SyncResult:
+        assert peer.url is not None
+        if peer.kind == "orthanc":
+            orthanc = OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
+            return sync_with_orthanc(
+                self.peering,
+                orthanc,
+                peer.name,
+                do_push=peer.push,
+                do_pull=peer.pull,
+                query=peer.filter,
+            )
+        client = PeerClient(
+            peer.url,
+            peer.fingerprint,
+            client_context(self.identity, self._config.peering.shared_ca),
+            bandwidth_kbps=peer.bandwidth_kbps,
+        )
+        return sync_once(
+            self.peering,
+            client,
+            peer.name,
+            do_push=peer.push,
+            do_pull=peer.pull,
+            query=peer.filter,
+            mirror_deletions=peer.mirror_deletions,
+            progress=lambda phase, count: context.progress(0, 1, Phase=phase, Instances=count),
+        )
 
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,6 +15,9 @@ from node.config import NodeConfig
 from node.core import NodeCore
 from node.dicom.services import start_dicom_server
 from node.jobs import JobRegistry
+
+if TYPE_CHECKING:
+    from node.replication import Replicator
 from node.rest.app import create_app
 
 log = logging.getLogger(__name__)
@@ -47,30 +51,8 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
         config.data_dir,
     )
     if replicator is not None:
-        from peer.server import create_peer_app
-        from peer.tls import server_context
-
-        pins = {p.name: (p.fingerprint, p.push, p.pull, p.mirror_deletions) for p in config.peers}
-        peer_app = create_peer_app(
-            replicator.peering,
-            replicator.identity.fingerprint,
-            pins,
-            config.data_dir / "peer-spool",
-        )
-        runners.append(web.AppRunner(peer_app, access_log=None))
-        await runners[1].setup()
-        await web.TCPSite(
-            runners[1],
-            config.peering.host,
-            config.peering.port,
-            ssl_context=server_context(replicator.identity, config.peering.shared_ca),
-        ).start()
-        log.info(
-            "peering on https://%s:%d/ as %s",
-            config.peering.host,
-            config.peering.port,
-            replicator.identity.fingerprint,
-        )
+        if any(peer.kind == "pacsnode" for peer in config.peers):
+            runners.append(await _start_peering(config, replicator))
         replicator.start_schedule()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -83,6 +65,33 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
             replicator.stop()
         for runner in reversed(runners):
             await runner.cleanup()
+
+
+async def _start_peering(config: NodeConfig, replicator: Replicator) -> web.AppRunner:
+    """The mutual-TLS listener for pacsnode peers."""
+    from peer.server import create_peer_app
+    from peer.tls import server_context
+
+    pins = {
+        p.name: (p.fingerprint, p.push, p.pull, p.mirror_deletions)
+        for p in config.peers
+        if p.kind == "pacsnode"
+    }
+    spool = config.data_dir / "peer-spool"
+    runner = web.AppRunner(
+        create_peer_app(replicator.peering, replicator.identity.fingerprint, pins, spool),
+        access_log=None,
+    )
+    await runner.setup()
+    context = server_context(replicator.identity, config.peering.shared_ca)
+    await web.TCPSite(runner, config.peering.host, config.peering.port, ssl_context=context).start()
+    log.info(
+        "peering on https://%s:%d/ as %s",
+        config.peering.host,
+        config.peering.port,
+        replicator.identity.fingerprint,
+    )
+    return runner
 
 
 def serve(config: NodeConfig) -> None:

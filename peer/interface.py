@@ -6,6 +6,7 @@ nothing twice, and a cursor may be saved again with the same value.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -74,6 +75,12 @@ class NodeForPeers(Protocol):
 
     def mirror_deletions(self, resource_ids: list[str], peer_name: str) -> int:
         """Delete those resources that exist here; return how many were deleted."""
+
+    def instance_files(self, study_uid: str, sop_uids: set[str]) -> Iterator[tuple[str, bytes]]:
+        """(SOP Instance UID, DICOM P10) of those instances of the study, one at a time."""
+
+    def store_p10(self, data: bytes, peer_name: str) -> bool:
+        """Ingest one DICOM file received from a peer; whether it was new here."""
 
     def load_cursor(self, name: str) -> int:
         """A durable replication cursor (0 when never saved)."""

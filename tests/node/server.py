@@ -43,6 +43,7 @@ class NodeProcess:
     ) -> None:
         self.http_port, self.dicom_port = free_port(), free_port()
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "pacsnode.toml"
         self.config.write_text(
             f'data_dir = "data"\n[http]\nport = {self.http_port}\n'

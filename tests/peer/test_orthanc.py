@@ -1,0 +1,123 @@
+"""Replication with a real Orthanc server (Debian's package), both ways."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.node.server import NodeProcess, free_port
+from tests.peer.test_replication import inventory, sync
+from tests.storage.helpers import ct_bytes
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+CREDENTIALS = ("orthanc", "s3cret")
+pytestmark = pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed")
+
+
+class OrthancProcess:
+    def __init__(self, directory: Path, peers: dict[str, list[str]] | None = None) -> None:
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {
+            "Name": "test-orthanc",
+            "StorageDirectory": str(directory / "storage"),
+            "IndexDirectory": str(directory / "index"),
+            "HttpPort": self.port,
+            "DicomPort": free_port(),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": True,
+            "RegisteredUsers": {CREDENTIALS[0]: CREDENTIALS[1]},
+            "OrthancPeers": peers or {},
+            "StableAge": 1,
+        }
+        self.config = directory / "orthanc.json"
+        self.config.write_text(json.dumps(config))
+        self.log = open(directory / "orthanc.log", "wb")
+        self.process = subprocess.Popen(
+            [ORTHANC, str(self.config)], stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.call("GET", "/system")
+                return
+            except OSError:
+                assert self.process.poll() is None, "Orthanc exited"
+                assert time.monotonic() < deadline, "Orthanc did not start"
+                time.sleep(0.1)
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> object:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=body, method=method
+        )
+        token = base64.b64encode(":".join(CREDENTIALS).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def sop_uids(self) -> set[str]:
+        found = self.call("GET", "/instances?expand")
+        assert isinstance(found, list)
+        return {item["MainDicomTags"]["SOPInstanceUID"] for item in found}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def orthanc(tmp_path: Path) -> Iterator[OrthancProcess]:
+    server = OrthancProcess(tmp_path / "orthanc")
+    yield server
+    server.stop()
+
+
+def orthanc_peer_toml(orthanc: OrthancProcess) -> str:
+    return (
+        f'\n[[peers]]\nname = "legacy"\nkind = "orthanc"\n'
+        f'url = "http://127.0.0.1:{orthanc.port}"\n'
+        f'username = "{CREDENTIALS[0]}"\npassword = "{CREDENTIALS[1]}"\n'
+    )
+
+
+def test_push_to_and_pull_from_orthanc(tmp_path: Path, orthanc: OrthancProcess) -> None:
+    node = NodeProcess(tmp_path / "node", extra_toml=orthanc_peer_toml(orthanc)).start()
+    try:
+        for index in range(3):
+            node.request("POST", "/instances", ct_bytes(index, patient=1))
+        orthanc.call("POST", "/instances", ct_bytes(0, patient=2))
+        result = sync(node, "legacy")
+        assert result["State"] == "Success", result
+        assert result["Content"]["PushedInstances"] == 3
+        assert result["Content"]["PulledInstances"] == 1
+        assert orthanc.sop_uids() == inventory(node) and len(inventory(node)) == 4
+        # Orthanc computes the same resource ids as pacsnode
+        assert sorted(orthanc.call("GET", "/studies")) == sorted(  # type: ignore[arg-type]
+            node.request("GET", "/studies").json()
+        )
+        again = sync(node, "legacy")["Content"]
+        assert again["PushedInstances"] == 0 and again["PulledInstances"] == 0
+    finally:
+        node.stop()
+
+
+def test_orthanc_pushes_to_pacsnode_as_its_peer(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "node").start()
+    orthanc = OrthancProcess(tmp_path / "orthanc", peers={"pacs": [f"{node.url}/"]})
+    try:
+        answer = orthanc.call("POST", "/instances", ct_bytes(0, patient=5))
+        assert isinstance(answer, dict)
+        orthanc.call("POST", "/peers/pacs/store", answer["ParentStudy"].encode())
+        assert inventory(node) == orthanc.sop_uids()
+    finally:
+        orthanc.stop()
+        node.stop()
