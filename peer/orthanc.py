@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 
 from peer.client import PeerError
 from peer.interface import NodeForPeers
-from peer.sync import SyncResult
+from peer.sync import BATCH, Page, SyncResult, follow_feed
 
 log = logging.getLogger(__name__)
-_BATCH = 200
 _TIMEOUT_S = 120
 
 
@@ -105,45 +104,40 @@ def push(
     result: SyncResult,
     query: dict[str, str] | None = None,
 ) -> None:
-    cursor_name = f"{peer}:push"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        batch = node.study_changes(cursor, _BATCH, query)
-        for change in batch.changes:
-            result.studies_checked += 1
-            missing = set(node.inventory(change.study_uid)) - orthanc.sop_uids_of_study(
-                change.study_uid
-            )
-            for _, data in node.instance_files(change.study_uid, missing):
-                if orthanc.store(data) == "Success":
-                    result.pushed_instances += 1
-            node.save_cursor(cursor_name, change.seq)
-        cursor = batch.last
-        node.save_cursor(cursor_name, cursor)
-        if batch.done:
-            return
+    def fetch(cursor: int) -> Page[tuple[int, str]]:
+        batch = node.study_changes(cursor, BATCH, query)
+        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
+
+    def handle(change: tuple[int, str]) -> int:
+        seq, study_uid = change
+        result.studies_checked += 1
+        missing = set(node.inventory(study_uid)) - orthanc.sop_uids_of_study(study_uid)
+        for _, data in node.instance_files(study_uid, missing):
+            if orthanc.store(data) == "Success":
+                result.pushed_instances += 1
+        return seq
+
+    follow_feed(node, f"{peer}:push", fetch, handle)
 
 
 def pull(node: NodeForPeers, orthanc: OrthancClient, peer: str, result: SyncResult) -> None:
-    cursor_name = f"{peer}:pull"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        page = orthanc.changes(cursor, _BATCH)
-        for change in page["Changes"]:
-            if change.get("ChangeType") == "NewInstance":
-                try:
-                    data = orthanc.instance_file(str(change["ID"]))
-                except PeerError as exc:
-                    if exc.transient:
-                        raise
-                    continue  # deleted on Orthanc since
-                if node.store_p10(data, peer):
-                    result.pulled_instances += 1
-            node.save_cursor(cursor_name, int(change["Seq"]))
-        cursor = int(page["Last"])
-        node.save_cursor(cursor_name, cursor)
-        if page["Done"]:
-            return
+    def fetch(cursor: int) -> Page[dict[str, Any]]:
+        page = orthanc.changes(cursor, BATCH)
+        return list(page["Changes"]), int(page["Last"]), bool(page["Done"])
+
+    def handle(change: dict[str, Any]) -> int:
+        if change.get("ChangeType") == "NewInstance":
+            try:
+                data = orthanc.instance_file(str(change["ID"]))
+            except PeerError as exc:
+                if exc.transient:
+                    raise
+                return int(change["Seq"])  # deleted on Orthanc since
+            if node.store_p10(data, peer):
+                result.pulled_instances += 1
+        return int(change["Seq"])
+
+    follow_feed(node, f"{peer}:pull", fetch, handle)
 
 
 def sync_with_orthanc(

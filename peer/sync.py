@@ -14,14 +14,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from peer.client import PeerClient, PeerError
 from peer.interface import NodeForPeers
 
 log = logging.getLogger(__name__)
-_BATCH = 200
+BATCH = 200
+T = TypeVar("T")
 
 Progress = Callable[[str, int], None]
+#: one page of a feed: (items, cursor after the page, whether the feed is exhausted)
+Page = tuple[list[T], int, bool]
 
 
 @dataclass
@@ -41,6 +45,30 @@ def plan_missing(mine: dict[str, str], theirs: dict[str, str]) -> set[str]:
     return set(mine) - set(theirs)
 
 
+def follow_feed(
+    node: NodeForPeers,
+    cursor_name: str,
+    fetch: Callable[[int], Page[T]],
+    handle: Callable[[T], int | None],
+) -> None:
+    """Walk a change feed from the saved cursor to its end.
+
+    ``handle`` processes one item and returns the sequence number it completed
+    (saved at once, so a pass cut short resumes after it), or ``None``.
+    """
+    cursor = node.load_cursor(cursor_name)
+    while True:
+        items, last, done = fetch(cursor)
+        for item in items:
+            completed = handle(item)
+            if completed is not None:
+                node.save_cursor(cursor_name, completed)
+        node.save_cursor(cursor_name, last)
+        cursor = last
+        if done:
+            return
+
+
 def push(
     node: NodeForPeers,
     client: PeerClient,
@@ -49,31 +77,28 @@ def push(
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
 ) -> None:
-    cursor_name = f"{peer}:push"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        batch = node.study_changes(cursor, _BATCH, query)
-        for change in batch.changes:
-            missing = plan_missing(
-                node.inventory(change.study_uid), client.inventory(change.study_uid)
-            )
-            result.studies_checked += 1
-            if missing:
-                with tempfile.TemporaryFile() as archive:
-                    node.write_study(change.study_uid, missing, archive)
-                    answer = client.upload(change.study_uid, archive)
-                result.pushed_instances += len(answer.get("Added", []))
-                result.conflicts.extend(answer.get("Conflicts", []))
-            document = node.annotations(change.study_uid)
-            if document.get("Resources"):
-                result.annotations += client.send_annotations(change.study_uid, document)
-            node.save_cursor(cursor_name, change.seq)
-            if progress:
-                progress("push", result.pushed_instances)
-        cursor = batch.last
-        node.save_cursor(cursor_name, cursor)
-        if batch.done:
-            return
+    def fetch(cursor: int) -> Page[tuple[int, str]]:
+        batch = node.study_changes(cursor, BATCH, query)
+        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
+
+    def handle(change: tuple[int, str]) -> int:
+        seq, study_uid = change
+        result.studies_checked += 1
+        missing = plan_missing(node.inventory(study_uid), client.inventory(study_uid))
+        if missing:
+            with tempfile.TemporaryFile() as archive:
+                node.write_study(study_uid, missing, archive)
+                answer = client.upload(study_uid, archive)
+            result.pushed_instances += len(answer.get("Added", []))
+            result.conflicts.extend(answer.get("Conflicts", []))
+        document = node.annotations(study_uid)
+        if document.get("Resources"):
+            result.annotations += client.send_annotations(study_uid, document)
+        if progress:
+            progress("push", result.pushed_instances)
+        return seq
+
+    follow_feed(node, f"{peer}:push", fetch, handle)
 
 
 def pull(
@@ -84,66 +109,60 @@ def pull(
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
 ) -> None:
-    cursor_name = f"{peer}:pull"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        page = client.changes(cursor, _BATCH, query)
-        for change in page["Changes"]:
-            study_uid = str(change["StudyInstanceUID"])
-            missing = plan_missing(client.inventory(study_uid), node.inventory(study_uid))
-            result.studies_checked += 1
-            if missing:
-                path = client.download(study_uid, missing)
-                try:
-                    summary = node.merge_study(path, peer)
-                finally:
-                    Path(path).unlink(missing_ok=True)
-                result.pulled_instances += len(summary.added)
-                result.conflicts.extend(summary.conflicts)
-            document = client.annotations(study_uid)
-            if document.get("Resources"):
-                result.annotations += node.apply_annotations(document)
-            node.save_cursor(cursor_name, int(change["Seq"]))
-            if progress:
-                progress("pull", result.pulled_instances)
-        cursor = int(page["Last"])
-        node.save_cursor(cursor_name, cursor)
-        if page["Done"]:
-            return
+    def fetch(cursor: int) -> Page[tuple[int, str]]:
+        page = client.changes(cursor, BATCH, query)
+        items = [(int(c["Seq"]), str(c["StudyInstanceUID"])) for c in page["Changes"]]
+        return items, int(page["Last"]), bool(page["Done"])
+
+    def handle(change: tuple[int, str]) -> int:
+        seq, study_uid = change
+        result.studies_checked += 1
+        missing = plan_missing(client.inventory(study_uid), node.inventory(study_uid))
+        if missing:
+            path = client.download(study_uid, missing)
+            try:
+                summary = node.merge_study(path, peer)
+            finally:
+                Path(path).unlink(missing_ok=True)
+            result.pulled_instances += len(summary.added)
+            result.conflicts.extend(summary.conflicts)
+        document = client.annotations(study_uid)
+        if document.get("Resources"):
+            result.annotations += node.apply_annotations(document)
+        if progress:
+            progress("pull", result.pulled_instances)
+        return seq
+
+    follow_feed(node, f"{peer}:pull", fetch, handle)
 
 
 def push_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
-    cursor_name = f"{peer}:push-deletions"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        batch = node.deletions(cursor, _BATCH)
-        if batch.deletions:
-            try:
-                sent = client.send_deletions([d.resource_id for d in batch.deletions])
-            except PeerError as exc:
-                if exc.transient:
-                    raise
-                log.warning("peer %s does not mirror our deletions: %s", peer, exc)
-                return
-            result.deletions += sent
-        node.save_cursor(cursor_name, batch.last)
-        cursor = batch.last
-        if batch.done:
-            return
+    def fetch(cursor: int) -> Page[list[str]]:
+        batch = node.deletions(cursor, BATCH)
+        ids = [d.resource_id for d in batch.deletions]
+        return ([ids] if ids else []), batch.last, batch.done
+
+    def handle(ids: list[str]) -> None:
+        result.deletions += client.send_deletions(ids)
+
+    try:
+        follow_feed(node, f"{peer}:push-deletions", fetch, handle)
+    except PeerError as exc:
+        if exc.transient:
+            raise
+        log.warning("peer %s does not mirror our deletions: %s", peer, exc)
 
 
 def pull_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
-    cursor_name = f"{peer}:pull-deletions"
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        page = client.deletions(cursor, _BATCH)
+    def fetch(cursor: int) -> Page[list[str]]:
+        page = client.deletions(cursor, BATCH)
         ids = [str(d["ID"]) for d in page["Deletions"]]
-        if ids:
-            result.deletions += node.mirror_deletions(ids, peer)
-        node.save_cursor(cursor_name, int(page["Last"]))
-        cursor = int(page["Last"])
-        if page["Done"]:
-            return
+        return ([ids] if ids else []), int(page["Last"]), bool(page["Done"])
+
+    def handle(ids: list[str]) -> None:
+        result.deletions += node.mirror_deletions(ids, peer)
+
+    follow_feed(node, f"{peer}:pull-deletions", fetch, handle)
 
 
 def sync_once(
