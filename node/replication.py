@@ -78,9 +78,13 @@ class Replicator:
         lock = self._running[peer.name]
         if not lock.acquire(blocking=False):
             return {"Skipped": "a sync with this peer is already running"}
+        started = time.monotonic()
+        retries: list[str] = []
+        traffic = {"sent": 0, "received": 0}
         try:
-            result = _with_retries(lambda: self._sync_once(peer, context))
+            result = _with_retries(lambda: self._sync_once(peer, context, traffic), retries.append)
             self._state[peer.name] = {"LastSuccess": _now(), "LastError": None}
+            moved = traffic["sent"] + traffic["received"]
             return {
                 "PushedInstances": result.pushed_instances,
                 "PulledInstances": result.pulled_instances,
@@ -88,6 +92,10 @@ class Replicator:
                 "Annotations": result.annotations,
                 "Deletions": result.deletions,
                 "Conflicts": result.conflicts,
+                "BytesSent": traffic["sent"],
+                "BytesReceived": traffic["received"],
+                "RateMBps": round(moved / 1e6 / max(time.monotonic() - started, 1e-3), 2),
+                "Retries": retries,
             }
         except Exception as exc:
             self._state[peer.name] = {
@@ -99,7 +107,9 @@ class Replicator:
         finally:
             lock.release()
 
-    def _sync_once(self, peer: PeerSettings, context: JobContext) -> SyncResult:
+    def _sync_once(
+        self, peer: PeerSettings, context: JobContext, traffic: dict[str, int]
+    ) -> SyncResult:
         assert peer.url is not None
         if peer.kind == "orthanc":
             orthanc = OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
@@ -117,16 +127,31 @@ class Replicator:
             client_context(self.identity, self._config.peering.shared_ca),
             bandwidth_kbps=peer.bandwidth_kbps,
         )
-        return sync_once(
-            self.peering,
-            client,
-            peer.name,
-            do_push=peer.push,
-            do_pull=peer.pull,
-            query=peer.filter,
-            mirror_deletions=peer.mirror_deletions,
-            progress=lambda phase, count: context.progress(0, 1, Phase=phase, Instances=count),
-        )
+
+        def progress(phase: str, count: int) -> None:
+            context.progress(
+                0,
+                1,
+                Phase=phase,
+                Instances=count,
+                BytesSent=traffic["sent"] + client.bytes_sent,
+                BytesReceived=traffic["received"] + client.bytes_received,
+            )
+
+        try:
+            return sync_once(
+                self.peering,
+                client,
+                peer.name,
+                do_push=peer.push,
+                do_pull=peer.pull,
+                query=peer.filter,
+                mirror_deletions=peer.mirror_deletions,
+                progress=progress,
+            )
+        finally:
+            traffic["sent"] += client.bytes_sent
+            traffic["received"] += client.bytes_received
 
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()
@@ -157,7 +182,7 @@ class Replicator:
 _RETRY_DELAYS_S = (1.0, 4.0, 16.0)
 
 
-def _with_retries(attempt: Callable[[], T]) -> T:
+def _with_retries(attempt: Callable[[], T], on_retry: Callable[[str], None]) -> T:
     """Retry transient failures (network, 5xx) with exponential backoff.
 
     Each attempt resumes from the durable cursors, so nothing is sent twice.
@@ -169,6 +194,7 @@ def _with_retries(attempt: Callable[[], T]) -> T:
             if not exc.transient:
                 raise
             log.warning("sync failed (%s); retrying in %.0f s", exc, delay)
+            on_retry(str(exc))
             time.sleep(delay)
     return attempt()
 

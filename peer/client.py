@@ -47,6 +47,9 @@ class PeerClient:
         self._fingerprint = normalize_fingerprint(fingerprint)
         self._context = context
         self._throttle = Throttle(bandwidth_kbps)
+        #: ZIP bytes moved so far (for the job's progress and rate)
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     def _connect(self) -> http.client.HTTPSConnection:
         connection = http.client.HTTPSConnection(
@@ -169,6 +172,7 @@ class PeerClient:
                 while chunk := response.read(self._throttle.chunk_size(_CHUNK)):
                     handle.write(chunk)
                     self._throttle.spent(len(chunk))
+                    self.bytes_received += len(chunk)
         except (OSError, http.client.HTTPException) as exc:
             raise PeerError(f"download cut off: {exc}", transient=True) from exc
 
@@ -193,6 +197,7 @@ class PeerClient:
                 answer = self._json_body("PATCH", path, chunk, {"Upload-Offset": str(offset)})
                 offset, failures = int(answer["Offset"]), 0
                 self._throttle.spent(len(chunk))
+                self.bytes_sent += len(chunk)
             except PeerError as exc:
                 failures += 1
                 if not exc.transient or failures >= _RESUME_ATTEMPTS:

@@ -278,6 +278,8 @@ def test_an_interrupted_transfer_resumes(tmp_path: Path, upstream: bool) -> None
         assert inventory(site_a) == inventory(site_b) and len(inventory(site_a)) == 12
         moved = result["Content"]["PushedInstances" if upstream else "PulledInstances"]
         assert moved == 12
+        traffic = result["Content"]["BytesSent" if upstream else "BytesReceived"]
+        assert traffic > 200_000  # the proxy cut only after that much had passed
         again = sync(site_a, "siteb")["Content"]
         assert again["PushedInstances"] == again["PulledInstances"] == 0
         for node in (site_a, site_b):
