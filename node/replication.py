@@ -150,6 +150,7 @@ class Replicator:
                 progress=progress,
             )
         finally:
+            client.close()
             traffic["sent"] += client.bytes_sent
             traffic["received"] += client.bytes_received
 

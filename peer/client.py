@@ -24,7 +24,7 @@ from peer.tls import UntrustedPeer, peer_fingerprint
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TIMEOUT_S = 120
-_UPLOAD_CHUNK = 4 << 20
+_UPLOAD_CHUNK = 16 << 20
 _RESUME_ATTEMPTS = 8
 
 
@@ -47,6 +47,7 @@ class PeerClient:
         self._fingerprint = normalize_fingerprint(fingerprint)
         self._context = context
         self._throttle = Throttle(bandwidth_kbps)
+        self._connection: http.client.HTTPSConnection | None = None
         #: ZIP bytes moved so far (for the job's progress and rate)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -76,20 +77,37 @@ class PeerClient:
     def _request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> http.client.HTTPResponse:
-        connection = self._connect()
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise PeerError(f"{method} {path}: {exc}", transient=True) from exc
+        """Send a request on the kept-alive connection (a new one, pinned, when needed).
+
+        A kept connection the peer has meanwhile closed fails at once; the request
+        is then sent again once on a fresh connection. Callers read each response
+        to its end before the next request.
+        """
+        for fresh in (self._connection is None, True):
+            if fresh:
+                self.close()
+                self._connection = self._connect()
+            connection = self._connection
+            assert connection is not None
+            try:
+                connection.request(method, path, body=body, headers=headers or {})
+                response = connection.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                if fresh or (body is not None and not isinstance(body, bytes)):
+                    raise PeerError(f"{method} {path}: {exc}", transient=True) from exc
         if response.status >= 400:
             detail = response.read()[:500].decode("utf-8", "replace")
-            connection.close()
             raise PeerError(
                 f"{method} {path}: {response.status} {detail}", transient=response.status >= 500
             )
         return response
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _json(self, method: str, path: str, document: Any = None) -> Any:
         body = json.dumps(document).encode() if document is not None else None
@@ -174,6 +192,7 @@ class PeerClient:
                     self._throttle.spent(len(chunk))
                     self.bytes_received += len(chunk)
         except (OSError, http.client.HTTPException) as exc:
+            self.close()  # the connection is mid-response: never reuse it
             raise PeerError(f"download cut off: {exc}", transient=True) from exc
 
     def upload(self, study_uid: str, archive: IO[bytes]) -> dict[str, Any]:
