@@ -14,13 +14,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from node.config import NodeConfig, PeerSettings
 from node.core import NodeCore
 from node.errors import BadRequest, NotFound
+from node.hierarchy import instances_under
 from node.jobs import Job, JobContext, JobRegistry
 from node.peering import NodePeering
 from peer.client import PeerClient, PeerError
 from peer.identity import Identity, load_or_create
 from peer.orthanc import OrthancClient, sync_with_orthanc
 from peer.schedule import in_window, parse_window, trigger_for
-from peer.sync import SyncResult, sync_once
+from peer.sync import SyncResult, send_study, sync_once
 from peer.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,56 @@ class Replicator:
             "PushCursor": self.peering.load_cursor(f"{name}:push"),
             "PullCursor": self.peering.load_cursor(f"{name}:pull"),
             **self._state[name],
+        }
+
+    def store(self, name: str, resource_ids: list[str]) -> Job:
+        """Send these resources to a peer now, as a job (Orthanc's POST /peers/{id}/store)."""
+        peer = self.peer(name)
+        if peer.url is None:
+            raise BadRequest(f"peer {name} is passive (no url): it connects to us")
+        by_study: dict[str, set[str]] = {}
+        for resource_id in resource_ids:
+            self._core.resource(resource_id)
+            for record in self._core.read(lambda txn, r=resource_id: instances_under(txn, r)):
+                by_study.setdefault(record["study_uid"], set()).add(record["sop_uid"])
+        return self._jobs.submit(
+            "PeerStore",
+            {"Peer": name, "Resources": resource_ids},
+            lambda context: self._store(peer, by_study, context),
+        )
+
+    def _store(
+        self, peer: PeerSettings, by_study: dict[str, set[str]], context: JobContext
+    ) -> dict[str, Any]:
+        assert peer.url is not None
+        result = SyncResult()
+        if peer.kind == "orthanc":
+            orthanc = OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
+            for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
+                context.progress(done, len(by_study))
+                for _, data in self.peering.instance_files(study_uid, sops):
+                    if orthanc.store(data) == "Success":
+                        result.pushed_instances += 1
+        else:
+            client = PeerClient(
+                peer.url,
+                peer.fingerprint,
+                client_context(self.identity, self._config.peering.shared_ca),
+                bandwidth_kbps=peer.bandwidth_kbps,
+            )
+            try:
+                for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
+                    context.progress(done, len(by_study))
+                    _with_retries(
+                        lambda s=study_uid, o=sops: send_study(self.peering, client, s, o, result),
+                        lambda _: None,
+                    )
+            finally:
+                client.close()
+        return {
+            "Instances": sum(len(s) for s in by_study.values()),
+            "PushedInstances": result.pushed_instances,
+            "Conflicts": result.conflicts,
         }
 
     def sync(self, name: str) -> Job:

@@ -83,14 +83,7 @@ def push(
 
     def handle(change: tuple[int, str]) -> int:
         seq, study_uid = change
-        result.studies_checked += 1
-        missing = plan_missing(node.inventory(study_uid), client.inventory(study_uid))
-        if missing:
-            with tempfile.TemporaryFile() as archive:
-                node.write_study(study_uid, missing, archive)
-                answer = client.upload(study_uid, archive)
-            result.pushed_instances += len(answer.get("Added", []))
-            result.conflicts.extend(answer.get("Conflicts", []))
+        send_study(node, client, study_uid, None, result)
         document = node.annotations(study_uid)
         if document.get("Resources"):
             result.annotations += client.send_annotations(study_uid, document)
@@ -99,6 +92,27 @@ def push(
         return seq
 
     follow_feed(node, f"{peer}:push", fetch, handle)
+
+
+def send_study(
+    node: NodeForPeers,
+    client: PeerClient,
+    study_uid: str,
+    only: set[str] | None,
+    result: SyncResult,
+) -> None:
+    """Send the instances of a study (or of ``only``) that the peer lacks."""
+    result.studies_checked += 1
+    mine = node.inventory(study_uid)
+    if only is not None:
+        mine = {uid: digest for uid, digest in mine.items() if uid in only}
+    missing = plan_missing(mine, client.inventory(study_uid))
+    if missing:
+        with tempfile.TemporaryFile() as archive:
+            node.write_study(study_uid, missing, archive)
+            answer = client.upload(study_uid, archive)
+        result.pushed_instances += len(answer.get("Added", []))
+        result.conflicts.extend(answer.get("Conflicts", []))
 
 
 def pull(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from node.errors import NotFound
+from node.errors import BadRequest, NotFound
 from node.rest.app import CONFIG, REPLICATOR, blocking
 
 if TYPE_CHECKING:
@@ -53,8 +54,30 @@ async def identity(request: web.Request) -> web.Response:
     return web.json_response({"Fingerprint": identity.fingerprint})
 
 
+async def store_to_peer(request: web.Request) -> web.Response:
+    """Orthanc's POST /peers/{id}/store: a resource id, a list, or {"Resources": [...]}."""
+    name = request.match_info["name"]
+    text = (await request.text()).strip()
+    try:
+        body = json.loads(text) if text.startswith(("[", "{", '"')) else text
+    except ValueError:
+        raise BadRequest("the body must be JSON or a resource id") from None
+    if isinstance(body, dict):
+        resources, asynchronous = body.get("Resources"), bool(body.get("Asynchronous"))
+    else:
+        resources, asynchronous = ([body] if isinstance(body, str) else body), False
+    if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+        raise BadRequest('send a resource id, a list of them, or {"Resources": [...]}')
+    job = await blocking(_replicator(request, name).store, name, resources)
+    if asynchronous:
+        return web.json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    await asyncio.to_thread(job.finished.wait)
+    return web.json_response(job.as_json(), status=200 if job.error is None else 502)
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/peers", list_peers)
     app.router.add_get("/peers/{name}", show_peer)
     app.router.add_post("/peers/{name}/sync", sync_peer)
+    app.router.add_post("/peers/{name}/store", store_to_peer)
     app.router.add_get("/tools/identity", identity)

@@ -121,3 +121,14 @@ def test_orthanc_pushes_to_pacsnode_as_its_peer(tmp_path: Path) -> None:
     finally:
         orthanc.stop()
         node.stop()
+
+
+def test_store_to_an_orthanc_peer(tmp_path: Path, orthanc: OrthancProcess) -> None:
+    node = NodeProcess(tmp_path / "node", extra_toml=orthanc_peer_toml(orthanc)).start()
+    try:
+        ids = node.request("POST", "/instances", ct_bytes(0, patient=3)).json()
+        stored = node.request("POST", "/peers/legacy/store", {"Resources": [ids["ID"]]})
+        assert stored.json()["State"] == "Success", stored.body
+        assert orthanc.sop_uids() == inventory(node)
+    finally:
+        node.stop()

@@ -457,3 +457,16 @@ def test_deletions_stay_local_without_mirroring(
     assert result["State"] == "Success"
     assert len(inventory(site_b)) == 1
     assert inventory(site_a) == set()  # and not pulled back: nothing new happened on B
+
+
+def test_store_sends_given_resources_now(
+    two_sites: tuple[NodeProcess, NodeProcess, str, str],
+) -> None:
+    site_a, site_b, _, _ = two_sites
+    first = site_a.request("POST", "/instances", ct_bytes(0, patient=1)).json()
+    site_a.request("POST", "/instances", ct_bytes(0, patient=2))
+    stored = site_a.request("POST", "/peers/siteb/store", first["ParentStudy"])
+    assert stored.status == 200 and stored.json()["State"] == "Success", stored.body
+    assert stored.json()["Content"]["PushedInstances"] == 1
+    assert len(inventory(site_b)) == 1  # only the study asked for
+    assert site_a.request("POST", "/peers/siteb/store", "nonsense-id").status == 404
