@@ -303,13 +303,14 @@ def _peer(source: str, table: Any) -> PeerSettings:
             raise ConfigError(f"{source}: peer '{peer.name}': filter: {exc.message}") from exc
     if peer.bandwidth_kbps < 0:
         raise ConfigError(f"{source}: peer '{peer.name}': bandwidth_kbps must be >= 0")
-    problem = _peer_kind_problem(peer)
+    problem = peer_problem(peer)
     if problem:
         raise ConfigError(f"{source}: peer '{peer.name}': {problem}")
     return peer
 
 
-def _peer_kind_problem(peer: PeerSettings) -> str | None:
+def peer_problem(peer: PeerSettings) -> str | None:
+    """What is wrong with a peer's settings for its kind, or ``None``."""
     if peer.kind == "orthanc":
         if not peer.url or not peer.url.startswith(("http://", "https://")):
             return 'an Orthanc peer needs url = "http(s)://host:port"'

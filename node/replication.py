@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from node.config import NodeConfig, PeerSettings
+from node.config import NodeConfig, PeerSettings, peer_problem
 from node.core import NodeCore
 from node.errors import BadRequest, NotFound
 from node.hierarchy import instances_under
@@ -43,6 +43,33 @@ class Replicator:
         self._running: dict[str, threading.Lock] = {name: threading.Lock() for name in self._peers}
         self._state: dict[str, dict[str, Any]] = {name: {} for name in self._peers}
         self._scheduler: BackgroundScheduler | None = None
+        #: what the peering listener accepts; shared with it, so changes apply at once
+        self.pins: dict[str, tuple[str, bool, bool, bool]] = {}
+        for peer in config.peers:
+            self._pin(peer)
+
+    def _pin(self, peer: PeerSettings) -> None:
+        self.pins.pop(peer.name, None)
+        if peer.kind == "pacsnode":
+            self.pins[peer.name] = (peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions)
+
+    def put_peer(self, peer: PeerSettings) -> None:
+        """Add or replace a peer until the node restarts (the TOML file keeps it for good)."""
+        problem = peer_problem(peer)
+        if problem:
+            raise BadRequest(f"peer {peer.name}: {problem}")
+        self._peers[peer.name] = peer
+        self._running.setdefault(peer.name, threading.Lock())
+        self._state.setdefault(peer.name, {})
+        self._pin(peer)
+        self._schedule(peer)
+
+    def delete_peer(self, name: str) -> None:
+        self.peer(name)
+        del self._peers[name]
+        self.pins.pop(name, None)
+        if self._scheduler is not None and self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
 
     def peer(self, name: str) -> PeerSettings:
         peer = self._peers.get(name)
@@ -207,18 +234,25 @@ class Replicator:
 
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()
-        for peer in self._peers.values():
-            trigger = trigger_for(peer.interval_s, peer.schedule)
-            if peer.url and trigger is not None:
-                self._scheduler.add_job(
-                    self._scheduled_sync,
-                    trigger,
-                    args=[peer.name],
-                    id=peer.name,
-                    max_instances=1,
-                    coalesce=True,
-                )
         self._scheduler.start()
+        for peer in self._peers.values():
+            self._schedule(peer)
+
+    def _schedule(self, peer: PeerSettings) -> None:
+        if self._scheduler is None:
+            return
+        if self._scheduler.get_job(peer.name) is not None:
+            self._scheduler.remove_job(peer.name)
+        trigger = trigger_for(peer.interval_s, peer.schedule)
+        if peer.url and trigger is not None:
+            self._scheduler.add_job(
+                self._scheduled_sync,
+                trigger,
+                args=[peer.name],
+                id=peer.name,
+                max_instances=1,
+                coalesce=True,
+            )
 
     def _scheduled_sync(self, name: str) -> None:
         window = self.peer(name).window

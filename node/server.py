@@ -72,14 +72,11 @@ async def _start_peering(config: NodeConfig, replicator: Replicator) -> web.AppR
     from peer.server import create_peer_app
     from peer.tls import server_context
 
-    pins = {
-        p.name: (p.fingerprint, p.push, p.pull, p.mirror_deletions)
-        for p in config.peers
-        if p.kind == "pacsnode"
-    }
     spool = config.data_dir / "peer-spool"
     runner = web.AppRunner(
-        create_peer_app(replicator.peering, replicator.identity.fingerprint, pins, spool),
+        create_peer_app(
+            replicator.peering, replicator.identity.fingerprint, replicator.pins, spool
+        ),
         access_log=None,
     )
     await runner.setup()

@@ -26,7 +26,7 @@ CONFIG = web.AppKey("config", NodeConfig)
 JOBS = web.AppKey("jobs", JobRegistry)
 MODALITIES = web.AppKey("modalities", dict)
 # The Replicator, or None when no peer is configured (peering code stays unloaded).
-REPLICATOR = web.AppKey("replicator", object)
+REPLICATOR = web.AppKey("replicator", dict)  # {"instance": the Replicator or None}
 _VERIFIED = web.AppKey("verified_credentials", dict)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,7 +117,7 @@ def create_app(
     app[CONFIG] = config
     app[_VERIFIED] = {}
     app[JOBS] = jobs or JobRegistry()
-    app[REPLICATOR] = replicator
+    app[REPLICATOR] = {"instance": replicator}
     app[MODALITIES] = {modality.name: modality for modality in config.modalities}
     for module in (resources, upload, annotations, tools, system, modalities, peers):
         module.setup_routes(app)

@@ -9,21 +9,21 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from node.errors import BadRequest, NotFound
-from node.rest.app import CONFIG, REPLICATOR, blocking
+from node.rest.app import CONFIG, JOBS, REPLICATOR, blocking, core_of
 
 if TYPE_CHECKING:
     from node.replication import Replicator
 
 
 def _replicator(request: web.Request, name: str | None = None) -> Replicator:
-    replicator = request.app[REPLICATOR]
+    replicator = request.app[REPLICATOR]["instance"]
     if replicator is None:
         raise NotFound(f"no peer {name}" if name else "no peer is configured")
     return replicator  # type: ignore[return-value]
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    if request.app[REPLICATOR] is None:
+    if request.app[REPLICATOR]["instance"] is None:
         return web.json_response({} if "expand" in request.query else [])
     replicator = _replicator(request)
     if "expand" in request.query:
@@ -75,9 +75,55 @@ async def store_to_peer(request: web.Request) -> web.Response:
     return web.json_response(job.as_json(), status=200 if job.error is None else 502)
 
 
+async def put_peer(request: web.Request) -> web.Response:
+    """Orthanc's PUT /peers/{id}: {"Url", "Username", "Password"} makes an Orthanc peer;
+    with "Fingerprint" a pacsnode peer ("Push", "Pull", "IntervalSeconds" optional)."""
+    from node.config import PeerSettings
+
+    name = request.match_info["name"]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadRequest("the body must be JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("Url"), str):
+        raise BadRequest('send {"Url": ..., "Fingerprint": ...} or Orthanc\'s {"Url", ...}')
+    fingerprint = body.get("Fingerprint")
+    try:
+        peer = PeerSettings(
+            name=name,
+            url=body["Url"].rstrip("/"),
+            kind="pacsnode" if fingerprint else "orthanc",
+            fingerprint=str(fingerprint or ""),
+            username=body.get("Username"),
+            password=body.get("Password"),
+            push=bool(body.get("Push", True)),
+            pull=bool(body.get("Pull", True)),
+            interval_s=int(body.get("IntervalSeconds", 0)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"bad peer settings: {exc}") from None
+    holder = request.app[REPLICATOR]
+    if holder["instance"] is None:  # the first peer of a node configured without any
+        from node.replication import Replicator
+
+        replicator = Replicator(core_of(request), request.app[CONFIG], request.app[JOBS])
+        replicator.start_schedule()
+        holder["instance"] = replicator
+    await blocking(holder["instance"].put_peer, peer)
+    return web.json_response({})
+
+
+async def delete_peer(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await blocking(_replicator(request, name).delete_peer, name)
+    return web.json_response({})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/peers", list_peers)
     app.router.add_get("/peers/{name}", show_peer)
     app.router.add_post("/peers/{name}/sync", sync_peer)
     app.router.add_post("/peers/{name}/store", store_to_peer)
+    app.router.add_put("/peers/{name}", put_peer)
+    app.router.add_delete("/peers/{name}", delete_peer)
     app.router.add_get("/tools/identity", identity)

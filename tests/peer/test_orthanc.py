@@ -132,3 +132,22 @@ def test_store_to_an_orthanc_peer(tmp_path: Path, orthanc: OrthancProcess) -> No
         assert orthanc.sop_uids() == inventory(node)
     finally:
         node.stop()
+
+
+def test_peers_declared_over_rest_as_in_orthanc(tmp_path: Path, orthanc: OrthancProcess) -> None:
+    node = NodeProcess(tmp_path / "node").start()  # no peer in its configuration
+    try:
+        url = f"http://127.0.0.1:{orthanc.port}"
+        body = {"Url": url, "Username": CREDENTIALS[0], "Password": CREDENTIALS[1]}
+        assert node.request("PUT", "/peers/legacy", body).status == 200
+        assert node.request("GET", "/peers").json() == ["legacy"]
+        ids = node.request("POST", "/instances", ct_bytes(0, patient=4)).json()
+        stored = node.request("POST", "/peers/legacy/store", ids["ParentPatient"])
+        assert stored.json()["State"] == "Success", stored.body
+        assert orthanc.sop_uids() == inventory(node)
+        bad = node.request("PUT", "/peers/bad", {"Url": "ftp://nowhere"})
+        assert bad.status == 400
+        assert node.request("DELETE", "/peers/legacy").status == 200
+        assert node.request("GET", "/peers/legacy").status == 404
+    finally:
+        node.stop()
