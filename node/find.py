@@ -27,6 +27,7 @@ from node.ids import Level
 from node.index import Txn
 
 _RANGE_VRS = {"DA", "TM", "DT"}
+_MULTI_VALUED = {"ModalitiesInStudy"}
 
 
 class Kind(Enum):
@@ -52,6 +53,11 @@ class Constraint:
             return True
         if value is None:
             return False
+        if self.keyword in _MULTI_VALUED:  # a study matches if any of its values does
+            return any(self._matches_one(part) for part in value.split("\\"))
+        return self._matches_one(value)
+
+    def _matches_one(self, value: str) -> bool:
         value = self._fold(value.strip())
         if self.kind is Kind.EXACT:
             return value == self._fold(self.values[0])
@@ -137,8 +143,10 @@ def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterat
                     yield resource_id
     elif best.kind is Kind.WILDCARD:
         prefix = normalize(best.keyword, best.literal_prefix)
-        for _, resource_id in txn.lookup_scan(level, best.keyword, prefix, prefix=True):
-            yield resource_id
+        pattern = _wildcard_bytes_regex(normalize(best.keyword, best.values[0]))
+        for value, resource_id in txn.lookup_scan(level, best.keyword, prefix, prefix=True):
+            if pattern.fullmatch(value.encode("utf-8")) is not None:
+                yield resource_id
     else:
         low, high = best.values
         for _, resource_id in txn.lookup_scan(level, best.keyword, low, high or None):
@@ -181,6 +189,18 @@ def tags_with_ancestors(txn: Txn, record: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def _lookup_decides(level: Level, constraints: list[Constraint]) -> bool:
+    """Whether the lookup alone decides the answer, so records need not be read: one
+    constraint, on a keyword indexed at this level, matched the way the index stores it
+    (person names upper-cased, so only when the match is case-insensitive)."""
+    if len(constraints) != 1:
+        return False
+    constraint = constraints[0]
+    if constraint.keyword not in LOOKUP_KEYWORDS[level] or constraint.kind is Kind.UNIVERSAL:
+        return False
+    return not (constraint.keyword in PERSON_NAME_KEYWORDS and constraint.case_sensitive)
+
+
 def find(
     txn: Txn,
     level: Level,
@@ -191,12 +211,17 @@ def find(
 ) -> list[str]:
     """Ids of the resources of ``level`` that satisfy every constraint."""
 
+    exact_candidates = _lookup_decides(level, constraints)
+
     def matching() -> Iterator[str]:
         seen: set[str] = set()
         for resource_id in _candidates(txn, level, constraints):
             if resource_id in seen:
                 continue
             seen.add(resource_id)
+            if exact_candidates:
+                yield resource_id
+                continue
             record = txn.resource(resource_id)
             if record is None:
                 continue

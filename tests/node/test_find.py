@@ -99,3 +99,14 @@ def test_constraint_parsing() -> None:
     assert parse_constraint("PatientID", "A-B").kind is Kind.EXACT  # LO has no ranges
     assert parse_constraint("PatientName", "").kind is Kind.UNIVERSAL
     assert parse_constraint("Modality", "CT\\MR").values == ("CT", "MR")
+
+
+def test_modalities_in_study_matches_any_of_them(make_core: MakeCore) -> None:
+    core = make_core()
+    for series, modality in ((1, "CT"), (2, "PT")):
+        dataset = ct_instance(0, series=series)
+        dataset.Modality = modality
+        core.ingest(to_bytes(dataset))
+    assert len(core.find(Level.STUDY, {"ModalitiesInStudy": "PT"})) == 1
+    assert len(core.find(Level.STUDY, {"ModalitiesInStudy": "PT", "PatientID": "PAT00001"})) == 1
+    assert core.find(Level.STUDY, {"ModalitiesInStudy": "MR"}) == []
