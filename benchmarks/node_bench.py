@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
+from benchmarks.report import Report
 from benchmarks.synthetic import ct_study, small_instances, uid
 from node.dicom.network import set_nodelay
 from tests.node.server import REPO, NodeProcess
@@ -75,23 +76,6 @@ class Sizes:
 
 FULL = Sizes(ct=300, small_patients=100, small_per_series=10, queries=200, stable_age_s=60)
 QUICK = Sizes(ct=30, small_patients=10, small_per_series=10, queries=50, stable_age_s=5)
-
-
-@dataclass(frozen=True)
-class Row:
-    group: str
-    metric: str
-    value: float | str
-    unit: str
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, group: str, metric: str, value: float | str, unit: str = "") -> None:
-        self.rows.append(Row(group, metric, value, unit))
 
 
 def progress(message: str) -> None:
@@ -535,23 +519,6 @@ def run(sizes: Sizes, report: Report) -> None:
 # --- output --------------------------------------------------------------------------
 
 
-def format_value(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def markdown(report: Report) -> str:
-    lines = ["| scenario | metric | value | unit |", "| --- | --- | ---: | --- |"]
-    for row in report.rows:
-        lines.append(f"| {row.group} | {row.metric} | {format_value(row.value)} | {row.unit} |")
-    return "\n".join(lines)
-
-
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
 
@@ -579,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     run(sizes, report)
     report.raw["benchmark seconds"] = time.perf_counter() - started
-    print(markdown(report))
+    print(report.markdown("scenario"))
     if args.json:
         rows = [asdict(row) for row in report.rows]
         args.json.write_text(json.dumps({"rows": rows, "raw": report.raw}, indent=2) + "\n")

@@ -29,10 +29,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import Report
 from benchmarks.synthetic import SeriesSpec, ct_study, make_instance, p10, small_instances
 from storage.store import PutStatus, StudyStore
 
@@ -53,23 +54,6 @@ class Sizes:
 
 FULL = Sizes(ct=300, small_patients=100, small_per_series=10, big=2000)
 QUICK = Sizes(ct=30, small_patients=10, small_per_series=10, big=200)
-
-
-@dataclass(frozen=True)
-class Row:
-    group: str
-    metric: str
-    value: float | str
-    unit: str
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, group: str, metric: str, value: float | str, unit: str = "") -> None:
-        self.rows.append(Row(group, metric, value, unit))
 
 
 # --- measuring -----------------------------------------------------------------------
@@ -351,22 +335,6 @@ def add_rss_rows(report: Report, group: str, child: dict[str, Any]) -> None:
 # --- output --------------------------------------------------------------------------
 
 
-def _format(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3f}"
-
-
-def markdown_table(rows: list[Row]) -> str:
-    lines = ["| set | measure | value | unit |", "| --- | --- | ---: | --- |"]
-    lines += [f"| {r.group} | {r.metric} | {_format(r.value)} | {r.unit} |" for r in rows]
-    return "\n".join(lines)
-
-
 def environment(quick: bool, sizes: Sizes, tmp: Path) -> dict[str, Any]:
     return {
         "mode": "quick" if quick else "full",
@@ -404,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     report = run(args.quick)
-    print(markdown_table(report.rows))
+    print(report.markdown("set"))
     _progress(f"done in {time.perf_counter() - started:.0f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(report.raw, indent=2) + "\n")
