@@ -6,7 +6,7 @@ import io
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
@@ -31,18 +31,39 @@ def identity_of(directory: Path) -> str:
     return result.stdout.strip()
 
 
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return str(value)
+
+
 def peer_toml(port: int, peers: list[dict[str, object]]) -> str:
     lines = [f"\n[peering]\nport = {port}\n"]
     for peer in peers:
         lines.append("[[peers]]")
-        for key, value in peer.items():
-            shown = (
-                str(value).lower()
-                if isinstance(value, bool)
-                else (f'"{value}"' if isinstance(value, str) else str(value))
-            )
-            lines.append(f"{key} = {shown}")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in peer.items())
     return "\n".join(lines) + "\n"
+
+
+def linked_sites(
+    tmp_path: Path,
+    a_peer: dict[str, object] | None = None,
+    b_peer: dict[str, object] | None = None,
+    route: Callable[[int], int] = lambda port: port,
+) -> tuple[NodeProcess, NodeProcess]:
+    """Site A dials site B (through ``route``, e.g. a proxy); B lets A in. Not started."""
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
+    b_port = free_port()
+    to_b = {"name": "siteb", "url": f"https://127.0.0.1:{route(b_port)}", "fingerprint": b_id}
+    site_a = NodeProcess(a_dir, extra_toml=peer_toml(free_port(), [{**to_b, **(a_peer or {})}]))
+    to_a = {"name": "sitea", "fingerprint": a_id}
+    site_b = NodeProcess(b_dir, extra_toml=peer_toml(b_port, [{**to_a, **(b_peer or {})}]))
+    return site_a, site_b
 
 
 @pytest.fixture
@@ -248,21 +269,14 @@ def test_a_tampered_zip_is_refused_whole(
 
 def cut_link(tmp_path: Path, upstream: bool) -> tuple[NodeProcess, NodeProcess, CuttingProxy]:
     """Site A reaches site B only through a proxy that cuts transfers twice."""
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
-    b_port = free_port()
-    proxy = CuttingProxy(b_port, cut_after=200_000, cuts=2, upstream=upstream)
-    site_a = NodeProcess(
-        a_dir,
-        extra_toml=peer_toml(
-            free_port(),
-            [{"name": "siteb", "url": f"https://127.0.0.1:{proxy.port}", "fingerprint": b_id}],
-        ),
-    )
-    site_b = NodeProcess(
-        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
-    )
-    return site_a.start(), site_b.start(), proxy
+    proxies: list[CuttingProxy] = []
+
+    def through_proxy(port: int) -> int:
+        proxies.append(CuttingProxy(port, cut_after=200_000, cuts=2, upstream=upstream))
+        return proxies[0].port
+
+    site_a, site_b = linked_sites(tmp_path, route=through_proxy)
+    return site_a.start(), site_b.start(), proxies[0]
 
 
 @pytest.mark.parametrize("upstream", [False, True], ids=["pull", "push"])
@@ -291,23 +305,8 @@ def test_an_interrupted_transfer_resumes(tmp_path: Path, upstream: bool) -> None
 
 
 def test_a_filter_limits_replication_to_matching_studies(tmp_path: Path) -> None:
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
-    b_port = free_port()
-    peer = {
-        "name": "siteb",
-        "url": f"https://127.0.0.1:{b_port}",
-        "fingerprint": b_id,
-        "bandwidth_kbps": 4000,
-    }
-    site_a = NodeProcess(
-        a_dir,
-        extra_toml=peer_toml(free_port(), [peer]).replace(
-            "bandwidth_kbps = 4000", 'bandwidth_kbps = 4000\nfilter = { Modality = "MR" }'
-        ),
-    )
-    site_b = NodeProcess(
-        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+    site_a, site_b = linked_sites(
+        tmp_path, a_peer={"bandwidth_kbps": 4000, "filter": {"Modality": "MR"}}
     )
     site_a.start()
     site_b.start()
@@ -356,26 +355,7 @@ def test_metadata_attachments_and_protection_travel(
 
 
 def test_a_scheduled_sync_fires(tmp_path: Path) -> None:
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
-    b_port = free_port()
-    site_a = NodeProcess(
-        a_dir,
-        extra_toml=peer_toml(
-            free_port(),
-            [
-                {
-                    "name": "siteb",
-                    "url": f"https://127.0.0.1:{b_port}",
-                    "fingerprint": b_id,
-                    "interval_s": 1,
-                }
-            ],
-        ),
-    )
-    site_b = NodeProcess(
-        b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
-    )
+    site_a, site_b = linked_sites(tmp_path, a_peer={"interval_s": 1})
     site_a.start()
     site_b.start()
     try:
@@ -404,28 +384,8 @@ def test_peers_command_needs_a_running_node(tmp_path: Path) -> None:
 
 
 def test_deletions_are_mirrored_only_where_both_sides_agree(tmp_path: Path) -> None:
-    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
-    a_id, b_id = identity_of(a_dir), identity_of(b_dir)
-    b_port = free_port()
-    site_a = NodeProcess(
-        a_dir,
-        extra_toml=peer_toml(
-            free_port(),
-            [
-                {
-                    "name": "siteb",
-                    "url": f"https://127.0.0.1:{b_port}",
-                    "fingerprint": b_id,
-                    "mirror_deletions": True,
-                }
-            ],
-        ),
-    )
-    site_b = NodeProcess(
-        b_dir,
-        extra_toml=peer_toml(
-            b_port, [{"name": "sitea", "fingerprint": a_id, "mirror_deletions": True}]
-        ),
+    site_a, site_b = linked_sites(
+        tmp_path, a_peer={"mirror_deletions": True}, b_peer={"mirror_deletions": True}
     )
     site_a.start()
     site_b.start()
