@@ -51,7 +51,7 @@ from node.hierarchy import AddedInstance, Origin, count_name
 from node.ids import Level
 from node.index import Index, Txn
 from node.ingest import index_instance
-from storage.store import StoredInstance
+from storage.results import StoredInstance
 
 MB = 1_000_000
 FULL_CHECKPOINTS = (10_000, 100_000, 1_000_000)

@@ -35,7 +35,8 @@ from typing import Any
 
 from benchmarks.report import Report
 from benchmarks.synthetic import SeriesSpec, ct_study, make_instance, p10, small_instances
-from storage.store import PutStatus, StudyStore
+from storage.results import PutStatus
+from storage.store import StudyStore
 
 MB = 1_000_000
 RSS_TARGET_BYTES = 200 * MB

@@ -14,7 +14,7 @@ from node.ids import Level, resource_ids
 from node.index import Txn
 from node.maintags import json_value, main_tags
 from node.metadata import CoreKey
-from storage.store import StoredInstance
+from storage.results import StoredInstance
 
 # Secondary lookups per level. Person names are indexed upper-case (matching is
 # case-insensitive by default, as in Orthanc).

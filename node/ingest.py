@@ -26,7 +26,8 @@ from node.index import Index, Txn, now_string
 from node.maintags import json_value
 from node.recycling import Limits, StorageMode, Usage, choose_victims, fits
 from node.writer import IndexWriter
-from storage.store import PreparedInstance, PutStatus, StoredInstance, StudyStore
+from storage.results import PreparedInstance, PutStatus, StoredInstance
+from storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from node.index import Index, Txn
 from node.ingest import index_instance, instance_ids
 from node.writer import IndexWriter
 from storage.errors import NotFound
-from storage.store import StoredInstance, StudyStore
+from storage.results import StoredInstance
+from storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 _RECOVERY_ORIGIN = Origin(kind="Recovery")

@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
 import logging
 import os
 import threading
 import time
 import weakref
-import zipfile
-import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,7 +36,7 @@ from storage.archive import (
     study_metadata_gzip,
     write_study_zip,
 )
-from storage.convert import build_dataset, read_p10, split_dataset, write_p10
+from storage.convert import read_p10, split_dataset
 from storage.durable import (
     fsync_dir,
     make_dirs_durable,
@@ -51,6 +46,7 @@ from storage.durable import (
     write_atomic_with,
 )
 from storage.errors import InvalidDicom, NotFound, StorageError
+from storage.instances import dataset_of, frame_infos, p10_of, read_part_entry
 from storage.layout import (
     bulk_entry,
     check_uid,
@@ -63,7 +59,16 @@ from storage.layout import (
     study_dir,
     study_zip_path,
 )
-from storage.multipart import Part, unwrap
+from storage.multipart import Part
+from storage.results import (
+    MergeResult,
+    PreparedInstance,
+    PutResult,
+    PutStatus,
+    StoredInstance,
+    StudySize,
+    stored_instance,
+)
 from storage.sealed_cache import SealedCache
 from storage.validation import validate_study_zip
 
@@ -71,72 +76,6 @@ from storage.validation import validate_study_zip
 DEFAULT_COMPRESSION_LEVEL = 3
 _READ_ATTEMPTS = 20
 log = logging.getLogger(__name__)
-
-
-class PutStatus(Enum):
-    STORED = "Success"
-    ALREADY_STORED = "AlreadyStored"
-    CONFLICT = "Conflict"
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    """What the index needs to know about an instance the store holds."""
-
-    study_uid: str
-    series_uid: str
-    sop_uid: str
-    metadata: dict[str, Any]
-    digest: str
-    #: compressed bytes of its frames and bulk data (the same staged or sealed)
-    stored_size: int
-    uncompressed_size: int
-
-
-@dataclass(frozen=True)
-class PreparedInstance:
-    """An instance converted and compressed in memory, not yet written."""
-
-    instance: StoredInstance
-    staged_bytes: bytes
-    source_size: int
-
-
-@dataclass(frozen=True)
-class PutResult:
-    status: PutStatus
-    instance: StoredInstance
-    source_size: int
-    #: digest of the copy already stored, when the status is a conflict
-    existing_digest: str | None = None
-
-
-@dataclass
-class MergeResult:
-    study_uid: str
-    added: list[StoredInstance] = field(default_factory=list)
-    already_stored: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StudySize:
-    disk_bytes: int
-    uncompressed_bytes: int
-    instance_count: int
-    staged_count: int
-
-
-def _stored_instance(source: InstanceSource) -> StoredInstance:
-    return StoredInstance(
-        source.study_uid,
-        source.series_uid,
-        source.sop_uid,
-        source.metadata,
-        source.digest,
-        source.compressed_size,
-        source.uncompressed_size,
-    )
 
 
 class StudyStore:
@@ -212,7 +151,7 @@ class StudyStore:
             staged_bytes, staged = build_staged(split, self.level)
         except ValueError as exc:  # e.g. NaN or infinity, which DICOM JSON cannot carry
             raise InvalidDicom(f"cannot store as DICOM JSON: {exc}") from exc
-        return PreparedInstance(_stored_instance(staged), staged_bytes, source_size)
+        return PreparedInstance(stored_instance(staged), staged_bytes, source_size)
 
     def put_instance(
         self, source: bytes | Path | BinaryIO, *, overwrite: bool = False
@@ -255,7 +194,7 @@ class StudyStore:
                 for sop_uid, source in received.items():
                     here = current.get(sop_uid)
                     if here is None:
-                        result.added.append(_stored_instance(source))
+                        result.added.append(stored_instance(source))
                         current[sop_uid] = source
                     elif here.digest == source.digest:
                         result.already_stored.append(sop_uid)
@@ -403,7 +342,7 @@ class StudyStore:
         if not sources:
             raise NotFound(f"no study {study_uid}")
         ordered = sorted(sources.values(), key=InstanceSource.sort_key)
-        return [_stored_instance(source) for source in ordered]
+        return [stored_instance(source) for source in ordered]
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         """SOP Instance UID -> content digest, for peers comparing what each side holds."""
@@ -433,7 +372,7 @@ class StudyStore:
     def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
         """Every frame of the instance, in order (none for an instance without pixels)."""
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
-            return [_read_part_entry(source.archive, info) for info in _frame_infos(source)]
+            return [read_part_entry(source.archive, info) for info in frame_infos(source)]
 
     def bulk(self, study_uid: str, series_uid: str, sop_uid: str, key: str) -> Part:
         name = bulk_entry(study_uid, series_uid, sop_uid, key)
@@ -443,18 +382,18 @@ class StudyStore:
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
             for info in source.entries:
                 if info.filename == name:
-                    return _read_part_entry(source.archive, info)
+                    return read_part_entry(source.archive, info)
         raise NotFound(f"no {name}")
 
     def instance_p10(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         """The instance regenerated as DICOM P10."""
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
-            return _p10_of(source)
+            return p10_of(source)
 
     def instance_dataset(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         """The instance as a pydicom Dataset (with file meta), for senders that encode it."""
         with self._instance_source(study_uid, series_uid, sop_uid) as source:
-            return _dataset_of(source)
+            return dataset_of(source)
 
     def iter_p10(
         self, study_uid: str, series_uid: str | None = None
@@ -467,10 +406,10 @@ class StudyStore:
             raise NotFound(f"no instances in study {study_uid}")
         for source in sorted(selected, key=InstanceSource.sort_key):
             try:
-                data = _p10_of(source)
+                data = p10_of(source)
             except FileNotFoundError:  # its staging file was sealed meanwhile
                 data = self.instance_p10(study_uid, source.series_uid, source.sop_uid)
-            yield _stored_instance(source), data
+            yield stored_instance(source), data
 
     def study_zip(self, study_uid: str) -> Path:
         """The sealed study ZIP (sealing staged instances first), for transfer to peers."""
@@ -569,49 +508,6 @@ class StudyStore:
             with contextlib.suppress(FileNotFoundError, OSError):
                 directory.rmdir()
                 # Not fsynced: an empty directory that reappears after a crash is harmless.
-
-
-def _read_part_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Part:
-    """A stored part; damage on disk (bad CRC, broken deflate) is a StorageError."""
-    try:
-        return unwrap(archive.read(info))
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise StorageError(f"{info.filename} is damaged on disk: {exc}") from exc
-
-
-def _frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:
-    frames = [info for info in source.entries if "/frames/" in info.filename]
-    return sorted(frames, key=lambda info: int(info.filename.rsplit("/", 1)[1]))
-
-
-def _dataset_of(source: InstanceSource) -> Dataset:
-    """The instance rebuilt as a pydicom Dataset with its file meta, payloads read in."""
-    with source.opened() as archive:
-
-        def frames() -> list[bytes]:
-            return [_read_part_entry(archive, info).payload for info in _frame_infos(source)]
-
-        def bulk(key: str) -> bytes:
-            name = bulk_entry(source.study_uid, source.series_uid, source.sop_uid, key)
-            for info in source.entries:
-                if info.filename == name:
-                    return _read_part_entry(archive, info).payload
-            raise StorageError(f"instance {source.sop_uid} lacks bulk data {key}")
-
-        try:
-            return build_dataset(source.metadata, frames, bulk)
-        except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-            raise StorageError(f"instance {source.sop_uid} cannot be rebuilt: {exc}") from exc
-
-
-def _p10_of(source: InstanceSource) -> bytes:
-    dataset = _dataset_of(source)
-    buffer = io.BytesIO()
-    try:
-        write_p10(dataset, buffer)
-    except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-        raise StorageError(f"instance {source.sop_uid} cannot be written as P10: {exc}") from exc
-    return buffer.getvalue()
 
 
 def _size_of(source: bytes | Path | BinaryIO) -> int:

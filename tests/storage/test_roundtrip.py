@@ -11,7 +11,8 @@ from pydicom.data import get_testdata_files
 
 from storage.convert import read_p10, split_dataset
 from storage.errors import InvalidDicom, MissingUid
-from storage.store import PutStatus, StudyStore
+from storage.results import PutStatus
+from storage.store import StudyStore
 from tests.storage.dicom_compare import differences
 
 CORPUS_ROOT = Path(pydicom.data.__file__).parent / "test_files"

@@ -12,7 +12,8 @@ import pytest
 
 from storage.errors import InvalidDicom, InvalidUid, MissingUid, NotFound, StorageError
 from storage.layout import staged_instance_path, study_zip_path
-from storage.store import PutResult, PutStatus, StudyStore
+from storage.results import PutResult, PutStatus
+from storage.store import StudyStore
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
 
 
