@@ -37,6 +37,10 @@ def _attachments_of(txn: Txn, resource_id: str) -> dict[int, dict[str, Any]]:
     return txn.attachments(resource_id)
 
 
+def _log_update(txn: Txn, record: dict[str, Any], change_type: changes.ChangeType) -> None:
+    changes.append(txn, change_type, Level(record["level"]), record["id"], now_string())
+
+
 class Annotations:
     def __init__(
         self,
@@ -72,13 +76,7 @@ class Annotations:
         def write(txn: Txn) -> None:
             record = _record(txn, resource_id)
             txn.set_metadata(resource_id, key, value)
-            changes.append(
-                txn,
-                changes.ChangeType.UPDATED_METADATA,
-                Level(record["level"]),
-                resource_id,
-                now_string(),
-            )
+            _log_update(txn, record, changes.ChangeType.UPDATED_METADATA)
 
         self._writer.run(write)
 
@@ -90,13 +88,7 @@ class Annotations:
             record = _record(txn, resource_id)
             if not txn.delete_metadata(resource_id, key):
                 raise NotFound(f"resource {resource_id} has no metadata {name}")
-            changes.append(
-                txn,
-                changes.ChangeType.UPDATED_METADATA,
-                Level(record["level"]),
-                resource_id,
-                now_string(),
-            )
+            _log_update(txn, record, changes.ChangeType.UPDATED_METADATA)
 
         self._writer.run(write)
 
@@ -152,13 +144,7 @@ class Annotations:
             txn.add_to_counter(
                 TOTAL_SIZE, info.compressed_size - (old["compressed_size"] if old else 0)
             )
-            changes.append(
-                txn,
-                changes.ChangeType.UPDATED_ATTACHMENT,
-                Level(record["level"]),
-                resource_id,
-                now_string(),
-            )
+            _log_update(txn, record, changes.ChangeType.UPDATED_ATTACHMENT)
             return old["uuid"] if old else None
 
         try:
@@ -180,13 +166,7 @@ class Annotations:
                 raise NotFound(f"resource {resource_id} has no attachment {name}")
             txn.delete_attachment(resource_id, content_type)
             txn.add_to_counter(TOTAL_SIZE, -old["compressed_size"])
-            changes.append(
-                txn,
-                changes.ChangeType.UPDATED_ATTACHMENT,
-                Level(record["level"]),
-                resource_id,
-                now_string(),
-            )
+            _log_update(txn, record, changes.ChangeType.UPDATED_ATTACHMENT)
             return str(old["uuid"])
 
         self._blobs.delete(self._writer.run(write))

@@ -19,7 +19,7 @@ from node.jobs import Job, JobContext, JobRegistry
 from node.peering import NodePeering
 from peer.client import PeerClient, PeerError
 from peer.identity import Identity, load_or_create
-from peer.orthanc import OrthancClient, sync_with_orthanc
+from peer.orthanc import OrthancClient, send_instances, sync_with_orthanc
 from peer.schedule import in_window, parse_window, trigger_for
 from peer.sync import SyncResult, send_study, sync_once
 from peer.tls import client_context
@@ -116,19 +116,12 @@ class Replicator:
         assert peer.url is not None
         result = SyncResult()
         if peer.kind == "orthanc":
-            orthanc = OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
+            orthanc = _orthanc_client(peer)
             for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
                 context.progress(done, len(by_study))
-                for _, data in self.peering.instance_files(study_uid, sops):
-                    if orthanc.store(data) == "Success":
-                        result.pushed_instances += 1
+                send_instances(self.peering, orthanc, study_uid, sops, result)
         else:
-            client = PeerClient(
-                peer.url,
-                peer.fingerprint,
-                client_context(self.identity, self._config.peering.shared_ca),
-                bandwidth_kbps=peer.bandwidth_kbps,
-            )
+            client = self._client_for(peer)
             try:
                 for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
                     context.progress(done, len(by_study))
@@ -190,21 +183,15 @@ class Replicator:
     ) -> SyncResult:
         assert peer.url is not None
         if peer.kind == "orthanc":
-            orthanc = OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
             return sync_with_orthanc(
                 self.peering,
-                orthanc,
+                _orthanc_client(peer),
                 peer.name,
                 do_push=peer.push,
                 do_pull=peer.pull,
                 query=peer.filter,
             )
-        client = PeerClient(
-            peer.url,
-            peer.fingerprint,
-            client_context(self.identity, self._config.peering.shared_ca),
-            bandwidth_kbps=peer.bandwidth_kbps,
-        )
+        client = self._client_for(peer)
 
         def progress(phase: str, count: int) -> None:
             context.progress(
@@ -231,6 +218,11 @@ class Replicator:
             client.close()
             traffic["sent"] += client.bytes_sent
             traffic["received"] += client.bytes_received
+
+    def _client_for(self, peer: PeerSettings) -> PeerClient:
+        assert peer.url is not None
+        context = client_context(self.identity, self._config.peering.shared_ca)
+        return PeerClient(peer.url, peer.fingerprint, context, bandwidth_kbps=peer.bandwidth_kbps)
 
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()
@@ -263,6 +255,11 @@ class Replicator:
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+
+
+def _orthanc_client(peer: PeerSettings) -> OrthancClient:
+    assert peer.url is not None
+    return OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
 
 
 _RETRY_DELAYS_S = (1.0, 4.0, 16.0)

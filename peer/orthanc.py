@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from peer.client import PeerError
 from peer.interface import NodeForPeers
-from peer.sync import BATCH, Page, SyncResult, follow_feed
+from peer.sync import BATCH, Page, SyncResult, follow_feed, local_study_changes
 
 log = logging.getLogger(__name__)
 _TIMEOUT_S = 120
@@ -97,6 +97,19 @@ class OrthancClient:
         return self._call("GET", f"/instances/{orthanc_id}/file")
 
 
+def send_instances(
+    node: NodeForPeers,
+    orthanc: OrthancClient,
+    study_uid: str,
+    sop_uids: set[str],
+    result: SyncResult,
+) -> None:
+    """POST each of those instances to Orthanc; count those it did not have."""
+    for _, data in node.instance_files(study_uid, sop_uids):
+        if orthanc.store(data) == "Success":
+            result.pushed_instances += 1
+
+
 def push(
     node: NodeForPeers,
     orthanc: OrthancClient,
@@ -104,20 +117,14 @@ def push(
     result: SyncResult,
     query: dict[str, str] | None = None,
 ) -> None:
-    def fetch(cursor: int) -> Page[tuple[int, str]]:
-        batch = node.study_changes(cursor, BATCH, query)
-        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
-
     def handle(change: tuple[int, str]) -> int:
         seq, study_uid = change
         result.studies_checked += 1
         missing = set(node.inventory(study_uid)) - orthanc.sop_uids_of_study(study_uid)
-        for _, data in node.instance_files(study_uid, missing):
-            if orthanc.store(data) == "Success":
-                result.pushed_instances += 1
+        send_instances(node, orthanc, study_uid, missing, result)
         return seq
 
-    follow_feed(node, f"{peer}:push", fetch, handle)
+    follow_feed(node, f"{peer}:push", local_study_changes(node, query), handle)
 
 
 def pull(node: NodeForPeers, orthanc: OrthancClient, peer: str, result: SyncResult) -> None:

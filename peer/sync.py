@@ -69,6 +69,18 @@ def follow_feed(
             return
 
 
+def local_study_changes(
+    node: NodeForPeers, query: dict[str, str] | None
+) -> Callable[[int], Page[tuple[int, str]]]:
+    """Pages of (sequence, Study Instance UID) from this node's feed, for pushing."""
+
+    def fetch(cursor: int) -> Page[tuple[int, str]]:
+        batch = node.study_changes(cursor, BATCH, query)
+        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
+
+    return fetch
+
+
 def push(
     node: NodeForPeers,
     client: PeerClient,
@@ -77,10 +89,6 @@ def push(
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
 ) -> None:
-    def fetch(cursor: int) -> Page[tuple[int, str]]:
-        batch = node.study_changes(cursor, BATCH, query)
-        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
-
     def handle(change: tuple[int, str]) -> int:
         seq, study_uid = change
         send_study(node, client, study_uid, None, result)
@@ -91,7 +99,7 @@ def push(
             progress("push", result.pushed_instances)
         return seq
 
-    follow_feed(node, f"{peer}:push", fetch, handle)
+    follow_feed(node, f"{peer}:push", local_study_changes(node, query), handle)
 
 
 def send_study(
