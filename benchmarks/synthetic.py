@@ -109,3 +109,36 @@ def small_instances(patients: int = 100, per_series: int = 10) -> Iterator[bytes
     for patient in range(1, patients + 1):
         for series in (1, 2):
             yield from series_files(SeriesSpec(patient, 1, series, per_series, 64))
+
+
+_TEMPLATE_PATIENT = 987654  # six digits: every patient number put in its place has six too
+
+
+def _small_templates() -> list[tuple[bytes, bytes]]:
+    """Set B's 20 instances of one patient, split before the pixel data element."""
+    templates = []
+    for series in (1, 2):
+        spec = SeriesSpec(_TEMPLATE_PATIENT, 1, series, 10, 64)
+        for index in range(spec.count):
+            blob = p10(make_instance(spec, index))
+            pixels = blob.rindex(b"\xe0\x7f\x10\x00")  # (7FE0,0010), little endian
+            templates.append((blob[:pixels], blob[pixels:]))
+    return templates
+
+
+def many_small_instances(first_patient: int, patients: int) -> Iterator[bytes]:
+    """Set B's shape (20 instances a patient) for many patients, fast enough for 100k.
+
+    One patient is made with pydicom; the others are copies with the patient
+    number (in every UID, the PatientID, name and accession number) replaced by
+    one of the same length, so only the header differs. ``first_patient`` and
+    the last one must have six digits.
+    """
+    if not (100_000 <= first_patient and first_patient + patients <= 1_000_000):
+        raise ValueError("patient numbers must have six digits")
+    templates = _small_templates()
+    placeholder = str(_TEMPLATE_PATIENT).encode()
+    for patient in range(first_patient, first_patient + patients):
+        number = str(patient).encode()
+        for header, pixels in templates:
+            yield header.replace(placeholder, number) + pixels

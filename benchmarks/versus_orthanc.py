@@ -1,0 +1,757 @@
+"""pacsnode against Orthanc: same machine, same data, same scenarios, one table.
+
+    python -m benchmarks.versus_orthanc [--quick] [--repeat N] [--only NAMES] [--json out.json]
+
+Installs what it lacks (Debian's ``orthanc`` and ``dcmtk``), starts its own
+archive processes on loopback ports with their own configuration (never the
+system service), runs every scenario against pacsnode and Orthanc alternately,
+and prints one Markdown table of medians with the ratio pacsnode/Orthanc.
+Progress goes to stderr; ``--json`` writes every sample. Every process and
+temp directory it makes is removed at the end.
+
+- Set A: one CT study, 300 slices 512x512 uint16; set B: 2,000 64x64 instances,
+  100 patients with one study of 2 series each; both seeded (benchmarks/synthetic.py).
+- Each repetition starts fresh archives and first sends a few warm-up instances.
+  The order of the two systems alternates between repetitions.
+- DCMTK tools and Orthanc run with ``TCP_NODELAY=1`` in their environment except
+  in the row marked "as shipped". pacsnode sets TCP_NODELAY itself.
+- Orthanc runs with ``StorageCompression: true``; pacsnode with its defaults,
+  except ``stable_age_s = 10`` (studies seal 10 s after their last instance; the
+  default is 60) so that sealing happens within the run, as it would in a day.
+- Ingest at depth runs once (it stores 100k instances in each archive); the
+  depth set repeats set B's shape with the patient number changed.
+- Peering: study A goes from one archive to a second one with the same
+  Orthanc-compatible call on both, ``POST /peers/{peer}/store`` (synchronous),
+  on loopback and across an emulated 50 ms RTT link (``benchmarks/wanlink.py``:
+  two network namespaces, a TUN device in each, every IP packet held 25 ms).
+  Between repetitions the study is deleted on the receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+from benchmarks.node_bench import DataSet, write_set
+from benchmarks.report import format_value
+from benchmarks.servers import (
+    BENCH_AET,
+    CREDENTIALS,
+    ORTHANC,
+    Archive,
+    Orthanc,
+    Pacsnode,
+    dicom_env,
+)
+from benchmarks.synthetic import ct_study, many_small_instances, small_instances, uid
+from benchmarks.wanlink import Ceiling, WanLink, available, measure_ceiling, wan_link
+from node.dicom.network import set_nodelay
+from tests.node.server import REPO, free_port
+
+MB = 1_000_000
+MIB = 1 << 20
+DCMTK = Path("/usr/bin")
+CT_PATIENT = 900
+WARM_UP_PATIENT = 990
+DEPTH_FIRST_PATIENT = 100_000
+SYSTEMS = ("pacsnode", "Orthanc")
+SCENARIOS = ("dicom", "rest", "depth", "peering")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ct: int
+    small_patients: int
+    queries: int
+    depths: tuple[int, ...]
+    probe: int
+    repeat: int
+
+
+FULL = Sizes(
+    ct=300,
+    small_patients=100,
+    queries=200,
+    depths=(0, 25_000, 50_000, 100_000),
+    probe=1000,
+    repeat=3,
+)
+QUICK = Sizes(ct=30, small_patients=10, queries=50, depths=(0, 1000, 2000), probe=200, repeat=1)
+
+
+def progress(message: str) -> None:
+    print(f"[versus_orthanc] {message}", file=sys.stderr, flush=True)
+
+
+# --- figures -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measure:
+    scenario: str
+    measure: str
+    unit: str
+    higher_is_better: bool
+    #: the ratio pacsnode/Orthanc the issue asks for (in the better direction), if any
+    target_ratio: float | None = None
+    #: or an absolute bound on pacsnode's own figure
+    target_value: float | None = None
+
+
+@dataclass
+class Figures:
+    samples: dict[Measure, dict[str, list[float]]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, measure: Measure, system: str, value: float) -> None:
+        self.samples.setdefault(measure, {}).setdefault(system, []).append(value)
+
+    def median(self, measure: Measure, system: str) -> float | None:
+        values = self.samples.get(measure, {}).get(system)
+        return statistics.median(values) if values else None
+
+    def verdict(self, measure: Measure) -> str:
+        mine, theirs = self.median(measure, "pacsnode"), self.median(measure, "Orthanc")
+        if mine is None:
+            return ""
+        if measure.target_value is not None:
+            met = (
+                mine >= measure.target_value
+                if measure.higher_is_better
+                else (mine <= measure.target_value)
+            )
+            sign = ">=" if measure.higher_is_better else "<="
+            return f"{sign} {format_value(measure.target_value)}: {'met' if met else 'MISSED'}"
+        if measure.target_ratio is None or not theirs:
+            return ""
+        ratio = mine / theirs
+        met = (
+            ratio >= measure.target_ratio
+            if measure.higher_is_better
+            else (ratio <= measure.target_ratio)
+        )
+        sign = ">=" if measure.higher_is_better else "<="
+        return f"{sign} {measure.target_ratio:g}x: {'met' if met else 'MISSED'}"
+
+    def markdown(self) -> str:
+        lines = [
+            "| scenario | measure | unit | pacsnode | Orthanc | pacsnode/Orthanc | better "
+            "| target |",
+            "| --- | --- | --- | ---: | ---: | ---: | --- | --- |",
+        ]
+        for measure in self.samples:
+            mine, theirs = self.median(measure, "pacsnode"), self.median(measure, "Orthanc")
+            ratio = f"{mine / theirs:.2f}x" if mine is not None and theirs else ""
+            lines.append(
+                f"| {measure.scenario} | {measure.measure} | {measure.unit} "
+                f"| {'' if mine is None else format_value(mine)} "
+                f"| {'' if theirs is None else format_value(theirs)} | {ratio} "
+                f"| {'higher' if measure.higher_is_better else 'lower'} "
+                f"| {self.verdict(measure)} |"
+            )
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        rows = []
+        for measure, by_system in self.samples.items():
+            medians = {system: self.median(measure, system) for system in by_system}
+            rows.append({**asdict(measure), "samples": by_system, "medians": medians})
+        return {"rows": rows, "notes": self.notes}
+
+
+def rate(scenario: str, target_ratio: float | None = 1.0) -> Measure:
+    return Measure(scenario, "rate", "inst/s", True, target_ratio)
+
+
+def throughput(scenario: str) -> Measure:
+    return Measure(scenario, "throughput", "MB/s", True)
+
+
+def peak_rss(scenario: str) -> Measure:
+    return Measure(scenario, "peak RSS (VmHWM)", "MiB", False, target_value=200)
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Data:
+    a: DataSet
+    b: DataSet
+    b_quarters: list[DataSet]
+    warm_up: list[bytes]
+
+    @property
+    def study_a(self) -> str:
+        return uid(CT_PATIENT, 1)
+
+
+def make_data(sizes: Sizes, work: Path) -> Data:
+    progress(f"writing set A ({sizes.ct} CT slices) and set B ({sizes.small_patients * 20})")
+    a = write_set("A", work / "a", ct_study(sizes.ct, patient=CT_PATIENT))
+    b = write_set("B", work / "b", small_instances(sizes.small_patients, 10))
+    quarters = []
+    for number in range(4):
+        folder = work / f"b{number}"
+        folder.mkdir()
+        files = b.files[number::4]
+        for path in files:
+            os.link(path, folder / path.name)
+        total = sum(path.stat().st_size for path in files)
+        quarters.append(DataSet(f"B/{number}", folder, sorted(folder.iterdir()), total))
+    warm_up = list(ct_study(5, size=64, patient=WARM_UP_PATIENT))
+    return Data(a, b, quarters, warm_up)
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+def dcmtk(
+    tool: str,
+    archive: Archive,
+    options: list[str],
+    files: tuple[str, ...] = (),
+    nodelay: bool = True,
+) -> None:
+    command = [str(DCMTK / tool), "-aet", BENCH_AET, "-aec", archive.aet, *options]
+    command += ["127.0.0.1", str(archive.dicom_port), *files]
+    done = subprocess.run(command, capture_output=True, text=True, env=dicom_env(nodelay))
+    if done.returncode != 0:
+        raise RuntimeError(f"{tool} against {archive.system}: {done.stderr[-2000:]}")
+
+
+def storescu(archive: Archive, data: DataSet, nodelay: bool = True) -> None:
+    dcmtk("storescu", archive, ["+sd"], (str(data.folder),), nodelay)  # one association
+
+
+def post_all(archive: Archive, blobs: list[bytes], errors: list[str]) -> None:
+    connection = archive.connect()
+    headers = {"Content-Type": "application/dicom", **archive.headers()}
+    try:
+        for blob in blobs:
+            for attempt in range(2):  # Orthanc drops idle keep-alive connections after 1 s
+                try:
+                    connection.request("POST", "/instances", body=blob, headers=headers)
+                    answer = connection.getresponse()
+                    payload = answer.read()
+                    break
+                except ConnectionError:
+                    connection.close()
+                    if attempt:
+                        raise
+            if answer.status != 200:
+                errors.append(f"HTTP {answer.status}: {payload[:200]!r}")
+                return
+    finally:
+        connection.close()
+
+
+def rest_ingest(archive: Archive, blobs: list[bytes], clients: int) -> None:
+    errors: list[str] = []
+    shares = [blobs[start::clients] for start in range(clients)]
+    threads = [threading.Thread(target=post_all, args=(archive, s, errors)) for s in shares]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RuntimeError(f"{archive.system} POST /instances failed: {errors[0]}")
+
+
+def timed(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def warm_up(archive: Archive, data: Data) -> int:
+    """Send a few instances before anything is timed; answer how many are stored."""
+    rest_ingest(archive, data.warm_up, 1)
+    return len(data.warm_up)
+
+
+def percentile(samples: list[float], percent: int) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[percent - 1]
+
+
+def find_identifier(prefix: int) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.PatientName = f"Synthetic^Patient{prefix}*"
+    for keyword in ("PatientID", "StudyInstanceUID", "StudyDate", "StudyDescription"):
+        setattr(identifier, keyword, "")
+    return identifier
+
+
+def c_find_latencies(archive: Archive, prefixes: list[int]) -> list[float]:
+    ae = AE(ae_title=BENCH_AET)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate(
+        "127.0.0.1",
+        archive.dicom_port,
+        ae_title=archive.aet,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+    )
+    if not assoc.is_established:
+        raise RuntimeError(f"{archive.system} refused the C-FIND association")
+    samples = []
+    try:
+        for prefix in prefixes:
+            start = time.perf_counter()
+            matches = 0
+            for status, answer in assoc.send_c_find(
+                find_identifier(prefix), StudyRootQueryRetrieveInformationModelFind
+            ):
+                code = getattr(status, "Status", None)
+                if code in (0xFF00, 0xFF01) and answer is not None:
+                    matches += 1
+                elif code != 0:
+                    raise RuntimeError(f"{archive.system} C-FIND status {code!r}")
+            samples.append(time.perf_counter() - start)
+            if not matches:
+                raise RuntimeError(f"{archive.system} C-FIND for prefix {prefix} found nothing")
+    finally:
+        assoc.release()
+        ae.shutdown()
+    return samples
+
+
+def fetch_files(archive: Archive, instance_ids: list[str]) -> int:
+    connection = archive.connect()
+    total = 0
+    try:
+        for instance_id in instance_ids:
+            connection.request("GET", f"/instances/{instance_id}/file", headers=archive.headers())
+            answer = connection.getresponse()
+            body = answer.read()
+            if answer.status != 200 or body[128:132] != b"DICM":
+                raise RuntimeError(f"{archive.system} GET {instance_id}/file: {answer.status}")
+            total += len(body)
+    finally:
+        connection.close()
+    return total
+
+
+# --- scenarios 1, 3, 4, 5, 6: one archive takes sets A and B over DICOM -------------------
+
+
+def make_archive(system: str, **options: Any) -> Archive:
+    if system == "pacsnode":
+        return Pacsnode(stable_age_s=10, **options)
+    return Orthanc(**options)
+
+
+def dicom_session(system: str, data: Data, sizes: Sizes, figures: Figures, work: Path) -> None:
+    with make_archive(system) as archive:
+        time.sleep(2.0)  # let start-up settle before the idle figure
+        figures.add(
+            Measure("6 memory", "idle RSS after start", "MiB", False, target_value=80),
+            system,
+            archive.rss() / MIB,
+        )
+        stored = warm_up(archive, data)
+        for name, data_set in (("set A", data.a), ("set B", data.b)):
+            scenario = f"1 DICOM ingest: storescu {name}, one association"
+            progress(f"{system}: {scenario}")
+            seconds = timed(lambda d=data_set: storescu(archive, d))
+            stored += len(data_set.files)
+            archive.expect_count(stored)
+            figures.add(rate(scenario), system, len(data_set.files) / seconds)
+            figures.add(throughput(scenario), system, data_set.total_bytes / MB / seconds)
+        figures.add(
+            peak_rss("6 memory: during DICOM ingest (scenario 1)"), system, archive.hwm() / MIB
+        )
+        progress(f"{system}: waiting for background work, then disk footprint")
+        archive.settle()
+        total = data.a.total_bytes + data.b.total_bytes + sum(len(b) for b in data.warm_up)
+        footprint = Measure(
+            "3 disk footprint after A+B",
+            "bytes on disk / P10 bytes",
+            "ratio",
+            False,
+            target_ratio=1.0,
+        )
+        figures.add(footprint, system, archive.disk() / total)
+        query_scenarios(system, archive, sizes, figures)
+        retrieval_scenarios(system, archive, data, figures, work)
+
+
+def query_scenarios(system: str, archive: Archive, sizes: Sizes, figures: Figures) -> None:
+    rng = random.Random(1234)
+    progress(f"{system}: 4 queries")
+    patients = [rng.randint(1, sizes.small_patients) for _ in range(sizes.queries)]
+    samples = []
+    for patient in [1, *patients]:  # the first one warms up
+        query = {"Level": "Study", "Query": {"PatientID": f"PAT{patient:05d}"}}
+        start = time.perf_counter()
+        found = archive.call("POST", "/tools/find", query)
+        samples.append(time.perf_counter() - start)
+        if len(found) != 1:
+            raise RuntimeError(f"{system}: PatientID query found {len(found)} studies")
+    scenario = "4 query: /tools/find Study by PatientID"
+    for percent in (50, 99):
+        figures.add(
+            Measure(scenario, f"p{percent}", "ms", False, target_ratio=1.0),
+            system,
+            percentile(samples[1:], percent) * 1000,
+        )
+    prefixes = [rng.randint(1, 9) for _ in range(sizes.queries)]
+    samples = c_find_latencies(archive, [1, *prefixes])[1:]
+    scenario = "4 query: C-FIND Study by PatientName wildcard"
+    for percent in (50, 99):
+        figures.add(
+            Measure(scenario, f"p{percent}", "ms", False, target_ratio=1.0),
+            system,
+            percentile(samples, percent) * 1000,
+        )
+
+
+def retrieval_scenarios(
+    system: str, archive: Archive, data: Data, figures: Figures, work: Path
+) -> None:
+    query = {"Level": "Instance", "Query": {"StudyInstanceUID": data.study_a}}
+    instance_ids = archive.call("POST", "/tools/find", query)
+    scenario = "5 retrieval: GET /instances/{id}/file, set A"
+    progress(f"{system}: {scenario}")
+    received: list[int] = []
+    seconds = timed(lambda: received.append(fetch_files(archive, instance_ids)))
+    figures.add(rate(scenario, 0.5), system, len(instance_ids) / seconds)
+    figures.add(throughput(scenario), system, received[0] / MB / seconds)
+    scenario = "5 retrieval: C-GET study A into getscu"
+    progress(f"{system}: {scenario}")
+    out = work / f"getscu-{system}"
+    out.mkdir()
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={data.study_a}"]
+    try:
+        seconds = timed(lambda: dcmtk("getscu", archive, ["-S", "-od", str(out), *keys]))
+        got = sum(1 for _ in out.iterdir())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    if got != len(data.a.files):
+        raise RuntimeError(f"{system}: getscu received {got} of {len(data.a.files)} files")
+    figures.add(rate(scenario, 0.5), system, got / seconds)
+
+
+def concurrent_dicom_session(system: str, data: Data, figures: Figures) -> None:
+    with make_archive(system) as archive:
+        stored = warm_up(archive, data)
+        scenario = "1 DICOM ingest: 4 concurrent storescu, set B"
+        progress(f"{system}: {scenario}")
+        threads = [threading.Thread(target=storescu, args=(archive, q)) for q in data.b_quarters]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - start
+        archive.expect_count(stored + len(data.b.files))
+        figures.add(rate(scenario), system, len(data.b.files) / seconds)
+
+
+def shipped_dicom_session(system: str, data: Data, figures: Figures) -> None:
+    with make_archive(system, nodelay=False) as archive:
+        stored = warm_up(archive, data)
+        scenario = "1 DICOM ingest: storescu set B, no TCP_NODELAY (as shipped)"
+        progress(f"{system}: {scenario}")
+        seconds = timed(lambda: storescu(archive, data.b, nodelay=False))
+        archive.expect_count(stored + len(data.b.files))
+        figures.add(rate(scenario, None), system, len(data.b.files) / seconds)
+
+
+# --- scenario 2: REST ingest ------------------------------------------------------------
+
+
+def rest_session(system: str, data: Data, clients: int, figures: Figures) -> None:
+    blobs = data.b.blobs()
+    with make_archive(system) as archive:
+        stored = warm_up(archive, data)
+        scenario = f"2 REST ingest: POST /instances set B, {clients} client{'s' * (clients > 1)}"
+        progress(f"{system}: {scenario}")
+        seconds = timed(lambda: rest_ingest(archive, blobs, clients))
+        archive.expect_count(stored + len(blobs))
+        figures.add(rate(scenario), system, len(blobs) / seconds)
+        figures.add(
+            peak_rss(f"6 memory: during REST ingest, {clients} client(s)"),
+            system,
+            archive.hwm() / MIB,
+        )
+
+
+# --- scenario 7: ingest at depth --------------------------------------------------------
+
+
+class DepthSet:
+    """The depth set, made once and shared by both archives (20 instances a patient)."""
+
+    def __init__(self, total: int) -> None:
+        self.blobs = list(many_small_instances(DEPTH_FIRST_PATIENT, -(-total // 20)))
+
+    def slice(self, start: int, stop: int) -> list[bytes]:
+        return self.blobs[start:stop]
+
+
+def depth_session(system: str, depth_set: DepthSet, sizes: Sizes, figures: Figures) -> None:
+    with make_archive(system) as archive:
+        stored = 0
+        first_rate = None
+        for depth in sizes.depths:
+            if depth > stored:
+                progress(f"{system}: 7 filling to {depth:,} instances (4 REST clients)")
+                fill = depth_set.slice(stored, depth)
+                seconds = timed(lambda f=fill: rest_ingest(archive, f, 4))
+                figures.notes.setdefault("depth fill rates (inst/s)", {}).setdefault(
+                    system, []
+                ).append(len(fill) / seconds)
+                stored = depth
+            probe = depth_set.slice(stored, stored + sizes.probe)
+            progress(f"{system}: 7 REST ingest of {len(probe)} at depth {stored:,}")
+            seconds = timed(lambda p=probe: rest_ingest(archive, p, 1))
+            stored += len(probe)
+            archive.expect_count(stored)
+            value = len(probe) / seconds
+            first_rate = first_rate or value
+            scenario = f"7 ingest at depth {depth:,}: POST /instances, 1 client"
+            figures.add(rate(scenario, None), system, value)
+            if depth:
+                kept = Measure(
+                    scenario,
+                    "rate / rate when empty",
+                    "ratio",
+                    True,
+                    target_value=0.9,
+                )
+                figures.add(kept, system, value / first_rate)
+
+
+# --- scenario 8: peering ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where sender and receiver run (network namespaces) and the address the sender dials."""
+
+    name: str
+    sender_ns: str | None
+    receiver_ns: str | None
+    receiver_address: str
+
+
+def pacsnode_identity(archive: Pacsnode) -> str:
+    config = archive.directory / "identity.toml"
+    config.write_text(f'data_dir = "{archive.directory / "data"}"\n')
+    command = [sys.executable, "-m", "node.cli", "--config", str(config), "identity"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def pacsnode_pair(path: Route) -> tuple[Archive, Archive, str]:
+    sender = Pacsnode(namespace=path.sender_ns, stable_age_s=2)
+    receiver = Pacsnode(namespace=path.receiver_ns, stable_age_s=3600)
+    sender_id, receiver_id = pacsnode_identity(sender), pacsnode_identity(receiver)
+    receiver_peering = free_port()
+    receiver.extra_toml = (
+        f'[peering]\nhost = "{path.receiver_address}"\nport = {receiver_peering}\n'
+        f'[[peers]]\nname = "sitea"\nfingerprint = "{sender_id}"\n'
+    )
+    sender.extra_toml = (
+        f'[[peers]]\nname = "siteb"\nurl = "https://{path.receiver_address}:{receiver_peering}"\n'
+        f'fingerprint = "{receiver_id}"\npull = false\n'
+    )
+    return sender, receiver, "siteb"
+
+
+def orthanc_pair(path: Route) -> tuple[Archive, Archive, str]:
+    receiver = Orthanc(namespace=path.receiver_ns, remote_access=path.receiver_ns is not None)
+    url = f"http://{path.receiver_address}:{receiver.http_port}/"
+    sender = Orthanc(namespace=path.sender_ns, peers={"b": [url, *CREDENTIALS]})
+    return sender, receiver, "b"
+
+
+def peering_session(system: str, path: Route, data: Data, sizes: Sizes, figures: Figures) -> None:
+    pair = pacsnode_pair if system == "pacsnode" else orthanc_pair
+    sender, receiver, peer = pair(path)
+    with receiver, sender:
+        progress(f"{system}: 8 loading set A into the sender ({path.name})")
+        rest_ingest(sender, data.a.blobs(), 4)
+        sender.settle()
+        study_id = sender.call(
+            "POST", "/tools/find", {"Level": "Study", "Query": {"StudyInstanceUID": data.study_a}}
+        )[0]
+        scenario = f"8 peering: study A to a second archive, {path.name}"
+        store = f"/peers/{peer}/store"
+        for repetition in range(sizes.repeat + 1):  # the first one warms up
+            cpu = sender.cpu(), receiver.cpu()
+            progress(f"{system}: {scenario}, run {repetition}")
+            seconds = timed(lambda: sender.call("POST", store, study_id.encode()))
+            receiver.expect_count(len(data.a.files))
+            if repetition:
+                figures.add(
+                    Measure(
+                        scenario,
+                        "wall time",
+                        "s",
+                        False,
+                        target_ratio=(0.1 if "RTT" in path.name else 1.0),
+                    ),
+                    system,
+                    seconds,
+                )
+                figures.add(throughput(scenario), system, data.a.total_bytes / MB / seconds)
+                figures.add(
+                    Measure(scenario, "sender CPU", "s", False), system, sender.cpu() - cpu[0]
+                )
+                figures.add(
+                    Measure(scenario, "receiver CPU", "s", False), system, receiver.cpu() - cpu[1]
+                )
+            receiver.call("DELETE", f"/studies/{study_id}")
+            receiver.expect_count(0)
+
+
+# --- running ------------------------------------------------------------------------------
+
+
+def alternate(repetition: int) -> tuple[str, ...]:
+    return SYSTEMS if repetition % 2 == 0 else SYSTEMS[::-1]
+
+
+def run(sizes: Sizes, only: set[str], figures: Figures) -> None:
+    work = Path(tempfile.mkdtemp(prefix="pacsnode-vs-data-", dir="/tmp"))
+    try:
+        data = make_data(sizes, work)
+        figures.notes["set A"] = {"instances": len(data.a.files), "bytes": data.a.total_bytes}
+        figures.notes["set B"] = {"instances": len(data.b.files), "bytes": data.b.total_bytes}
+        for repetition in range(sizes.repeat):
+            for system in alternate(repetition):
+                if "dicom" in only:
+                    dicom_session(system, data, sizes, figures, work)
+                    concurrent_dicom_session(system, data, figures)
+                    shipped_dicom_session(system, data, figures)
+                if "rest" in only:
+                    for clients in (1, 4):
+                        rest_session(system, data, clients, figures)
+        if "depth" in only:
+            depth_set = DepthSet(sizes.depths[-1] + sizes.probe * len(sizes.depths))
+            for system in SYSTEMS:
+                depth_session(system, depth_set, sizes, figures)
+            del depth_set
+        if "peering" in only:
+            peering(data, sizes, figures)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def peering(data: Data, sizes: Sizes, figures: Figures) -> None:
+    for system in SYSTEMS:
+        peering_session(system, Route("loopback", None, None, "127.0.0.1"), data, sizes, figures)
+    problem = available()
+    if problem:
+        progress(f"skipping the emulated WAN: {problem}")
+        figures.notes["WAN"] = f"skipped: {problem}"
+        return
+    with wan_link(0.025) as link:
+        ceiling = measure_ceiling(link)
+        figures.notes["WAN link"] = link_note(link, ceiling)
+        path = Route("50 ms RTT (TUN)", link.a, link.b, link.address_b)
+        for system in SYSTEMS:
+            peering_session(system, path, data, sizes, figures)
+
+
+def link_note(link: WanLink, ceiling: Ceiling) -> dict[str, Any]:
+    return {
+        "one_way_delay_s": link.one_way_delay_s,
+        "mtu": link.mtu,
+        "measured_rtt_ms": ceiling.rtt_ms,
+        "one_tcp_stream_100MB_MB_per_s": ceiling.bulk_mb_per_s,
+    }
+
+
+# --- setup and output --------------------------------------------------------------------
+
+
+def ensure_installed() -> None:
+    """Debian's orthanc and dcmtk, when missing (the system service is never used)."""
+    missing = [
+        package
+        for package, path in (("orthanc", Path(ORTHANC)), ("dcmtk", DCMTK / "storescu"))
+        if not path.exists()
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"install {' '.join(missing)} (apt-get needs root)")
+    progress(f"installing {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", *missing], check=True, env=env)
+
+
+def versions() -> dict[str, Any]:
+    def first_line(command: list[str]) -> str:
+        done = subprocess.run(command, capture_output=True, text=True)
+        return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else ""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "orthanc": first_line([ORTHANC, "--version"]),
+        "dcmtk": first_line([str(DCMTK / "storescu"), "--version"]),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "modified": git("status", "--porcelain", "--untracked-files=no").splitlines(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--repeat", type=int, help="repetitions per scenario (default 3)")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"comma-separated among {SCENARIOS}"
+    )
+    parser.add_argument("--json", type=Path, help="also write every sample to this file")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    if not only <= set(SCENARIOS):
+        parser.error(f"--only takes names among {', '.join(SCENARIOS)}")
+    sizes = QUICK if args.quick else FULL
+    if args.repeat:
+        sizes = Sizes(**{**asdict(sizes), "repeat": args.repeat})
+    ensure_installed()
+    figures = Figures()
+    figures.notes["environment"] = {**versions(), "sizes": asdict(sizes)}
+    started = time.perf_counter()
+    run(sizes, only, figures)
+    figures.notes["benchmark seconds"] = time.perf_counter() - started
+    print(figures.markdown())
+    for key in ("WAN link", "WAN"):
+        if key in figures.notes:
+            print(f"\n{key}: {figures.notes[key]}")
+    if args.json:
+        args.json.write_text(json.dumps(figures.as_json(), indent=2, default=str) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
