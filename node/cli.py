@@ -20,6 +20,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from node.config import NodeConfig, load_config
 from node.core import NodeCore
@@ -188,6 +189,20 @@ def _ask_node(config: NodeConfig, path: str, user: str | None) -> object:
         ) from exc
 
 
+def _peer_line(name: str, state: dict[str, Any], last_change: int) -> str:
+    """One peer's state on one line; "-" where a field does not apply to it."""
+    lag = last_change - state["PushCursor"] if state.get("Push") and state["Url"] else None
+    queued = state.get("QueuedStudies")
+    return (
+        f"{name}: url={state['Url'] or '(passive)'} push={state['Push']} pull={state['Pull']} "
+        f"last-contact={state.get('LastContact') or 'never'} "
+        f"last-success={state.get('LastSuccess') or 'never'} "
+        f"queued={queued if queued is not None else '-'} studies "
+        f"push-lag={lag if lag is not None else '-'} changes "
+        f"last-error={state.get('LastError') or '-'}"
+    )
+
+
 def cmd_peers(config: NodeConfig, args: argparse.Namespace) -> int:
     peers = _ask_node(config, "/peers?expand", args.user)
     last_change = _ask_node(config, "/statistics", args.user)["LastChange"]  # type: ignore[index]
@@ -195,13 +210,7 @@ def cmd_peers(config: NodeConfig, args: argparse.Namespace) -> int:
     if not peers:
         print("no peers configured")
     for name, state in sorted(peers.items()):
-        lag = last_change - state["PushCursor"] if state.get("Push") else None
-        print(
-            f"{name}: url={state['Url'] or '(passive)'} push={state['Push']} "
-            f"pull={state['Pull']} last-success={state.get('LastSuccess') or 'never'} "
-            f"push-lag={lag if lag is not None else '-'} changes "
-            f"last-error={state.get('LastError') or '-'}"
-        )
+        print(_peer_line(name, state, last_change))
     return EXIT_OK
 
 

@@ -21,7 +21,14 @@ from peer.client import PeerClient, PeerError
 from peer.identity import Identity, load_or_create
 from peer.orthanc import OrthancClient, send_instances, sync_with_orthanc
 from peer.schedule import in_window, parse_window, trigger_for
-from peer.sync import SyncResult, send_study, sync_once
+from peer.sync import (
+    SyncResult,
+    local_study_changes,
+    push_cursor,
+    queued_studies,
+    send_study,
+    sync_once,
+)
 from peer.tls import client_context
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,9 @@ class Replicator:
         self._peers = {peer.name: peer for peer in config.peers}
         self._running: dict[str, threading.Lock] = {name: threading.Lock() for name in self._peers}
         self._state: dict[str, dict[str, Any]] = {name: {} for name in self._peers}
+        # name -> ((push cursor, last change), queued studies): a GET repeated while
+        # nothing changed walks no feed
+        self._queued: dict[str, tuple[tuple[int, int], int]] = {}
         self._scheduler: BackgroundScheduler | None = None
         #: what the peering listener accepts; shared with it, so changes apply at once
         self.pins: dict[str, tuple[str, bool, bool, bool]] = {}
@@ -61,12 +71,14 @@ class Replicator:
         self._peers[peer.name] = peer
         self._running.setdefault(peer.name, threading.Lock())
         self._state.setdefault(peer.name, {})
+        self._queued.pop(peer.name, None)  # its filter may have changed
         self._pin(peer)
         self._schedule(peer)
 
     def delete_peer(self, name: str) -> None:
         self.peer(name)
         del self._peers[name]
+        self._queued.pop(name, None)
         self.pins.pop(name, None)
         if self._scheduler is not None and self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
@@ -89,10 +101,35 @@ class Replicator:
             "Push": peer.push,
             "Pull": peer.pull,
             "IntervalSeconds": peer.interval_s,
-            "PushCursor": self.peering.load_cursor(f"{name}:push"),
+            "PushCursor": self.peering.load_cursor(push_cursor(name)),
             "PullCursor": self.peering.load_cursor(f"{name}:pull"),
+            "QueuedStudies": self.queued(peer),
+            "LastContact": None,
             **self._state[name],
         }
+
+    def queued(self, peer: PeerSettings) -> int | None:
+        """How many studies our next push to the peer will consider; ``None`` when we
+        never push to it (pull-only, or passive: it pulls from us on its own cursor)."""
+        if peer.url is None or not peer.push:
+            return None
+        # Read before walking: a change landing during the walk then misses the cache.
+        key = (
+            self.peering.load_cursor(push_cursor(peer.name)),
+            self._core.read(lambda txn: txn.last_change()),
+        )
+        cached = self._queued.get(peer.name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        count = len(queued_studies(local_study_changes(self.peering, peer.filter), key[0]))
+        self._queued[peer.name] = (key, count)
+        return count
+
+    def heard_from(self, name: str) -> None:
+        """A peer answered us, or made a request we answered, successfully."""
+        state = self._state.get(name)
+        if state is not None:
+            state["LastContact"] = _now()
 
     def store(self, name: str, resource_ids: list[str]) -> Job:
         """Send these resources to a peer now, as a job (Orthanc's POST /peers/{id}/store)."""
@@ -131,6 +168,7 @@ class Replicator:
                     )
             finally:
                 client.close()
+        self.heard_from(peer.name)
         return {
             "Instances": sum(len(s) for s in by_study.values()),
             "PushedInstances": result.pushed_instances,
@@ -154,7 +192,11 @@ class Replicator:
         traffic = {"sent": 0, "received": 0}
         try:
             result = _with_retries(lambda: self._sync_once(peer, context, traffic), retries.append)
-            self._state[peer.name] = {"LastSuccess": _now(), "LastError": None}
+            now = _now()
+            # Updated in place: the peering listener records contacts in the same dict.
+            state = self._state[peer.name]
+            state.pop("LastErrorTime", None)
+            state.update(LastSuccess=now, LastContact=now, LastError=None)
             moved = traffic["sent"] + traffic["received"]
             return {
                 "PushedInstances": result.pushed_instances,
@@ -169,11 +211,7 @@ class Replicator:
                 "Retries": retries,
             }
         except Exception as exc:
-            self._state[peer.name] = {
-                **self._state[peer.name],
-                "LastError": str(exc),
-                "LastErrorTime": _now(),
-            }
+            self._state[peer.name].update(LastError=str(exc), LastErrorTime=_now())
             raise
         finally:
             lock.release()

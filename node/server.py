@@ -73,12 +73,18 @@ async def _start_peering(config: NodeConfig, replicator: Replicator) -> web.AppR
     from peer.tls import server_context
 
     spool = config.data_dir / "peer-spool"
-    runner = web.AppRunner(
-        create_peer_app(
-            replicator.peering, replicator.identity.fingerprint, replicator.pins, spool
-        ),
-        access_log=None,
+    app = create_peer_app(
+        replicator.peering, replicator.identity.fingerprint, replicator.pins, spool
     )
+
+    async def record_contact(request: web.Request, response: web.StreamResponse) -> None:
+        # The listener's middleware names the pinned peer; a refused or failed request
+        # is not a contact.
+        if response.status < 400 and "peer" in request:
+            replicator.heard_from(request["peer"])
+
+    app.on_response_prepare.append(record_contact)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     context = server_context(replicator.identity, config.peering.shared_ca)
     await web.TCPSite(runner, config.peering.host, config.peering.port, ssl_context=context).start()

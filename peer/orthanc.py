@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 
 from peer.client import PeerError
 from peer.interface import NodeForPeers
-from peer.sync import BATCH, Page, SyncResult, follow_feed, local_study_changes
+from peer.sync import (
+    BATCH,
+    Page,
+    SyncResult,
+    follow_feed,
+    local_study_changes,
+    push_cursor,
+)
 
 log = logging.getLogger(__name__)
 _TIMEOUT_S = 120
@@ -124,7 +131,7 @@ def push(
         send_instances(node, orthanc, study_uid, missing, result)
         return seq
 
-    follow_feed(node, f"{peer}:push", local_study_changes(node, query), handle)
+    follow_feed(node, push_cursor(peer), local_study_changes(node, query), handle)
 
 
 def pull(node: NodeForPeers, orthanc: OrthancClient, peer: str, result: SyncResult) -> None:

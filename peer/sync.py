@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -45,6 +45,21 @@ def plan_missing(mine: dict[str, str], theirs: dict[str, str]) -> set[str]:
     return set(mine) - set(theirs)
 
 
+def push_cursor(peer: str) -> str:
+    """The name of the durable cursor our pushes to ``peer`` follow in the local feed."""
+    return f"{peer}:push"
+
+
+def feed_pages(fetch: Callable[[int], Page[T]], cursor: int) -> Iterator[Page[T]]:
+    """The pages of a feed from ``cursor`` to its end, each fetched after the last one."""
+    while True:
+        page = fetch(cursor)
+        yield page
+        _, cursor, done = page
+        if done:
+            return
+
+
 def follow_feed(
     node: NodeForPeers,
     cursor_name: str,
@@ -56,17 +71,24 @@ def follow_feed(
     ``handle`` processes one item and returns the sequence number it completed
     (saved at once, so a pass cut short resumes after it), or ``None``.
     """
-    cursor = node.load_cursor(cursor_name)
-    while True:
-        items, last, done = fetch(cursor)
+    for items, last, _ in feed_pages(fetch, node.load_cursor(cursor_name)):
         for item in items:
             completed = handle(item)
             if completed is not None:
                 node.save_cursor(cursor_name, completed)
         node.save_cursor(cursor_name, last)
-        cursor = last
-        if done:
-            return
+
+
+def queued_studies(fetch: Callable[[int], Page[tuple[int, str]]], cursor: int) -> set[str]:
+    """The studies a push starting at ``cursor`` would consider, each once.
+
+    Reads the same pages the push would follow and moves no cursor, so it
+    costs one walk of the feed after the cursor, never of the whole archive.
+    """
+    found: set[str] = set()
+    for items, _, _ in feed_pages(fetch, cursor):
+        found.update(study_uid for _, study_uid in items)
+    return found
 
 
 def local_study_changes(
@@ -99,7 +121,7 @@ def push(
             progress("push", result.pushed_instances)
         return seq
 
-    follow_feed(node, f"{peer}:push", local_study_changes(node, query), handle)
+    follow_feed(node, push_cursor(peer), local_study_changes(node, query), handle)
 
 
 def send_study(

@@ -95,8 +95,14 @@ def test_push_to_and_pull_from_orthanc(tmp_path: Path, orthanc: OrthancProcess) 
         for index in range(3):
             node.request("POST", "/instances", ct_bytes(index, patient=1))
         orthanc.call("POST", "/instances", ct_bytes(0, patient=2))
+        before = node.request("GET", "/peers/legacy").json()
+        assert before["QueuedStudies"] == 1 and before["LastContact"] is None
         result = sync(node, "legacy")
         assert result["State"] == "Success", result
+        after = node.request("GET", "/peers/legacy").json()
+        assert after["LastContact"] == after["LastSuccess"]
+        # The study pulled after the push is in our feed now; the next push checks it.
+        assert after["QueuedStudies"] == 1
         assert result["Content"]["PushedInstances"] == 3
         assert result["Content"]["PulledInstances"] == 1
         assert orthanc.sop_uids() == inventory(node) and len(inventory(node)) == 4
@@ -106,6 +112,7 @@ def test_push_to_and_pull_from_orthanc(tmp_path: Path, orthanc: OrthancProcess) 
         )
         again = sync(node, "legacy")["Content"]
         assert again["PushedInstances"] == 0 and again["PulledInstances"] == 0
+        assert node.request("GET", "/peers/legacy").json()["QueuedStudies"] == 0
     finally:
         node.stop()
 

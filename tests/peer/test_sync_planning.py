@@ -1,10 +1,10 @@
-"""The pure parts of a sync pass: what to send, and how cursors move."""
+"""The pure parts of a sync pass: what to send, how cursors move, what is queued."""
 
 from __future__ import annotations
 
 import pytest
 
-from peer.sync import follow_feed, plan_missing
+from peer.sync import follow_feed, plan_missing, queued_studies
 
 
 def test_plan_missing_sends_only_what_the_other_side_lacks() -> None:
@@ -54,3 +54,21 @@ def test_follow_feed_saves_after_each_item_and_resumes() -> None:
     seen.clear()
     follow_feed(node, "p:push", fetch, lambda seq: seen.append(seq) or seq)  # type: ignore[arg-type, func-returns-value]
     assert seen == [5, 6, 7] and node.saved["p:push"] == 7
+
+
+STUDY_FEED = [(1, "1.1"), (2, "1.2"), (3, "1.1"), (4, "1.3"), (5, "1.1"), (6, "1.2")]
+
+
+def study_fetch(cursor: int) -> tuple[list[tuple[int, str]], int, bool]:
+    page = [change for change in STUDY_FEED if change[0] > cursor][:2]
+    last = page[-1][0] if page else cursor
+    return page, last, last >= STUDY_FEED[-1][0]
+
+
+def test_queued_studies_counts_each_study_once_across_pages() -> None:
+    assert queued_studies(study_fetch, 0) == {"1.1", "1.2", "1.3"}
+
+
+def test_queued_studies_starts_after_the_cursor() -> None:
+    assert queued_studies(study_fetch, 4) == {"1.1", "1.2"}
+    assert queued_studies(study_fetch, 6) == set()
