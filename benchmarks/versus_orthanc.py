@@ -628,18 +628,18 @@ def peering_session(system: str, path: Route, data: Data, sizes: Sizes, figures:
 # --- running ------------------------------------------------------------------------------
 
 
-def alternate(repetition: int) -> tuple[str, ...]:
-    return SYSTEMS if repetition % 2 == 0 else SYSTEMS[::-1]
+def alternate(repetition: int, systems: tuple[str, ...]) -> tuple[str, ...]:
+    return systems if repetition % 2 == 0 else systems[::-1]
 
 
-def run(sizes: Sizes, only: set[str], figures: Figures) -> None:
+def run(sizes: Sizes, only: set[str], systems: tuple[str, ...], figures: Figures) -> None:
     work = Path(tempfile.mkdtemp(prefix="pacsnode-vs-data-", dir="/tmp"))
     try:
         data = make_data(sizes, work)
         figures.notes["set A"] = {"instances": len(data.a.files), "bytes": data.a.total_bytes}
         figures.notes["set B"] = {"instances": len(data.b.files), "bytes": data.b.total_bytes}
         for repetition in range(sizes.repeat):
-            for system in alternate(repetition):
+            for system in alternate(repetition, systems):
                 if "dicom" in only:
                     dicom_session(system, data, sizes, figures, work)
                     concurrent_dicom_session(system, data, figures)
@@ -649,17 +649,17 @@ def run(sizes: Sizes, only: set[str], figures: Figures) -> None:
                         rest_session(system, data, clients, figures)
         if "depth" in only:
             depth_set = DepthSet(sizes.depths[-1] + sizes.probe * len(sizes.depths))
-            for system in SYSTEMS:
+            for system in systems:
                 depth_session(system, depth_set, sizes, figures)
             del depth_set
         if "peering" in only:
-            peering(data, sizes, figures)
+            peering(data, sizes, systems, figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def peering(data: Data, sizes: Sizes, figures: Figures) -> None:
-    for system in SYSTEMS:
+def peering(data: Data, sizes: Sizes, systems: tuple[str, ...], figures: Figures) -> None:
+    for system in systems:
         peering_session(system, Route("loopback", None, None, "127.0.0.1"), data, sizes, figures)
     problem = available()
     if problem:
@@ -670,7 +670,7 @@ def peering(data: Data, sizes: Sizes, figures: Figures) -> None:
         ceiling = measure_ceiling(link)
         figures.notes["WAN link"] = link_note(link, ceiling)
         path = Route("50 ms RTT (TUN)", link.a, link.b, link.address_b)
-        for system in SYSTEMS:
+        for system in systems:
             peering_session(system, path, data, sizes, figures)
 
 
@@ -730,11 +730,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", default=",".join(SCENARIOS), help=f"comma-separated among {SCENARIOS}"
     )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated: pacsnode,Orthanc"
+    )
     parser.add_argument("--json", type=Path, help="also write every sample to this file")
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     if not only <= set(SCENARIOS):
         parser.error(f"--only takes names among {', '.join(SCENARIOS)}")
+    systems = tuple(args.systems.split(","))
+    if not set(systems) <= set(SYSTEMS):
+        parser.error(f"--systems takes names among {', '.join(SYSTEMS)}")
     sizes = QUICK if args.quick else FULL
     if args.repeat:
         sizes = Sizes(**{**asdict(sizes), "repeat": args.repeat})
@@ -742,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = Figures()
     figures.notes["environment"] = {**versions(), "sizes": asdict(sizes)}
     started = time.perf_counter()
-    run(sizes, only, figures)
+    run(sizes, only, systems, figures)
     figures.notes["benchmark seconds"] = time.perf_counter() - started
     print(figures.markdown())
     for key in ("WAN link", "WAN"):

@@ -10,21 +10,29 @@ import hashlib
 import http.client
 import json
 import logging
+import os
+import queue
 import ssl
 import tempfile
+import threading
 import time
 import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from peer.identity import normalize_fingerprint
+from peer.ranges import Range, add_range, missing_ranges, split_range
 from peer.tls import UntrustedPeer, peer_fingerprint
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _TIMEOUT_S = 120
 _UPLOAD_CHUNK = 16 << 20
+_MIN_PARALLEL_CHUNK = 1 << 20
+_PARALLEL = 4  # connections per transfer
 _RESUME_ATTEMPTS = 8
 
 
@@ -47,7 +55,9 @@ class PeerClient:
         self._fingerprint = normalize_fingerprint(fingerprint)
         self._context = context
         self._throttle = Throttle(bandwidth_kbps)
-        self._connection: http.client.HTTPSConnection | None = None
+        #: kept-alive connections; 0 serves every call, the others only parallel chunks
+        self._connections: list[http.client.HTTPSConnection | None] = [None]
+        self._count_lock = threading.Lock()
         #: ZIP bytes moved so far (for the job's progress and rate)
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -75,26 +85,31 @@ class PeerClient:
         return connection
 
     def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        channel: int = 0,
     ) -> http.client.HTTPResponse:
-        """Send a request on the kept-alive connection (a new one, pinned, when needed).
+        """Send a request on a kept-alive connection (a new one, pinned, when needed).
 
         A kept connection the peer has meanwhile closed fails at once; the request
         is then sent again once on a fresh connection. Callers read each response
-        to its end before the next request.
+        to its end before the next request on that ``channel``.
         """
-        for fresh in (self._connection is None, True):
+        for fresh in (self._connections[channel] is None, True):
             if fresh:
-                self.close()
-                self._connection = self._connect()
-            connection = self._connection
+                self._close(channel)
+                self._connections[channel] = self._connect()
+            connection = self._connections[channel]
             assert connection is not None
             try:
                 connection.request(method, path, body=body, headers=headers or {})
                 response = connection.getresponse()
                 break
             except (OSError, http.client.HTTPException) as exc:
-                self.close()
+                self._close(channel)
                 if fresh or (body is not None and not isinstance(body, bytes)):
                     raise PeerError(f"{method} {path}: {exc}", transient=True) from exc
         if response.status >= 400:
@@ -104,10 +119,15 @@ class PeerClient:
             )
         return response
 
+    def _close(self, channel: int) -> None:
+        connection = self._connections[channel]
+        if connection is not None:
+            connection.close()
+            self._connections[channel] = None
+
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        for channel in range(len(self._connections)):
+            self._close(channel)
 
     def _json(self, method: str, path: str, document: Any = None) -> Any:
         body = json.dumps(document).encode() if document is not None else None
@@ -148,86 +168,154 @@ class PeerClient:
     def download(self, study_uid: str, sop_uids: set[str] | None) -> Path:
         """Fetch the study (or those instances) into a temp file, checked by SHA-256.
 
-        A download cut off is resumed from the bytes already received (HTTP Range).
+        Ranges of the ZIP come over several connections at once (HTTP Range); after
+        a cut, only the ranges not yet received are asked for again.
         """
         document = {"instances": sorted(sop_uids)} if sop_uids else {}
         export = self._json("POST", f"/peer/v1/studies/{study_uid}/export", document)
+        size, export_path = int(export["Size"]), f"/peer/v1/exports/{export['Export']}"
         path = Path(tempfile.mkstemp(suffix=".zip")[1])
+        received: list[Range] = []
         try:
-            for attempt in range(_RESUME_ATTEMPTS):
-                try:
-                    self._fetch_from(str(export["Export"]), path)
-                    break
-                except PeerError as exc:
-                    if not exc.transient or attempt + 1 == _RESUME_ATTEMPTS:
-                        raise
-                    log.info(
-                        "download of %s cut at %d bytes; resuming", study_uid, path.stat().st_size
-                    )
-                    time.sleep(min(2**attempt, 10))
-            if path.stat().st_size != int(export["Size"]) or _sha256(path) != export["SHA256"]:
+            with open(path, "r+b") as handle:
+                handle.truncate(size)
+                fetch = self._range_fetcher(export_path, handle.fileno(), received)
+                for attempt in range(1, _RESUME_ATTEMPTS + 1):
+                    missing = missing_ranges(received, size)
+                    if not missing:
+                        break
+                    try:
+                        self._run_chunks(self._chunks(missing, size), fetch)
+                    except PeerError as exc:
+                        if not exc.transient or attempt == _RESUME_ATTEMPTS:
+                            raise
+                        log.info("download of %s cut (%s); asking for the rest", study_uid, exc)
+                        time.sleep(min(2**attempt, 10))
+            if missing_ranges(received, size) or _sha256(path) != export["SHA256"]:
                 raise PeerError(
                     f"download of {study_uid} does not match its SHA-256", transient=True
                 )
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        self._request("DELETE", f"/peer/v1/exports/{export['Export']}").read()
+        self._request("DELETE", export_path).read()
         return path
 
-    def _fetch_from(self, export_id: str, path: Path) -> None:
-        offset = path.stat().st_size
-        response = self._request(
-            "GET",
-            f"/peer/v1/exports/{export_id}",
-            headers={"Range": f"bytes={offset}-"} if offset else {},
-        )
-        if offset and response.status != http.client.PARTIAL_CONTENT:
-            offset = 0  # the server sent it whole: start again
-        try:
-            with open(path, "r+b" if offset else "wb") as handle:
-                handle.seek(offset)
-                while chunk := response.read(self._throttle.chunk_size(_CHUNK)):
-                    handle.write(chunk)
-                    self._throttle.spent(len(chunk))
-                    self.bytes_received += len(chunk)
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()  # the connection is mid-response: never reuse it
-            raise PeerError(f"download cut off: {exc}", transient=True) from exc
+    def _range_fetcher(
+        self, export_path: str, descriptor: int, received: list[Range]
+    ) -> Callable[[int, int, int], None]:
+        """GET ``[start, end)`` of the export on ``channel`` into the file; what arrived
+        before a cut is kept in ``received``."""
+
+        def fetch(channel: int, start: int, end: int) -> None:
+            response = self._request(
+                "GET", export_path, headers={"Range": f"bytes={start}-{end - 1}"}, channel=channel
+            )
+            if response.status != http.client.PARTIAL_CONTENT and start > 0:
+                response.read()
+                raise PeerError(f"{export_path}: the peer ignored Range", transient=False)
+            position = start
+            try:
+                while position < end:
+                    piece = response.read(min(_CHUNK, end - position))
+                    if not piece:
+                        raise http.client.IncompleteRead(b"", end - position)
+                    position += os.pwrite(descriptor, piece, position)
+                    self._throttle.spent(len(piece))
+                    with self._count_lock:
+                        self.bytes_received += len(piece)
+                response.read()  # a server answering 200 sends the rest: drain it
+            except (OSError, http.client.HTTPException) as exc:
+                self._close(channel)  # the connection is mid-response: never reuse it
+                raise PeerError(f"download cut off: {exc}", transient=True) from exc
+            finally:
+                with self._count_lock:
+                    received[:] = add_range(received, start, position)
+
+        return fetch
 
     def upload(self, study_uid: str, archive: IO[bytes]) -> dict[str, Any]:
-        """Send a study ZIP (open file) in chunks; a cut resumes at the offset the peer has."""
-        archive.seek(0)
-        hasher = hashlib.sha256()
-        while chunk := archive.read(_CHUNK):
-            hasher.update(chunk)
-        size = archive.tell()
+        """Send a study ZIP (an open file) in chunks, several connections at once.
+
+        One TCP connection cannot fill a long link (its window grows slowly and
+        stays capped), so chunks go over up to ``_PARALLEL`` connections at once.
+        After a cut, the peer says which ranges it lacks and only those are sent.
+        """
+        size, digest = _size_and_sha256(archive)
         upload = self._json(
-            "POST",
-            "/peer/v1/uploads",
-            {"Study": study_uid, "Size": size, "SHA256": hasher.hexdigest()},
+            "POST", "/peer/v1/uploads", {"Study": study_uid, "Size": size, "SHA256": digest}
         )
         path = f"/peer/v1/uploads/{upload['Upload']}"
-        offset, failures = 0, 0
-        while offset < size:
-            archive.seek(offset)
-            chunk = archive.read(self._throttle.chunk_size(_UPLOAD_CHUNK))
+        missing: list[Range] = [(0, size)] if size else []
+        for attempt in range(1, _RESUME_ATTEMPTS + 1):
             try:
-                answer = self._json_body("PATCH", path, chunk, {"Upload-Offset": str(offset)})
-                offset, failures = int(answer["Offset"]), 0
-                self._throttle.spent(len(chunk))
-                self.bytes_sent += len(chunk)
+                self._run_chunks(self._chunks(missing, size), self._chunk_sender(path, archive))
+                missing = [(int(a), int(b)) for a, b in self._json("GET", path)["Missing"]]
             except PeerError as exc:
-                failures += 1
-                if not exc.transient or failures >= _RESUME_ATTEMPTS:
+                if not exc.transient or attempt == _RESUME_ATTEMPTS:
                     raise
-                time.sleep(min(2**failures, 10))
-                offset = int(self._json("GET", path)["Offset"])
-        return dict(self._json("POST", f"{path}/commit", {}))
+                log.info("upload of %s cut (%s); sending what is missing", study_uid, exc)
+                time.sleep(min(2**attempt, 10))
+                continue
+            if not missing:
+                return dict(self._json("POST", f"{path}/commit", {}))
+        raise PeerError(f"upload of {study_uid} still incomplete", transient=True)
 
-    def _json_body(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    def _chunk_sender(self, path: str, archive: IO[bytes]) -> Callable[[int, int, int], None]:
+        read = _range_reader(archive)
+
+        def send(channel: int, start: int, end: int) -> None:
+            data = read(start, end)
+            self._json_body("PATCH", path, data, {"Upload-Offset": str(start)}, channel)
+            self._throttle.spent(len(data))
+            with self._count_lock:
+                self.bytes_sent += len(data)
+
+        return send
+
+    def _chunks(self, missing: list[Range], size: int) -> list[Range]:
+        if self._throttle.limited:
+            chunk = self._throttle.chunk_size(_UPLOAD_CHUNK)
+        else:  # about two chunks per connection, so a slow one does not hold the end back
+            share = -(-size // (2 * _PARALLEL))
+            chunk = min(_UPLOAD_CHUNK, max(_MIN_PARALLEL_CHUNK, share))
+        return [piece for gap in missing for piece in split_range(*gap, chunk)]
+
+    def _run_chunks(self, chunks: list[Range], work: Callable[[int, int, int], None]) -> None:
+        """``work(channel, start, end)`` for every chunk, over up to ``_PARALLEL``
+        connections; the first failure is raised once the other workers stop."""
+        width = 1 if self._throttle.limited else min(_PARALLEL, len(chunks))
+        while len(self._connections) < width:
+            self._connections.append(None)
+        pending: queue.SimpleQueue[Range] = queue.SimpleQueue()
+        for chunk in chunks:
+            pending.put(chunk)
+        failures: list[PeerError] = []
+
+        def worker(channel: int) -> None:
+            while not failures:
+                try:
+                    start, end = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    work(channel, start, end)
+                except PeerError as exc:
+                    failures.append(exc)
+
+        if width <= 1:
+            worker(0)
+        else:
+            with ThreadPoolExecutor(width, thread_name_prefix="peer-transfer") as workers:
+                list(workers.map(worker, range(width)))
+        if failures:
+            raise failures[0]
+
+    def _json_body(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], channel: int = 0
+    ) -> Any:
         response = self._request(
-            method, path, body, {**headers, "Content-Type": "application/octet-stream"}
+            method, path, body, {**headers, "Content-Type": "application/octet-stream"}, channel
         )
         try:
             return json.loads(response.read())
@@ -243,6 +331,10 @@ class Throttle:
         self._start = time.monotonic()
         self._sent = 0
 
+    @property
+    def limited(self) -> bool:
+        return bool(self._bytes_per_s)
+
     def chunk_size(self, largest: int) -> int:
         if not self._bytes_per_s:
             return largest
@@ -255,6 +347,30 @@ class Throttle:
         ahead = self._sent / self._bytes_per_s - (time.monotonic() - self._start)
         if ahead > 0:
             time.sleep(ahead)
+
+
+def _range_reader(archive: IO[bytes]) -> Callable[[int, int], bytes]:
+    """Read ``[start, end)`` of ``archive`` from any thread."""
+    try:
+        descriptor = archive.fileno()
+    except (OSError, ValueError):  # in memory: one reader at a time
+        lock = threading.Lock()
+
+        def read_locked(start: int, end: int) -> bytes:
+            with lock:
+                archive.seek(start)
+                return archive.read(end - start)
+
+        return read_locked
+    return lambda start, end: os.pread(descriptor, end - start, start)
+
+
+def _size_and_sha256(archive: IO[bytes]) -> tuple[int, str]:
+    archive.seek(0)
+    hasher = hashlib.sha256()
+    while chunk := archive.read(_CHUNK):
+        hasher.update(chunk)
+    return archive.tell(), hasher.hexdigest()
 
 
 def _sha256(path: Path) -> str:

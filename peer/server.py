@@ -15,10 +15,13 @@ Every request needs a pinned client certificate; pull and push are permissions p
 - ``GET  /peer/v1/exports/{id}``: the ZIP, resumable with ``Range: bytes=N-``;
   ``DELETE`` when done (pull)
 - ``POST /peer/v1/uploads`` ``{"Study", "Size", "SHA256"}``: starts an upload (push)
-- ``PATCH /peer/v1/uploads/{id}`` with ``Upload-Offset: N``: appends a chunk;
-  ``GET`` answers the offset reached, to resume after a cut (push)
-- ``POST /peer/v1/uploads/{id}/commit``: checks the SHA-256, validates and merges the
-  ZIP whole; answers what was added, already stored, or in conflict (push)
+- ``PATCH /peer/v1/uploads/{id}`` with ``Upload-Offset: N``: writes a chunk at N;
+  chunks may come in any order and over several connections at once. It and ``GET``
+  answer ``Offset`` (bytes received from 0 without a gap) and ``Missing`` (the ranges
+  still to send), to resume after a cut (push)
+- ``POST /peer/v1/uploads/{id}/commit``: once nothing is missing, checks the SHA-256,
+  validates and merges the ZIP whole; answers what was added, already stored, or in
+  conflict (push)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,13 +39,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from peer.interface import NodeForPeers
+from peer.ranges import Range, add_range, contiguous_prefix, missing_ranges
 from peer.spool import Spool
 from peer.tls import UntrustedPeer, check_pinned, peer_fingerprint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PROTOCOL_VERSION = 1
-CAPABILITIES = ["inventory", "partial-export", "sha256", "resumable"]
+CAPABILITIES = ["inventory", "partial-export", "sha256", "resumable", "parallel-upload"]
 
 NODE = web.AppKey("node", object)
 NODE_ID = web.AppKey("node_id", str)
@@ -212,42 +217,82 @@ async def drop_export(request: web.Request) -> web.Response:
 async def start_upload(request: web.Request) -> web.Response:
     _allowed(request, push=True)
     body = await request.json()
-    if not isinstance(body, dict) or not isinstance(body.get("SHA256"), str):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("SHA256"), str)
+        or not isinstance(body.get("Size"), int)
+        or body["Size"] < 0
+    ):
         return _error(400, "bad-request", 'send {"Study", "Size", "SHA256"}')
     upload_id, path = request.app[SPOOL].new("uploads")
     path.touch()
-    (path.with_suffix(".json")).write_text(json.dumps(body))
-    return web.json_response({"Upload": upload_id, "Offset": 0})
+    _save_upload_state(path, {**body, "Received": []})
+    return web.json_response(_upload_progress(body["Size"], []) | {"Upload": upload_id})
+
+
+def _upload_state(path: Path) -> dict[str, Any]:
+    return dict(json.loads(path.with_suffix(".json").read_text()))
+
+
+def _save_upload_state(path: Path, state: dict[str, Any]) -> None:
+    # Not fsynced: the spool is scratch space; a lost state only means sending again.
+    path.with_suffix(".json").write_text(json.dumps(state))
+
+
+def _received(state: dict[str, Any]) -> list[Range]:
+    return [(int(low), int(high)) for low, high in state["Received"]]
+
+
+def _upload_progress(size: int, received: list[Range]) -> dict[str, Any]:
+    return {
+        "Offset": contiguous_prefix(received),
+        "Missing": [list(gap) for gap in missing_ranges(received, size)],
+    }
 
 
 async def upload_offset(request: web.Request) -> web.Response:
     _allowed(request, push=True)
     path = request.app[SPOOL].existing("uploads", request.match_info["id"])
-    return web.json_response({"Offset": path.stat().st_size})
+    state = _upload_state(path)
+    return web.json_response(_upload_progress(int(state["Size"]), _received(state)))
 
 
-async def append_upload(request: web.Request) -> web.Response:
-    """Append a chunk at ``Upload-Offset``; a chunk cut off leaves what arrived, and the
-    client asks for the offset and goes on from there."""
+async def write_upload_chunk(request: web.Request) -> web.Response:
+    """Write a chunk at ``Upload-Offset``; a chunk cut off keeps what arrived, and the
+    client asks what is missing and sends that again."""
     _allowed(request, push=True)
     path = request.app[SPOOL].existing("uploads", request.match_info["id"])
+    size = int(_upload_state(path)["Size"])
     try:
         offset = int(request.headers.get("Upload-Offset", "-1"))
     except ValueError:
         offset = -1
-    if offset != path.stat().st_size:
-        return _error(409, "offset-mismatch", f"the upload is at {path.stat().st_size}")
-    with open(path, "ab") as handle:
+    if not 0 <= offset <= size:
+        return _error(409, "bad-offset", f"Upload-Offset must be within 0..{size}")
+    position = offset
+    descriptor = os.open(path, os.O_WRONLY)
+    try:
         async for chunk in request.content.iter_chunked(_CHUNK):
-            await _blocking(handle.write, chunk)
-    return web.json_response({"Offset": path.stat().st_size})
+            if position + len(chunk) > size:
+                return _error(400, "too-long", f"the upload is {size} bytes")
+            position += await _blocking(os.pwrite, descriptor, chunk, position)
+    finally:
+        os.close(descriptor)
+        # Chunks of one upload finish one at a time on the event loop: no lock needed.
+        state = _upload_state(path)
+        state["Received"] = add_range(_received(state), offset, position)
+        _save_upload_state(path, state)
+    return web.json_response(_upload_progress(size, _received(state)))
 
 
 async def commit_upload(request: web.Request) -> web.Response:
     _allowed(request, push=True)
     spool: Spool = request.app[SPOOL]
     path = spool.existing("uploads", request.match_info["id"])
-    expected = json.loads(path.with_suffix(".json").read_text())
+    expected = _upload_state(path)
+    if missing_ranges(_received(expected), int(expected["Size"])):
+        progress = _upload_progress(int(expected["Size"]), _received(expected))
+        return _error(409, "upload-incomplete", f"still missing {progress['Missing'][:4]}")
     try:
         with open(path, "rb") as handle:
             if await _blocking(_sha256_of, handle) != str(expected["SHA256"]).lower():
@@ -298,6 +343,6 @@ def create_peer_app(
     app.router.add_delete("/peer/v1/exports/{id}", drop_export)
     app.router.add_post("/peer/v1/uploads", start_upload)
     app.router.add_get("/peer/v1/uploads/{id}", upload_offset)
-    app.router.add_patch("/peer/v1/uploads/{id}", append_upload)
+    app.router.add_patch("/peer/v1/uploads/{id}", write_upload_chunk)
     app.router.add_post("/peer/v1/uploads/{id}/commit", commit_upload)
     return app
