@@ -255,17 +255,19 @@ class Orthanc(Archive):
         nodelay: bool = True,
         peers: dict[str, list[str]] | None = None,
         remote_access: bool = False,
+        compression: bool = False,
     ) -> None:
         super().__init__(namespace, nodelay)
         self.peers = peers or {}
         self.remote_access = remote_access
+        self.compression = compression
 
     def command(self) -> list[str]:
         config = {
             "Name": f"bench-{self.http_port}",
             "StorageDirectory": str(self.directory / "storage"),
             "IndexDirectory": str(self.directory / "index"),
-            "StorageCompression": True,
+            "StorageCompression": self.compression,
             "HttpPort": self.http_port,
             "DicomPort": self.dicom_port,
             "DicomAet": self.aet,
