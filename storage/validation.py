@@ -7,12 +7,9 @@ wrong, or when metadata and entries disagree.
 
 from __future__ import annotations
 
-import io
 import zipfile
 from collections.abc import Iterator
 from typing import Any
-
-from pydicom.uid import UID
 
 from storage.archive import (
     SERIES_UID_KEY,
@@ -22,10 +19,10 @@ from storage.archive import (
     first_value,
     read_study_metadata,
 )
-from storage.convert import build_dataset, transfer_syntax_of_metadata, write_p10
 from storage.errors import InvalidArchive, StorageError
 from storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
 from storage.multipart import unwrap
+from storage.regeneration import RegenerationCheck
 
 _TAG_KEY_LENGTH = 8
 _ENCRYPTED_FLAG = 0x1
@@ -58,9 +55,10 @@ def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]
         if source is None or source.series_uid != name.series_uid:
             raise InvalidArchive(f"entry {info.filename} belongs to no instance in the metadata")
         source.entries.append(info)
+    regeneration = RegenerationCheck()
     for source in sources.values():
         _check_bulk_references(source)
-        _check_regenerates(source)
+        regeneration.check(source)
     _check_contents(archive)
     return study_uid, sources
 
@@ -159,22 +157,6 @@ def _check_bulk_references(source: InstanceSource) -> None:
                 raise InvalidArchive(f"instance {source.sop_uid} lacks its frames")
         elif uri not in present:
             raise InvalidArchive(f"instance {source.sop_uid} lacks {uri}")
-
-
-def _check_regenerates(source: InstanceSource) -> None:
-    """The metadata must make a valid P10 file (payloads stubbed): values, VRs, syntax."""
-    if any(key.startswith("0002") for key in source.metadata):
-        raise InvalidArchive(f"instance {source.sop_uid} carries file meta elements")
-    syntax = transfer_syntax_of_metadata(source.metadata)
-    if not is_valid_uid(syntax) or not UID(syntax).is_transfer_syntax:
-        raise InvalidArchive(f"instance {source.sop_uid} has an unknown transfer syntax")
-    try:
-        dataset = build_dataset(source.metadata, lambda: [b"\0\0"], lambda key: b"")
-        write_p10(dataset, io.BytesIO())
-    except Exception as exc:
-        raise InvalidArchive(
-            f"instance {source.sop_uid} does not make a DICOM file: {exc}"
-        ) from exc
 
 
 def _check_contents(archive: zipfile.ZipFile) -> None:
