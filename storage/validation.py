@@ -59,7 +59,7 @@ def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]
     for source in sources.values():
         _check_bulk_references(source)
         regeneration.check(source)
-    _check_contents(archive)
+    _check_contents(archive, entries)
     return study_uid, sources
 
 
@@ -95,6 +95,8 @@ def _instances_from_metadata(archive: zipfile.ZipFile, study_uid: str) -> dict[s
         objects = read_study_metadata(archive, study_uid)
     except StorageError as exc:
         raise InvalidArchive(exc.message) from exc
+    except zipfile.BadZipFile as exc:
+        raise InvalidArchive(f"the study metadata entry is damaged: {exc}") from exc
     sources: dict[str, InstanceSource] = {}
     for index, metadata in enumerate(objects):
         if not _is_json_dataset(metadata):
@@ -159,15 +161,20 @@ def _check_bulk_references(source: InstanceSource) -> None:
             raise InvalidArchive(f"instance {source.sop_uid} lacks {uri}")
 
 
-def _check_contents(archive: zipfile.ZipFile) -> None:
-    """Read every entry: zipfile checks each CRC; part files must parse."""
-    for info in archive.infolist():
+def _check_contents(
+    archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, EntryName]]
+) -> None:
+    """Read every part file: zipfile checks each CRC; part files must parse.
+
+    The metadata entry is not read again: reading it for the metadata checked its CRC.
+    """
+    for info, name in entries:
+        if name.is_metadata:
+            continue
         try:
             data = archive.read(info)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise InvalidArchive(f"entry {info.filename} is damaged: {exc}") from exc
-        if info.filename.endswith("/metadata"):
-            continue
         try:
             unwrap(data)
         except StorageError as exc:

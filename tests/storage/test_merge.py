@@ -211,6 +211,23 @@ def test_corrupted_byte_fails_crc(store: StudyStore, other: StudyStore, tmp_path
     assert list(store.study_uids()) == []
 
 
+def test_corrupted_metadata_byte_fails_crc(
+    store: StudyStore, other: StudyStore, tmp_path: Path
+) -> None:
+    other.put_instance(ct_bytes(0))
+    damaged = tmp_path / "damaged.zip"
+    shutil.copy(other.study_zip(STUDY), damaged)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo(f"studies/{STUDY}/metadata")
+    # The last byte of the gzip member (its length field), so only zipfile's CRC can tell.
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size - 1] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InvalidArchive, match=r"metadata entry is damaged.*CRC"):
+        store.merge_study_zip(damaged)
+    assert list(store.study_uids()) == []
+
+
 def test_not_a_zip_is_refused(store: StudyStore, tmp_path: Path) -> None:
     junk = tmp_path / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 this is not really a zip")
