@@ -2,7 +2,8 @@
 
 A peer's ZIP is refused whole when an entry name escapes ``studies/{S}/`` or
 is not one pacsnode writes, when a CRC, a part file or the metadata JSON is
-wrong, or when metadata and entries disagree.
+wrong, when metadata and entries disagree, or when an instance's metadata
+would not regenerate as DICOM P10 (:mod:`storage.regeneration`).
 """
 
 from __future__ import annotations
