@@ -1,6 +1,6 @@
 """Speed, disk use and memory of :class:`storage.store.StudyStore`, run by hand.
 
-    python -m benchmarks.storage_bench [--quick] [--json out.json]
+    python -m benchmarks.storage_bench [--quick] [--only A,B,C,D] [--json out.json]
 
 Prints one Markdown table to stdout (progress goes to stderr) and optionally
 writes the raw figures as JSON. MB = 10^6 bytes throughout. Every store lives
@@ -11,6 +11,8 @@ in a temp dir under /tmp that is removed afterwards.
 - C: one large CT study (~1 GB of P10), generated and put one instance at a
   time; it is sealed in a fresh ``spawn`` child so that the peak RSS covers the
   seal only (the child's high-water mark is reset after ``open()``).
+- D: the CT study of A as a sealed ZIP from a peer, merged into an empty store
+  (validation included), repeated; wall and CPU time are medians.
 
 fsync calls are counted and timed by wrapping ``os.fsync`` in this process.
 """
@@ -41,6 +43,8 @@ from storage.store import StudyStore
 MB = 1_000_000
 RSS_TARGET_BYTES = 200 * MB
 APPEND_ROUNDS = 3
+MERGE_ROUNDS = 5
+SETS = ("A", "B", "C", "D")
 _PROC_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -333,6 +337,61 @@ def add_rss_rows(report: Report, group: str, child: dict[str, Any]) -> None:
     report.add(group, f"peak RSS during seal < {RSS_TARGET_BYTES // MB} MB?", verdict)
 
 
+# --- D: merging a study ZIP received from a peer ------------------------------------
+
+
+def sealed_ct_zip(root: Path, count: int, target: Path) -> int:
+    """Write the sealed ZIP of a ``count``-slice CT study to ``target``; return its P10 bytes."""
+    with opened_store(root) as store:
+        p10_bytes = 0
+        for data in ct_study(count):
+            p10_bytes += len(data)
+            put_all(store, [data])
+        (study_uid,) = store.pending_studies()
+        with open(target, "wb") as handle:
+            store.write_study_subset(study_uid, None, handle)
+    return p10_bytes
+
+
+def bench_merge(root: Path, sizes: Sizes, report: Report) -> None:
+    _progress(f"D: building a sealed {sizes.ct}-instance CT study ZIP")
+    incoming = root / "incoming.zip"
+    p10_bytes = sealed_ct_zip(root / "source", sizes.ct, incoming)
+    walls: list[float] = []
+    cpus: list[float] = []
+    for round_index in range(MERGE_ROUNDS):
+        _progress(f"D: merge {round_index + 1}/{MERGE_ROUNDS}")
+        with opened_store(root / f"target-{round_index}") as store:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = store.merge_study_zip(incoming)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(time.process_time() - cpu)
+        if len(result.added) != sizes.ct:
+            raise RuntimeError(f"D: the merge added {len(result.added)} of {sizes.ct} instances")
+    group = f"D merge CT {sizes.ct}x512² ZIP"
+    zip_bytes = incoming.stat().st_size
+    report.add(group, "input", f"{p10_bytes / MB:.1f} MB P10 / {zip_bytes / MB:.1f} MB ZIP")
+    report.add(
+        group,
+        f"merge into empty store, wall (median of {MERGE_ROUNDS})",
+        statistics.median(walls),
+        "s",
+    )
+    report.add(
+        group,
+        f"merge into empty store, CPU (median of {MERGE_ROUNDS})",
+        statistics.median(cpus),
+        "s",
+    )
+    report.add(group, "merge rate (P10 input)", p10_bytes / MB / statistics.median(walls), "MB/s")
+    report.raw["merge"] = {
+        "p10_bytes": p10_bytes,
+        "zip_bytes": zip_bytes,
+        "wall": walls,
+        "cpu": cpus,
+    }
+
+
 # --- output --------------------------------------------------------------------------
 
 
@@ -352,16 +411,21 @@ def _progress(message: str) -> None:
     print(f"[storage_bench] {message}", file=sys.stderr, flush=True)
 
 
-def run(quick: bool) -> Report:
+def run(quick: bool, sets: Iterable[str] = SETS) -> Report:
     sizes = QUICK if quick else FULL
     report = Report()
     with tempfile.TemporaryDirectory(prefix="pacsnode-bench-", dir="/tmp") as tmp:
         base = Path(tmp)
         report.raw["environment"] = environment(quick, sizes, base)
         with FsyncMeter().installed() as meter:
-            bench_ct(base / "a", sizes, meter, report)
-            bench_small(base / "b", sizes, meter, report)
-        bench_big(base / "c", sizes, report)
+            if "A" in sets:
+                bench_ct(base / "a", sizes, meter, report)
+            if "B" in sets:
+                bench_small(base / "b", sizes, meter, report)
+        if "C" in sets:
+            bench_big(base / "c", sizes, report)
+        if "D" in sets:
+            bench_merge(base / "d", sizes, report)
     report.raw["rows"] = [asdict(row) for row in report.rows]
     return report
 
@@ -370,9 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    parser.add_argument(
+        "--only", default=",".join(SETS), help="comma-separated sets to run (default: all)"
+    )
     args = parser.parse_args(argv)
+    sets = {name.strip().upper() for name in args.only.split(",") if name.strip()}
+    if not sets <= set(SETS):
+        parser.error(f"--only takes some of {','.join(SETS)}")
     started = time.perf_counter()
-    report = run(args.quick)
+    report = run(args.quick, sets)
     print(report.markdown("set"))
     _progress(f"done in {time.perf_counter() - started:.0f} s")
     if args.json is not None:

@@ -19,7 +19,7 @@ import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
-from pydicom.filewriter import correct_ambiguous_vr
+from pydicom.filewriter import correct_ambiguous_vr, dcmwrite
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
@@ -290,6 +290,19 @@ def transfer_syntax_of_metadata(metadata: dict[str, Any]) -> str:
 
 def build_dataset(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReader) -> Dataset:
     """Rebuild a dataset (with file meta) from a stored metadata object."""
+    dataset = build_body(metadata, frames, bulk)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.get("SOPClassUID", "")
+    meta.MediaStorageSOPInstanceUID = dataset.get("SOPInstanceUID", "")
+    meta.TransferSyntaxUID = transfer_syntax_of_metadata(metadata)
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    dataset.file_meta = meta
+    return dataset
+
+
+def build_body(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReader) -> Dataset:
+    """The dataset of :func:`build_dataset` without its file meta."""
     syntax = transfer_syntax_of_metadata(metadata)
 
     extended_tables: list[tuple[bytes, bytes]] = []
@@ -311,13 +324,6 @@ def build_dataset(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReade
         dataset[PIXEL_DATA].is_undefined_length = True
         if extended_tables:
             dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = extended_tables[0]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dataset.get("SOPClassUID", "")
-    meta.MediaStorageSOPInstanceUID = dataset.get("SOPInstanceUID", "")
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    dataset.file_meta = meta
     return dataset
 
 
@@ -336,6 +342,14 @@ def _pixel_data_from_frames(
 def write_p10(dataset: Dataset, handle: BinaryIO) -> None:
     """Write ``dataset`` as a DICOM file with preamble and file meta."""
     dataset.save_as(handle, enforce_file_format=True)
+
+
+def write_body(dataset: Dataset, transfer_syntax: str, handle: BinaryIO) -> None:
+    """Write ``dataset`` alone (no preamble, no file meta) as ``transfer_syntax`` encodes it."""
+    syntax = UID(transfer_syntax)
+    dcmwrite(
+        handle, dataset, implicit_vr=syntax.is_implicit_VR, little_endian=syntax.is_little_endian
+    )
 
 
 def p10_bytes(metadata: dict[str, Any], frames: FrameReader, bulk: BulkReader) -> bytes:

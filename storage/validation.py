@@ -2,17 +2,15 @@
 
 A peer's ZIP is refused whole when an entry name escapes ``studies/{S}/`` or
 is not one pacsnode writes, when a CRC, a part file or the metadata JSON is
-wrong, or when metadata and entries disagree.
+wrong, when metadata and entries disagree, or when an instance's metadata
+would not regenerate as DICOM P10 (:mod:`storage.regeneration`).
 """
 
 from __future__ import annotations
 
-import io
 import zipfile
 from collections.abc import Iterator
 from typing import Any
-
-from pydicom.uid import UID
 
 from storage.archive import (
     SERIES_UID_KEY,
@@ -22,10 +20,10 @@ from storage.archive import (
     first_value,
     read_study_metadata,
 )
-from storage.convert import build_dataset, transfer_syntax_of_metadata, write_p10
 from storage.errors import InvalidArchive, StorageError
 from storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
 from storage.multipart import unwrap
+from storage.regeneration import RegenerationCheck
 
 _TAG_KEY_LENGTH = 8
 _ENCRYPTED_FLAG = 0x1
@@ -58,10 +56,11 @@ def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]
         if source is None or source.series_uid != name.series_uid:
             raise InvalidArchive(f"entry {info.filename} belongs to no instance in the metadata")
         source.entries.append(info)
+    regeneration = RegenerationCheck()
     for source in sources.values():
         _check_bulk_references(source)
-        _check_regenerates(source)
-    _check_contents(archive)
+        regeneration.check(source)
+    _check_contents(archive, entries)
     return study_uid, sources
 
 
@@ -97,6 +96,8 @@ def _instances_from_metadata(archive: zipfile.ZipFile, study_uid: str) -> dict[s
         objects = read_study_metadata(archive, study_uid)
     except StorageError as exc:
         raise InvalidArchive(exc.message) from exc
+    except zipfile.BadZipFile as exc:
+        raise InvalidArchive(f"the study metadata entry is damaged: {exc}") from exc
     sources: dict[str, InstanceSource] = {}
     for index, metadata in enumerate(objects):
         if not _is_json_dataset(metadata):
@@ -161,31 +162,20 @@ def _check_bulk_references(source: InstanceSource) -> None:
             raise InvalidArchive(f"instance {source.sop_uid} lacks {uri}")
 
 
-def _check_regenerates(source: InstanceSource) -> None:
-    """The metadata must make a valid P10 file (payloads stubbed): values, VRs, syntax."""
-    if any(key.startswith("0002") for key in source.metadata):
-        raise InvalidArchive(f"instance {source.sop_uid} carries file meta elements")
-    syntax = transfer_syntax_of_metadata(source.metadata)
-    if not is_valid_uid(syntax) or not UID(syntax).is_transfer_syntax:
-        raise InvalidArchive(f"instance {source.sop_uid} has an unknown transfer syntax")
-    try:
-        dataset = build_dataset(source.metadata, lambda: [b"\0\0"], lambda key: b"")
-        write_p10(dataset, io.BytesIO())
-    except Exception as exc:
-        raise InvalidArchive(
-            f"instance {source.sop_uid} does not make a DICOM file: {exc}"
-        ) from exc
+def _check_contents(
+    archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, EntryName]]
+) -> None:
+    """Read every part file: zipfile checks each CRC; part files must parse.
 
-
-def _check_contents(archive: zipfile.ZipFile) -> None:
-    """Read every entry: zipfile checks each CRC; part files must parse."""
-    for info in archive.infolist():
+    The metadata entry is not read again: reading it for the metadata checked its CRC.
+    """
+    for info, name in entries:
+        if name.is_metadata:
+            continue
         try:
             data = archive.read(info)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise InvalidArchive(f"entry {info.filename} is damaged: {exc}") from exc
-        if info.filename.endswith("/metadata"):
-            continue
         try:
             unwrap(data)
         except StorageError as exc:

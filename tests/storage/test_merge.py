@@ -122,15 +122,22 @@ def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
     def broken_part(name: str, data: bytes):
         yield name, (data[10:] if "frames" in name else data)
 
-    def edit_first(change):
+    def edit_one(change, position: int = 0):
         def edit(name: str, data: bytes):
             if name.endswith("/metadata"):
                 objects = metadata_objects(data)
-                change(objects[0])
+                change(objects[position])
                 data = with_metadata(objects)
             yield name, data
 
         return edit
+
+    def edit_first(change):
+        return edit_one(change, 0)
+
+    def edit_last(change):
+        # after elements shared with earlier instances have been judged once
+        return edit_one(change, -1)
 
     def bogus_syntax(obj: dict) -> None:
         obj["00083002"]["Value"] = ["1.2.3"]
@@ -147,6 +154,12 @@ def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
     def null_sequence(obj: dict) -> None:
         obj["00081140"] = {"vr": "SQ", "Value": None}
 
+    def no_sop_class(obj: dict) -> None:
+        del obj["00080016"]
+
+    def unwritable_shared_value(obj: dict) -> None:
+        obj["00280011"]["Value"] = [70000]  # Columns, the same in every instance
+
     edits = {
         "escape": escape,
         "absolute": absolute,
@@ -161,6 +174,10 @@ def tampered_variants(tmp_path: Path, good: Path) -> dict[str, Path]:
         "bad_vr": edit_first(bad_vr),
         "bad_value": edit_first(bad_value),
         "null_sequence": edit_first(null_sequence),
+        "bad_value_later": edit_last(bad_value),
+        "bad_vr_later": edit_last(bad_vr),
+        "no_sop_class_later": edit_last(no_sop_class),
+        "unwritable_later": edit_last(unwritable_shared_value),
     }
     return {key: rebuild(good, tmp_path / f"{key}.zip", edit) for key, edit in edits.items()}
 
@@ -190,6 +207,23 @@ def test_corrupted_byte_fails_crc(store: StudyStore, other: StudyStore, tmp_path
     data[info.header_offset + 100] ^= 0xFF  # inside the compressed frame
     damaged.write_bytes(bytes(data))
     with pytest.raises(InvalidArchive, match="damaged"):
+        store.merge_study_zip(damaged)
+    assert list(store.study_uids()) == []
+
+
+def test_corrupted_metadata_byte_fails_crc(
+    store: StudyStore, other: StudyStore, tmp_path: Path
+) -> None:
+    other.put_instance(ct_bytes(0))
+    damaged = tmp_path / "damaged.zip"
+    shutil.copy(other.study_zip(STUDY), damaged)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        info = archive.getinfo(f"studies/{STUDY}/metadata")
+    # The last byte of the gzip member (its length field), so only zipfile's CRC can tell.
+    data[info.header_offset + 30 + len(info.filename) + info.compress_size - 1] ^= 0x01
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(InvalidArchive, match=r"metadata entry is damaged.*CRC"):
         store.merge_study_zip(damaged)
     assert list(store.study_uids()) == []
 
