@@ -364,8 +364,13 @@ def test_a_scheduled_sync_fires(tmp_path: Path) -> None:
         while not inventory(site_b):
             assert time.monotonic() < deadline, "the scheduled sync never ran"
             time.sleep(0.2)
-        jobs = site_a.request("GET", "/jobs?expand").json()
-        assert any(job["Type"] == "PeerSync" and job["State"] == "Success" for job in jobs)
+        # B indexes the study before A's job hears back and records its success
+        while not any(
+            job["Type"] == "PeerSync" and job["State"] == "Success"
+            for job in site_a.request("GET", "/jobs?expand").json()
+        ):
+            assert time.monotonic() < deadline, "the scheduled sync never succeeded"
+            time.sleep(0.1)
     finally:
         site_a.stop()
         site_b.stop()
