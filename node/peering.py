@@ -104,6 +104,9 @@ class NodePeering:
     def write_study(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
         return self._core.store.write_study_subset(study_uid, sop_uids, handle)
 
+    def open_study_zip(self, study_uid: str, sop_uids: set[str] | None) -> BinaryIO:
+        return self._core.store.open_study_zip(study_uid, sop_uids)
+
     def merge_study(self, path: Path, peer_name: str) -> MergeSummary:
         # Storage is written before the index: a dirty mark lets start-up
         # reconciliation index what a crash in between would leave unindexed.

@@ -60,6 +60,9 @@ class NodeForPeers(Protocol):
     def write_study(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
         """Write the study (or those instances) as an archive-direct ZIP; return the count."""
 
+    def open_study_zip(self, study_uid: str, sop_uids: set[str] | None) -> BinaryIO:
+        """The study (or those instances) as an open archive-direct ZIP; the caller closes it."""
+
     def merge_study(self, path: Path, peer_name: str) -> MergeSummary:
         """Validate and merge a ZIP received from ``peer_name``; raises on a bad ZIP."""
 

@@ -10,7 +10,6 @@ transferred, so an interrupted pass resumes where it stopped.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,8 +137,7 @@ def send_study(
         mine = {uid: digest for uid, digest in mine.items() if uid in only}
     missing = plan_missing(mine, client.inventory(study_uid))
     if missing:
-        with tempfile.TemporaryFile() as archive:
-            node.write_study(study_uid, missing, archive)
+        with node.open_study_zip(study_uid, missing) as archive:
             answer = client.upload(study_uid, archive)
         result.pushed_instances += len(answer.get("Added", []))
         result.conflicts.extend(answer.get("Conflicts", []))

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import tempfile
 import threading
 import time
 import weakref
@@ -418,6 +419,28 @@ class StudyStore:
         if not path.exists():
             raise NotFound(f"no study {study_uid}")
         return path
+
+    def open_study_zip(self, study_uid: str, sop_uids: set[str] | None) -> BinaryIO:
+        """An open study ZIP holding ``sop_uids`` (all when ``None``); the caller closes it.
+
+        When they are the whole study and it is sealed, its own ZIP is opened rather
+        than copied: a rewrite replaces that file by rename, so this handle keeps
+        reading the copy it opened. Otherwise the subset is written to a temp file.
+        """
+        check_uid(study_uid, "StudyInstanceUID")
+        if not self._staged_paths(study_uid):
+            sources = self._study_sources(study_uid)
+            if sources and (sop_uids is None or sop_uids >= sources.keys()):
+                with contextlib.suppress(FileNotFoundError):
+                    return open(study_zip_path(self.root, study_uid), "rb")
+        handle = tempfile.TemporaryFile()
+        try:
+            self.write_study_subset(study_uid, sop_uids, handle)
+            handle.seek(0)
+        except BaseException:
+            handle.close()
+            raise
+        return handle  # type: ignore[return-value]
 
     def write_study_subset(
         self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO

@@ -233,3 +233,25 @@ def test_not_a_zip_is_refused(store: StudyStore, tmp_path: Path) -> None:
     junk.write_bytes(b"PK\x03\x04 this is not really a zip")
     with pytest.raises(InvalidArchive):
         store.merge_study_zip(junk)
+
+
+def test_open_study_zip_sends_the_sealed_zip_or_a_subset(
+    store: StudyStore, other: StudyStore, tmp_path: Path
+) -> None:
+    for index in range(3):
+        store.put_instance(ct_bytes(index))
+    with store.open_study_zip(STUDY, None) as staged:  # staged: a subset written out
+        staged_bytes = staged.read()
+    sealed_path = store.study_zip(STUDY)  # seals
+    with store.open_study_zip(STUDY, None) as whole:
+        store.put_instance(ct_bytes(3))
+        store.seal(STUDY)  # the study ZIP is replaced while the handle is open
+        whole_bytes = whole.read()
+    assert staged_bytes == whole_bytes != sealed_path.read_bytes()
+    copy = tmp_path / "whole.zip"
+    copy.write_bytes(whole_bytes)
+    assert len(other.merge_study_zip(copy).added) == 3
+    with store.open_study_zip(STUDY, {ct_instance(3).SOPInstanceUID}) as subset:
+        copy.write_bytes(subset.read())
+    assert [i.sop_uid for i in other.merge_study_zip(copy).added] == [ct_instance(3).SOPInstanceUID]
+    assert other.inventory(STUDY) == store.inventory(STUDY)
