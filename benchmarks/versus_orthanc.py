@@ -217,7 +217,8 @@ def make_data(sizes: Sizes, work: Path) -> Data:
     for number in range(4):
         folder = work / f"b{number}"
         folder.mkdir()
-        files = b.files[number::4]
+        share = len(b.files) // 4  # 25 whole patients each, as four modalities would send
+        files = b.files[number * share : (number + 1) * share if number < 3 else None]
         for path in files:
             os.link(path, folder / path.name)
         total = sum(path.stat().st_size for path in files)
@@ -483,11 +484,13 @@ def concurrent_dicom_session(system: str, data: Data, figures: Figures) -> None:
 def shipped_dicom_session(system: str, data: Data, figures: Figures) -> None:
     with make_archive(system, nodelay=False) as archive:
         stored = warm_up(archive, data)
-        scenario = "1 DICOM ingest: storescu set B, no TCP_NODELAY (as shipped)"
+        # A quarter of B: at the ~40 ms a message costs here, the whole set takes minutes
+        quarter = data.b_quarters[0]
+        scenario = "1 DICOM ingest: storescu a quarter of set B, no TCP_NODELAY (as shipped)"
         progress(f"{system}: {scenario}")
-        seconds = timed(lambda: storescu(archive, data.b, nodelay=False))
-        archive.expect_count(stored + len(data.b.files))
-        figures.add(rate(scenario, None), system, len(data.b.files) / seconds)
+        seconds = timed(lambda: storescu(archive, quarter, nodelay=False))
+        archive.expect_count(stored + len(quarter.files))
+        figures.add(rate(scenario, None), system, len(quarter.files) / seconds)
 
 
 # --- scenario 2: REST ingest ------------------------------------------------------------
