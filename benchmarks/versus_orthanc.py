@@ -256,38 +256,52 @@ def storescu(archive: Archive, data: DataSet, nodelay: bool = True) -> None:
     dcmtk("storescu", archive, ["+sd"], (str(data.folder),), nodelay)  # one association
 
 
-def post_all(archive: Archive, blobs: list[bytes], errors: list[str]) -> None:
+def post_all(archive: Archive, blobs: list[bytes], outcome: Outcome) -> None:
     connection = archive.connect()
     headers = {"Content-Type": "application/dicom", **archive.headers()}
     try:
         for blob in blobs:
-            for attempt in range(2):  # Orthanc drops idle keep-alive connections after 1 s
+            for attempt in range(3):
                 try:
                     connection.request("POST", "/instances", body=blob, headers=headers)
                     answer = connection.getresponse()
                     payload = answer.read()
-                    break
-                except ConnectionError:
+                except ConnectionError:  # Orthanc drops idle keep-alive connections after 1 s
                     connection.close()
-                    if attempt:
+                    if attempt == 2:
                         raise
+                    continue
+                if answer.status < 500 or not outcome.retry_server_errors or attempt == 2:
+                    break
+                outcome.retried.append(f"HTTP {answer.status}: {payload[:200]!r}")
             if answer.status != 200:
-                errors.append(f"HTTP {answer.status}: {payload[:200]!r}")
+                outcome.errors.append(f"HTTP {answer.status}: {payload[:200]!r}")
                 return
     finally:
         connection.close()
 
 
-def rest_ingest(archive: Archive, blobs: list[bytes], clients: int) -> None:
-    errors: list[str] = []
+@dataclass
+class Outcome:
+    retry_server_errors: bool = False
+    errors: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+
+
+def rest_ingest(
+    archive: Archive, blobs: list[bytes], clients: int, retry_server_errors: bool = False
+) -> list[str]:
+    """POST every blob over ``clients`` connections; answer the server errors retried."""
+    outcome = Outcome(retry_server_errors)
     shares = [blobs[start::clients] for start in range(clients)]
-    threads = [threading.Thread(target=post_all, args=(archive, s, errors)) for s in shares]
+    threads = [threading.Thread(target=post_all, args=(archive, s, outcome)) for s in shares]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if errors:
-        raise RuntimeError(f"{archive.system} POST /instances failed: {errors[0]}")
+    if outcome.errors:
+        raise RuntimeError(f"{archive.system} POST /instances failed: {outcome.errors[0]}")
+    return outcome.retried
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -536,7 +550,16 @@ def depth_session(system: str, depth_set: DepthSet, sizes: Sizes, figures: Figur
             if depth > stored:
                 progress(f"{system}: 7 filling to {depth:,} instances (4 REST clients)")
                 fill = depth_set.slice(stored, depth)
-                seconds = timed(lambda f=fill: rest_ingest(archive, f, 4))
+                retried: list[str] = []
+                # Orthanc 1.10 sometimes fails to make a storage folder that another
+                # thread is making (HTTP 500); the fill is not timed, so retry and say so
+                seconds = timed(
+                    lambda f=fill, r=retried: r.extend(rest_ingest(archive, f, 4, True))
+                )
+                if retried:
+                    figures.notes.setdefault("depth fill: server errors retried", {}).setdefault(
+                        system, []
+                    ).extend([*retried[:5], f"{len(retried)} in all"])
                 figures.notes.setdefault("depth fill rates (inst/s)", {}).setdefault(
                     system, []
                 ).append(len(fill) / seconds)
@@ -659,6 +682,15 @@ def alternate(repetition: int, systems: tuple[str, ...]) -> tuple[str, ...]:
     return systems if repetition % 2 == 0 else systems[::-1]
 
 
+def guarded(figures: Figures, name: str, work: Callable[[], object]) -> None:
+    """Run one session; a failure is reported and the others still run."""
+    try:
+        work()
+    except Exception as exc:
+        progress(f"{name} FAILED: {exc}")
+        figures.notes.setdefault("failures", []).append(f"{name}: {exc}"[:2000])
+
+
 def run(sizes: Sizes, only: set[str], systems: tuple[str, ...], figures: Figures) -> None:
     work = Path(tempfile.mkdtemp(prefix="pacsnode-vs-data-", dir="/tmp"))
     try:
@@ -667,29 +699,55 @@ def run(sizes: Sizes, only: set[str], systems: tuple[str, ...], figures: Figures
         figures.notes["set B"] = {"instances": len(data.b.files), "bytes": data.b.total_bytes}
         for repetition in range(sizes.repeat):
             for system in alternate(repetition, systems):
+                label = f"{system}, repetition {repetition}"
                 if "dicom" in only:
-                    dicom_session(system, data, sizes, figures, work)
-                    concurrent_dicom_session(system, data, figures)
+                    guarded(
+                        figures,
+                        f"DICOM, {label}",
+                        lambda s=system: dicom_session(s, data, sizes, figures, work),
+                    )
+                    guarded(
+                        figures,
+                        f"4 storescu, {label}",
+                        lambda s=system: concurrent_dicom_session(s, data, figures),
+                    )
                     if repetition == 0:  # at ~40 ms a message, once is enough
-                        shipped_dicom_session(system, data, figures)
+                        guarded(
+                            figures,
+                            f"as shipped, {label}",
+                            lambda s=system: shipped_dicom_session(s, data, figures),
+                        )
                 if "rest" in only:
                     for clients in (1, 4):
-                        rest_session(system, data, clients, figures)
+                        guarded(
+                            figures,
+                            f"REST {clients}, {label}",
+                            lambda s=system, c=clients: rest_session(s, data, c, figures),
+                        )
+        if "peering" in only:
+            guarded(figures, "peering", lambda: peering(data, sizes, systems, figures))
         if "depth" in only:
             depth_set = DepthSet(sizes.depths[-1] + sizes.probe * len(sizes.depths))
             for system in systems:
                 if system != "Orthanc+zlib":  # storing 100k twice more adds little
-                    depth_session(system, depth_set, sizes, figures)
+                    guarded(
+                        figures,
+                        f"depth, {system}",
+                        lambda s=system: depth_session(s, depth_set, sizes, figures),
+                    )
             del depth_set
-        if "peering" in only:
-            peering(data, sizes, systems, figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def peering(data: Data, sizes: Sizes, systems: tuple[str, ...], figures: Figures) -> None:
+    loopback = Route("loopback", None, None, "127.0.0.1")
     for system in systems:
-        peering_session(system, Route("loopback", None, None, "127.0.0.1"), data, sizes, figures)
+        guarded(
+            figures,
+            f"peering loopback, {system}",
+            lambda s=system: peering_session(s, loopback, data, sizes, figures),
+        )
     problem = available()
     if problem:
         progress(f"skipping the emulated WAN: {problem}")
@@ -700,7 +758,11 @@ def peering(data: Data, sizes: Sizes, systems: tuple[str, ...], figures: Figures
         figures.notes["WAN link"] = link_note(link, ceiling)
         path = Route("50 ms RTT (TUN)", link.a, link.b, link.address_b)
         for system in systems:
-            peering_session(system, path, data, sizes, figures)
+            guarded(
+                figures,
+                f"peering WAN, {system}",
+                lambda s=system: peering_session(s, path, data, sizes, figures),
+            )
 
 
 def link_note(link: WanLink, ceiling: Ceiling) -> dict[str, Any]:
@@ -780,7 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     run(sizes, only, systems, figures)
     figures.notes["benchmark seconds"] = time.perf_counter() - started
     print(figures.markdown())
-    for key in ("WAN link", "WAN"):
+    for key in ("WAN link", "WAN", "failures", "depth fill: server errors retried"):
         if key in figures.notes:
             print(f"\n{key}: {figures.notes[key]}")
     if args.json:
