@@ -564,6 +564,7 @@ def depth_session(system: str, depth_set: DepthSet, sizes: Sizes, figures: Figur
                     system, []
                 ).append(len(fill) / seconds)
                 stored = depth
+                archive.settle(3600)  # pacsnode seals the fill; the probe measures ingest alone
             probe = depth_set.slice(stored, stored + sizes.probe)
             progress(f"{system}: 7 REST ingest of {len(probe)} at depth {stored:,}")
             seconds = timed(lambda p=probe: rest_ingest(archive, p, 1))
