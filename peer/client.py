@@ -174,10 +174,11 @@ class PeerClient:
         document = {"instances": sorted(sop_uids)} if sop_uids else {}
         export = self._json("POST", f"/peer/v1/studies/{study_uid}/export", document)
         size, export_path = int(export["Size"]), f"/peer/v1/exports/{export['Export']}"
-        path = Path(tempfile.mkstemp(suffix=".zip")[1])
+        descriptor, name = tempfile.mkstemp(suffix=".zip")
+        path = Path(name)
         received: list[Range] = []
         try:
-            with open(path, "r+b") as handle:
+            with os.fdopen(descriptor, "r+b") as handle:
                 handle.truncate(size)
                 fetch = self._range_fetcher(export_path, handle.fileno(), received)
                 for attempt in range(1, _RESUME_ATTEMPTS + 1):
@@ -374,8 +375,5 @@ def _size_and_sha256(archive: IO[bytes]) -> tuple[int, str]:
 
 
 def _sha256(path: Path) -> str:
-    hasher = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+        return _size_and_sha256(handle)[1]
