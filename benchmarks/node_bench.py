@@ -30,7 +30,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -48,10 +47,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-from benchmarks.report import Report
+from benchmarks.report import Report, code_and_machine
+from benchmarks.servers import cpu_seconds, proc_status
 from benchmarks.synthetic import ct_study, small_instances, uid
 from node.dicom.network import set_nodelay
-from tests.node.server import REPO, NodeProcess
+from tests.node.server import NodeProcess
 
 MB = 1_000_000
 MIB = 1 << 20
@@ -108,20 +108,6 @@ def write_set(name: str, folder: Path, blobs: Iterable[bytes]) -> DataSet:
 
 
 # --- the node under test -------------------------------------------------------------
-
-
-def proc_status(pid: int, key: str) -> int:
-    """A ``/proc/PID/status`` memory field in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) * 1024
-    raise KeyError(key)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class BenchNode:
@@ -519,20 +505,8 @@ def run(sizes: Sizes, report: Report) -> None:
 # --- output --------------------------------------------------------------------------
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-
 def environment(sizes: Sizes) -> dict[str, Any]:
-    """What was measured: taken before the run, as the nodes load the code at start."""
-    return {
-        "sizes": asdict(sizes),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "modified": git("status", "--porcelain", "--untracked-files=no").splitlines(),
-    }
+    return {"sizes": asdict(sizes), **code_and_machine()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -55,7 +54,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 from benchmarks.node_bench import DataSet, write_set
-from benchmarks.report import format_value
+from benchmarks.report import code_and_machine, format_value
 from benchmarks.servers import (
     BENCH_AET,
     CREDENTIALS,
@@ -800,18 +799,10 @@ def versions() -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True)
         return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else ""
 
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return done.stdout.strip()
-
     return {
         "orthanc": first_line([ORTHANC, "--version"]),
         "dcmtk": first_line([str(DCMTK / "storescu"), "--version"]),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "modified": git("status", "--porcelain", "--untracked-files=no").splitlines(),
+        **code_and_machine(),
     }
 
 
