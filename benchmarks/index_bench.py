@@ -46,12 +46,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from node.find import find, parse_query
-from node.hierarchy import AddedInstance, Origin, count_name
-from node.ids import Level
-from node.index import Index, Txn
-from node.ingest import index_instance
-from storage.results import StoredInstance
+from pacsnode.node.find import find, parse_query
+from pacsnode.node.hierarchy import AddedInstance, Origin, count_name
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Index, Txn
+from pacsnode.node.ingest import index_instance
+from pacsnode.storage.results import StoredInstance
 
 MB = 1_000_000
 FULL_CHECKPOINTS = (10_000, 100_000, 1_000_000)

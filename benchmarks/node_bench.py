@@ -50,7 +50,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from benchmarks.report import Report, code_and_machine
 from benchmarks.servers import cpu_seconds, proc_status
 from benchmarks.synthetic import ct_study, small_instances, uid
-from node.dicom.network import set_nodelay
+from pacsnode.node.dicom.network import set_nodelay
 from tests.node.server import NodeProcess
 
 MB = 1_000_000

@@ -224,7 +224,7 @@ class Pacsnode(Archive):
             f"[storage]\nstable_age_s = {self.stable_age_s}\n"
             f"{self.extra_toml}\n"
         )
-        return [sys.executable, "-m", "node.cli", "--config", str(config), "serve"]
+        return [sys.executable, "-m", "pacsnode.node.cli", "--config", str(config), "serve"]
 
     def headers(self) -> dict[str, str]:
         return {}  # loopback without [[users]]: no authentication, the default

@@ -37,8 +37,8 @@ from typing import Any
 
 from benchmarks.report import Report
 from benchmarks.synthetic import SeriesSpec, ct_study, make_instance, p10, small_instances
-from storage.results import PutStatus
-from storage.store import StudyStore
+from pacsnode.storage.results import PutStatus
+from pacsnode.storage.store import StudyStore
 
 MB = 1_000_000
 RSS_TARGET_BYTES = 200 * MB

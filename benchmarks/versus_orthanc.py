@@ -66,7 +66,7 @@ from benchmarks.servers import (
 )
 from benchmarks.synthetic import ct_study, many_small_instances, small_instances, uid
 from benchmarks.wanlink import Ceiling, WanLink, available, measure_ceiling, wan_link
-from node.dicom.network import set_nodelay
+from pacsnode.node.dicom.network import set_nodelay
 from tests.node.server import REPO, free_port
 
 MB = 1_000_000
@@ -600,7 +600,7 @@ class Route:
 def pacsnode_identity(archive: Pacsnode) -> str:
     config = archive.directory / "identity.toml"
     config.write_text(f'data_dir = "{archive.directory / "data"}"\n')
-    command = [sys.executable, "-m", "node.cli", "--config", str(config), "identity"]
+    command = [sys.executable, "-m", "pacsnode.node.cli", "--config", str(config), "identity"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True)
     return done.stdout.strip()
 

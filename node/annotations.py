@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from node import changes
-from node.errors import BadRequest, NotFound, UnknownResource
-from node.hierarchy import TOTAL_SIZE
-from node.ids import Level
-from node.index import Index, Txn, now_string
-from node.metadata import FIRST_USER_KEY, LAST_USER_KEY, MetadataNames, check_user_write
-from node.writer import IndexWriter
-from storage.attachments import AttachmentInfo, AttachmentStore
+from pacsnode.node import changes
+from pacsnode.node.errors import BadRequest, NotFound, UnknownResource
+from pacsnode.node.hierarchy import TOTAL_SIZE
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Index, Txn, now_string
+from pacsnode.node.metadata import FIRST_USER_KEY, LAST_USER_KEY, MetadataNames, check_user_write
+from pacsnode.node.writer import IndexWriter
+from pacsnode.storage.attachments import AttachmentInfo, AttachmentStore
 
 
 def _record(txn: Txn, resource_id: str) -> dict[str, Any]:

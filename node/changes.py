@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from node.ids import Level
-from node.index import Txn
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Txn
 
 MAX_LIMIT = 10_000
 

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from node.config import NodeConfig, load_config
-from node.core import NodeCore
-from node.errors import ConfigError, DomainError
-from node.hierarchy import Origin, instances_under
-from node.ingest import IngestStatus
+from pacsnode.node.config import NodeConfig, load_config
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import ConfigError, DomainError
+from pacsnode.node.hierarchy import Origin, instances_under
+from pacsnode.node.ingest import IngestStatus
 
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -38,7 +38,7 @@ def _open(config: NodeConfig, background: bool = False) -> NodeCore:
 
 
 def cmd_serve(config: NodeConfig, args: argparse.Namespace) -> int:
-    from node.server import serve
+    from pacsnode.node.server import serve
 
     serve(config)
     return EXIT_OK
@@ -105,7 +105,7 @@ def cmd_export(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(config: NodeConfig, args: argparse.Namespace) -> int:
-    from node.verify import verify
+    from pacsnode.node.verify import verify
 
     core = _open(config)
     try:
@@ -159,7 +159,7 @@ def cmd_stats(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_identity(config: NodeConfig, args: argparse.Namespace) -> int:
-    from node.replication import node_identity
+    from pacsnode.node.replication import node_identity
 
     print(node_identity(config).fingerprint)
     return EXIT_OK
@@ -215,7 +215,7 @@ def cmd_peers(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> int:
-    from node.auth import hash_password
+    from pacsnode.node.auth import hash_password
 
     password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
     if not password:

@@ -14,10 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from node.errors import ConfigError, DomainError
-from node.find import parse_query
-from node.recycling import Limits, StorageMode
-from peer.schedule import parse_window, trigger_for
+from pacsnode.node.errors import ConfigError, DomainError
+from pacsnode.node.find import parse_query
+from pacsnode.node.recycling import Limits, StorageMode
+from pacsnode.peer.schedule import parse_window, trigger_for
 
 _MB = 1024 * 1024
 
@@ -170,7 +170,7 @@ _LISTS = {"users", "modalities", "peers"}
 
 
 def default_config_text() -> str:
-    return resources.files("configs").joinpath("default.toml").read_text(encoding="utf-8")
+    return resources.files("pacsnode.configs").joinpath("default.toml").read_text(encoding="utf-8")
 
 
 def load_config(path: Path | None = None) -> NodeConfig:

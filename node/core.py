@@ -14,21 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from node import changes
-from node.annotations import Annotations
-from node.config import CoreSettings
-from node.deletion import Deleter
-from node.errors import UnknownResource
-from node.find import find, parse_query
-from node.hierarchy import TOTAL_SIZE, TOTAL_UNCOMPRESSED, Origin, Removed, count_name
-from node.ids import Level
-from node.index import Index, Txn, now_string
-from node.ingest import Ingestor, IngestResult
-from node.metadata import MetadataNames
-from node.reconcile import ReconcileReport, recover, reindex
-from node.writer import IndexWriter
-from storage.attachments import AttachmentStore
-from storage.store import StudyStore
+from pacsnode.node import changes
+from pacsnode.node.annotations import Annotations
+from pacsnode.node.config import CoreSettings
+from pacsnode.node.deletion import Deleter
+from pacsnode.node.errors import UnknownResource
+from pacsnode.node.find import find, parse_query
+from pacsnode.node.hierarchy import TOTAL_SIZE, TOTAL_UNCOMPRESSED, Origin, Removed, count_name
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Index, Txn, now_string
+from pacsnode.node.ingest import Ingestor, IngestResult
+from pacsnode.node.metadata import MetadataNames
+from pacsnode.node.reconcile import ReconcileReport, recover, reindex
+from pacsnode.node.writer import IndexWriter
+from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

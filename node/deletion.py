@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from node import changes
-from node.errors import UnknownResource
-from node.hierarchy import Removed, instances_under, remove_resource
-from node.index import Index, Txn, now_string
-from node.writer import IndexWriter
-from storage.attachments import AttachmentStore
-from storage.store import StudyStore
+from pacsnode.node import changes
+from pacsnode.node.errors import UnknownResource
+from pacsnode.node.hierarchy import Removed, instances_under, remove_resource
+from pacsnode.node.index import Index, Txn, now_string
+from pacsnode.node.writer import IndexWriter
+from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ The storage layer's errors (``storage.errors``) share the same root,
 
 from __future__ import annotations
 
-from storage.errors import DomainError, NotFound, StorageFull
+from pacsnode.storage.errors import DomainError, NotFound, StorageFull
 
 __all__ = [
     "BadRequest",

@@ -21,10 +21,10 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 
-from node.errors import BadRequest
-from node.hierarchy import LOOKUP_KEYWORDS, PERSON_NAME_KEYWORDS, normalize
-from node.ids import Level
-from node.index import Txn
+from pacsnode.node.errors import BadRequest
+from pacsnode.node.hierarchy import LOOKUP_KEYWORDS, PERSON_NAME_KEYWORDS, normalize
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Txn
 
 _RANGE_VRS = {"DA", "TM", "DT"}
 _MULTI_VALUED = {"ModalitiesInStudy"}

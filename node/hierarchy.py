@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from node.ids import Level, resource_ids
-from node.index import Txn
-from node.maintags import json_value, main_tags
-from node.metadata import CoreKey
-from storage.results import StoredInstance
+from pacsnode.node.ids import Level, resource_ids
+from pacsnode.node.index import Txn
+from pacsnode.node.maintags import json_value, main_tags
+from pacsnode.node.metadata import CoreKey
+from pacsnode.storage.results import StoredInstance
 
 # Secondary lookups per level. Person names are indexed upper-case (matching is
 # case-insensitive by default, as in Orthanc).

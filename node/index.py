@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from node.ids import Level
-from storage.errors import StorageFull
+from pacsnode.node.ids import Level
+from pacsnode.storage.errors import StorageFull
 
 T = TypeVar("T")
 

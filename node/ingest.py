@@ -17,17 +17,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from node import changes
-from node.config import ConflictPolicy
-from node.errors import InstanceConflict, StorageFull
-from node.hierarchy import TOTAL_SIZE, AddedInstance, Origin, add_instance, count_name
-from node.ids import Level, resource_ids
-from node.index import Index, Txn, now_string
-from node.maintags import json_value
-from node.recycling import Limits, StorageMode, Usage, choose_victims, fits
-from node.writer import IndexWriter
-from storage.results import PreparedInstance, PutStatus, StoredInstance
-from storage.store import StudyStore
+from pacsnode.node import changes
+from pacsnode.node.config import ConflictPolicy
+from pacsnode.node.errors import InstanceConflict, StorageFull
+from pacsnode.node.hierarchy import TOTAL_SIZE, AddedInstance, Origin, add_instance, count_name
+from pacsnode.node.ids import Level, resource_ids
+from pacsnode.node.index import Index, Txn, now_string
+from pacsnode.node.maintags import json_value
+from pacsnode.node.recycling import Limits, StorageMode, Usage, choose_victims, fits
+from pacsnode.node.writer import IndexWriter
+from pacsnode.storage.results import PreparedInstance, PutStatus, StoredInstance
+from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydicom.datadict import tag_for_keyword
 
-from node.ids import Level
+from pacsnode.node.ids import Level
 
 MAIN_TAGS: dict[Level, tuple[str, ...]] = {
     Level.PATIENT: (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from node.errors import BadRequest, ReadOnlyMetadata
+from pacsnode.node.errors import BadRequest, ReadOnlyMetadata
 
 FIRST_USER_KEY = 1024
 LAST_USER_KEY = 65535

@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from node.core import NodeCore
-from node.hierarchy import instances_under
-from node.ids import Level
-from node.index import Txn
-from node.metadata import FIRST_USER_KEY
+from pacsnode.node.core import NodeCore
+from pacsnode.node.hierarchy import instances_under
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Txn
+from pacsnode.node.metadata import FIRST_USER_KEY
 
 
 def _resources_of_study(txn: Txn, study_uid: str) -> list[dict[str, Any]]:

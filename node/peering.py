@@ -7,23 +7,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from node import peer_annotations
-from node.changes import ChangeType
-from node.core import NodeCore
-from node.hierarchy import Origin
-from node.ids import Level
-from node.index import Txn
-from node.ingest import IngestStatus, index_instance, instance_ids
-from node.writer import IndexWriter
-from peer.interface import (
+from pacsnode.node import peer_annotations
+from pacsnode.node.changes import ChangeType
+from pacsnode.node.core import NodeCore
+from pacsnode.node.hierarchy import Origin
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Txn
+from pacsnode.node.ingest import IngestStatus, index_instance, instance_ids
+from pacsnode.node.writer import IndexWriter
+from pacsnode.peer.interface import (
     ChangeBatch,
     Deletion,
     DeletionBatch,
     MergeSummary,
     StudyChange,
 )
-from storage.errors import NotFound
-from storage.layout import is_valid_uid
+from pacsnode.storage.errors import NotFound
+from pacsnode.storage.layout import is_valid_uid
 
 MIRRORED_REASON = "Peer"
 # A user's deletion, or one mirrored from a peer (so it goes on along a chain of sites);

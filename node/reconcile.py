@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from node.deletion import log_removal
-from node.hierarchy import Origin, instances_under, remove_resource
-from node.ids import Level
-from node.index import Index, Txn
-from node.ingest import index_instance, instance_ids
-from node.writer import IndexWriter
-from storage.errors import NotFound
-from storage.results import StoredInstance
-from storage.store import StudyStore
+from pacsnode.node.deletion import log_removal
+from pacsnode.node.hierarchy import Origin, instances_under, remove_resource
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Index, Txn
+from pacsnode.node.ingest import index_instance, instance_ids
+from pacsnode.node.writer import IndexWriter
+from pacsnode.storage.errors import NotFound
+from pacsnode.storage.results import StoredInstance
+from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 _RECOVERY_ORIGIN = Origin(kind="Recovery")

@@ -11,17 +11,17 @@ from typing import Any, TypeVar
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from node.config import NodeConfig, PeerSettings, peer_problem
-from node.core import NodeCore
-from node.errors import BadRequest, NotFound
-from node.hierarchy import instances_under
-from node.jobs import Job, JobContext, JobRegistry
-from node.peering import NodePeering
-from peer.client import PeerClient, PeerError
-from peer.identity import Identity, load_or_create
-from peer.orthanc import OrthancClient, send_instances, sync_with_orthanc
-from peer.schedule import in_window, parse_window, trigger_for
-from peer.sync import (
+from pacsnode.node.config import NodeConfig, PeerSettings, peer_problem
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.hierarchy import instances_under
+from pacsnode.node.jobs import Job, JobContext, JobRegistry
+from pacsnode.node.peering import NodePeering
+from pacsnode.peer.client import PeerClient, PeerError
+from pacsnode.peer.identity import Identity, load_or_create
+from pacsnode.peer.orthanc import OrthancClient, send_instances, sync_with_orthanc
+from pacsnode.peer.schedule import in_window, parse_window, trigger_for
+from pacsnode.peer.sync import (
     SyncResult,
     local_study_changes,
     push_cursor,
@@ -29,7 +29,7 @@ from peer.sync import (
     send_study,
     sync_once,
 )
-from peer.tls import client_context
+from pacsnode.peer.tls import client_context
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -321,6 +321,6 @@ def _with_retries(attempt: Callable[[], T], on_retry: Callable[[str], None]) -> 
 
 
 def _now() -> str:
-    from node.index import now_string
+    from pacsnode.node.index import now_string
 
     return now_string()

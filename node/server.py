@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from node.config import NodeConfig
-from node.core import NodeCore
-from node.dicom.services import start_dicom_server
-from node.jobs import JobRegistry
+from pacsnode.node.config import NodeConfig
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.services import start_dicom_server
+from pacsnode.node.jobs import JobRegistry
 
 if TYPE_CHECKING:
-    from node.replication import Replicator
-from node.rest.app import create_app
+    from pacsnode.node.replication import Replicator
+from pacsnode.node.rest.app import create_app
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
     jobs = JobRegistry()
     replicator = None
     if config.peers:  # the peering code (TLS, scheduler) is loaded only when it is used
-        from node.replication import Replicator
+        from pacsnode.node.replication import Replicator
 
         replicator = Replicator(core, config, jobs)
     runners = [web.AppRunner(create_app(core, config, jobs, replicator), access_log=None)]
@@ -69,8 +69,8 @@ async def _run(config: NodeConfig, core: NodeCore) -> None:
 
 async def _start_peering(config: NodeConfig, replicator: Replicator) -> web.AppRunner:
     """The mutual-TLS listener for pacsnode peers."""
-    from peer.server import create_peer_app
-    from peer.tls import server_context
+    from pacsnode.peer.server import create_peer_app
+    from pacsnode.peer.tls import server_context
 
     spool = config.data_dir / "peer-spool"
     app = create_peer_app(

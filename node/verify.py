@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import zipfile
 
-from node.core import NodeCore
-from node.reconcile import indexed_instances
-from storage.errors import StorageError
-from storage.layout import study_zip_path
+from pacsnode.node.core import NodeCore
+from pacsnode.node.reconcile import indexed_instances
+from pacsnode.storage.errors import StorageError
+from pacsnode.storage.layout import study_zip_path
 
 
 def verify(core: NodeCore) -> list[str]:

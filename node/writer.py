@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from node.index import Index, Txn
+from pacsnode.node.index import Index, Txn
 
 T = TypeVar("T")
 _MAX_BATCH = 256

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from peer.identity import normalize_fingerprint
-from peer.ranges import Range, add_range, missing_ranges, split_range
-from peer.tls import UntrustedPeer, peer_fingerprint
+from pacsnode.peer.identity import normalize_fingerprint
+from pacsnode.peer.ranges import Range, add_range, missing_ranges, split_range
+from pacsnode.peer.tls import UntrustedPeer, peer_fingerprint
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20

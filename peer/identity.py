@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from peer.pinning_root import ROOT_CERT_PEM, ROOT_KEY_PEM
+from pacsnode.peer.pinning_root import ROOT_CERT_PEM, ROOT_KEY_PEM
 
 KEY_FILE = "node.key"
 CERT_FILE = "node.crt"

@@ -15,9 +15,9 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from peer.client import PeerError
-from peer.interface import NodeForPeers
-from peer.sync import (
+from pacsnode.peer.client import PeerError
+from pacsnode.peer.interface import NodeForPeers
+from pacsnode.peer.sync import (
     BATCH,
     Page,
     SyncResult,

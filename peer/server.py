@@ -38,10 +38,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from peer.interface import NodeForPeers
-from peer.ranges import Range, add_range, contiguous_prefix, missing_ranges
-from peer.spool import Spool
-from peer.tls import UntrustedPeer, check_pinned, peer_fingerprint
+from pacsnode.peer.interface import NodeForPeers
+from pacsnode.peer.ranges import Range, add_range, contiguous_prefix, missing_ranges
+from pacsnode.peer.spool import Spool
+from pacsnode.peer.tls import UntrustedPeer, check_pinned, peer_fingerprint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

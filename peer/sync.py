@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from peer.client import PeerClient, PeerError
-from peer.interface import NodeForPeers
+from pacsnode.peer.client import PeerClient, PeerError
+from pacsnode.peer.interface import NodeForPeers
 
 log = logging.getLogger(__name__)
 BATCH = 200

@@ -12,8 +12,8 @@ import logging
 import ssl
 from pathlib import Path
 
-from peer.identity import Identity, fingerprint_of, normalize_fingerprint
-from peer.pinning_root import ROOT_CERT_PEM
+from pacsnode.peer.identity import Identity, fingerprint_of, normalize_fingerprint
+from pacsnode.peer.pinning_root import ROOT_CERT_PEM
 
 log = logging.getLogger(__name__)
 

@@ -26,17 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from storage.convert import SplitInstance
-from storage.errors import InvalidArchive, StorageError
-from storage.layout import (
+from pacsnode.storage.convert import SplitInstance
+from pacsnode.storage.errors import InvalidArchive, StorageError
+from pacsnode.storage.layout import (
     bulk_entry,
     frame_entry,
     instance_prefix,
     metadata_entry,
     staged_metadata_entry,
 )
-from storage.multipart import OCTET_STREAM, frame_media_type, wrap
-from storage.zipwriter import ZipWriter
+from pacsnode.storage.multipart import OCTET_STREAM, frame_media_type, wrap
+from pacsnode.storage.zipwriter import ZipWriter
 
 STUDY_UID_KEY = "0020000D"
 SERIES_UID_KEY = "0020000E"

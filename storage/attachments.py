@@ -16,14 +16,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.durable import (
+from pacsnode.storage.durable import (
     is_temp,
     make_dirs_durable,
     remove_durable,
     remove_leftover,
     write_atomic,
 )
-from storage.errors import InvalidAttachmentId, NotFound, StorageError
+from pacsnode.storage.errors import InvalidAttachmentId, NotFound, StorageError
 
 _ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 

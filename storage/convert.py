@@ -23,8 +23,8 @@ from pydicom.filewriter import correct_ambiguous_vr, dcmwrite
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
-from storage.errors import InvalidDicom, MissingUid
-from storage.layout import check_uid, instance_path
+from pacsnode.storage.errors import InvalidDicom, MissingUid
+from pacsnode.storage.layout import check_uid, instance_path
 
 PIXEL_DATA = 0x7FE00010
 EXTENDED_OFFSET_TABLE = 0x7FE00001

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.errors import StorageFull
-from storage.layout import TEMP_SUFFIX
+from pacsnode.storage.errors import StorageFull
+from pacsnode.storage.layout import TEMP_SUFFIX
 
 
 def fsync_dir(path: Path) -> None:

@@ -8,11 +8,11 @@ import zlib
 
 from pydicom.dataset import Dataset
 
-from storage.archive import InstanceSource
-from storage.convert import build_dataset, write_p10
-from storage.errors import StorageError
-from storage.layout import bulk_entry
-from storage.multipart import Part, unwrap
+from pacsnode.storage.archive import InstanceSource
+from pacsnode.storage.convert import build_dataset, write_p10
+from pacsnode.storage.errors import StorageError
+from pacsnode.storage.layout import bulk_entry
+from pacsnode.storage.multipart import Part, unwrap
 
 
 def read_part_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Part:

@@ -10,7 +10,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from storage.errors import InvalidUid
+from pacsnode.storage.errors import InvalidUid
 
 _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 _MAX_UID_LENGTH = 64

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from storage.errors import StorageError
+from pacsnode.storage.errors import StorageError
 
 OCTET_STREAM = "application/octet-stream"
 

@@ -13,16 +13,22 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.archive import InstanceSource, open_zip, read_sealed, read_staged
-from storage.durable import (
+from pacsnode.storage.archive import InstanceSource, open_zip, read_sealed, read_staged
+from pacsnode.storage.durable import (
     fsync_dir,
     is_temp,
     make_dirs_durable,
     remove_durable,
     remove_leftover,
 )
-from storage.errors import StorageError
-from storage.layout import is_valid_uid, sop_uid_of_staged, staging_dir, study_dir, study_zip_path
+from pacsnode.storage.errors import StorageError
+from pacsnode.storage.layout import (
+    is_valid_uid,
+    sop_uid_of_staged,
+    staging_dir,
+    study_dir,
+    study_zip_path,
+)
 
 log = logging.getLogger(__name__)
 

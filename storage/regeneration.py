@@ -13,8 +13,8 @@ from typing import Any
 from pydicom.uid import UID
 from pydicom.valuerep import AMBIGUOUS_VR
 
-from storage.archive import SOP_UID_KEY, InstanceSource
-from storage.convert import (
+from pacsnode.storage.archive import SOP_UID_KEY, InstanceSource
+from pacsnode.storage.convert import (
     AVAILABLE_TRANSFER_SYNTAX_KEY,
     build_body,
     build_dataset,
@@ -22,8 +22,8 @@ from storage.convert import (
     write_body,
     write_p10,
 )
-from storage.errors import InvalidArchive
-from storage.layout import is_valid_uid
+from pacsnode.storage.errors import InvalidArchive
+from pacsnode.storage.layout import is_valid_uid
 
 _SPECIFIC_CHARACTER_SET_KEY = "00080005"
 _SOP_CLASS_UID_KEY = "00080016"

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from storage.archive import InstanceSource
+from pacsnode.storage.archive import InstanceSource
 
 
 class PutStatus(Enum):

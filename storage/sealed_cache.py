@@ -15,7 +15,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-from storage.archive import InstanceSource, open_zip, read_sealed
+from pacsnode.storage.archive import InstanceSource, open_zip, read_sealed
 
 _FileKey = tuple[int, int, int]
 

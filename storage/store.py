@@ -27,8 +27,8 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
-from storage import recovery
-from storage.archive import (
+from pacsnode.storage import recovery
+from pacsnode.storage.archive import (
     InstanceSource,
     build_staged,
     canonical_json,
@@ -37,8 +37,8 @@ from storage.archive import (
     study_metadata_gzip,
     write_study_zip,
 )
-from storage.convert import read_p10, split_dataset
-from storage.durable import (
+from pacsnode.storage.convert import read_p10, split_dataset
+from pacsnode.storage.durable import (
     fsync_dir,
     make_dirs_durable,
     remove_durable,
@@ -46,9 +46,9 @@ from storage.durable import (
     write_atomic,
     write_atomic_with,
 )
-from storage.errors import InvalidDicom, NotFound, StorageError
-from storage.instances import dataset_of, frame_infos, p10_of, read_part_entry
-from storage.layout import (
+from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
+from pacsnode.storage.instances import dataset_of, frame_infos, p10_of, read_part_entry
+from pacsnode.storage.layout import (
     bulk_entry,
     check_uid,
     frame_entry,
@@ -60,8 +60,8 @@ from storage.layout import (
     study_dir,
     study_zip_path,
 )
-from storage.multipart import Part
-from storage.results import (
+from pacsnode.storage.multipart import Part
+from pacsnode.storage.results import (
     MergeResult,
     PreparedInstance,
     PutResult,
@@ -70,8 +70,8 @@ from storage.results import (
     StudySize,
     stored_instance,
 )
-from storage.sealed_cache import SealedCache
-from storage.validation import validate_study_zip
+from pacsnode.storage.sealed_cache import SealedCache
+from pacsnode.storage.validation import validate_study_zip
 
 # zlib level 3 deflates a CT frame about 3x faster than 6 for ~2 % more bytes.
 DEFAULT_COMPRESSION_LEVEL = 3

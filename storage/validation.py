@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from storage.archive import (
+from pacsnode.storage.archive import (
     SERIES_UID_KEY,
     SOP_UID_KEY,
     STUDY_UID_KEY,
@@ -21,10 +21,10 @@ from storage.archive import (
     first_value,
     read_study_metadata,
 )
-from storage.errors import InvalidArchive, StorageError
-from storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
-from storage.multipart import unwrap
-from storage.regeneration import RegenerationCheck
+from pacsnode.storage.errors import InvalidArchive, StorageError
+from pacsnode.storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
+from pacsnode.storage.multipart import unwrap
+from pacsnode.storage.regeneration import RegenerationCheck
 
 _TAG_KEY_LENGTH = 8
 _CHECK_THREADS = 2

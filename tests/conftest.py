@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.store import StudyStore
+from pacsnode.storage.store import StudyStore
 
 
 @pytest.fixture(autouse=True)

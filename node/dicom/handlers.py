@@ -12,15 +12,15 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
-from node.config import Modality
-from node.core import NodeCore
-from node.dicom.network import contexts_for, set_nodelay
-from node.dicom.query import answer, query_level, query_of
-from node.errors import DomainError
-from node.find import tags_with_ancestors
-from node.hierarchy import Origin, instances_under
-from node.ids import Level
-from node.index import Txn
+from pacsnode.node.config import Modality
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.network import contexts_for, set_nodelay
+from pacsnode.node.dicom.query import answer, query_level, query_of
+from pacsnode.node.errors import DomainError
+from pacsnode.node.find import tags_with_ancestors
+from pacsnode.node.hierarchy import Origin, instances_under
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Txn
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, events
 from pynetdicom.presentation import PresentationContext
 
-from node.core import NodeCore
+from pacsnode.node.core import NodeCore
 
 _MAX_CONTEXTS = 128
 

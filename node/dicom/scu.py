@@ -11,11 +11,11 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
-from node.config import Modality
-from node.core import NodeCore
-from node.dicom.network import contexts_for, set_nodelay
-from node.errors import DomainError
-from node.jobs import JobContext
+from pacsnode.node.config import Modality
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.network import contexts_for, set_nodelay
+from pacsnode.node.errors import DomainError
+from pacsnode.node.jobs import JobContext
 
 log = logging.getLogger(__name__)
 

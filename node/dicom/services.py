@@ -16,10 +16,10 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from node.config import NodeConfig
-from node.core import NodeCore
-from node.dicom import handlers
-from node.dicom.network import set_nodelay
+from pacsnode.node.config import NodeConfig
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom import handlers
+from pacsnode.node.dicom.network import set_nodelay
 
 log = logging.getLogger(__name__)
 

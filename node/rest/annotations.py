@@ -6,9 +6,9 @@ import hashlib
 
 from aiohttp import web
 
-from node.errors import BadRequest
-from node.ids import Level
-from node.rest.app import blocking, core_of
+from pacsnode.node.errors import BadRequest
+from pacsnode.node.ids import Level
+from pacsnode.node.rest.app import blocking, core_of
 
 _LEVEL = "{level:patients|studies|series|instances}"
 _MAX_INLINE_BODY = 64 * 1024 * 1024

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from node.auth import verify_password
-from node.config import NodeConfig
-from node.core import NodeCore
-from node.errors import DomainError
-from node.jobs import JobRegistry
+from pacsnode.node.auth import verify_password
+from pacsnode.node.config import NodeConfig
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import DomainError
+from pacsnode.node.jobs import JobRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,7 +110,7 @@ def create_app(
     jobs: JobRegistry | None = None,
     replicator: object | None = None,
 ) -> web.Application:
-    from node.rest import annotations, modalities, peers, resources, system, tools, upload
+    from pacsnode.node.rest import annotations, modalities, peers, resources, system, tools, upload
 
     app = web.Application(middlewares=[errors_as_json, basic_auth], client_max_size=1024**4)
     app[CORE] = core

@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from node.core import NodeCore
-from node.hierarchy import instances_under
+from pacsnode.node.core import NodeCore
+from pacsnode.node.hierarchy import instances_under
 
 _DONE = object()
 _QUEUE_CHUNKS = 16

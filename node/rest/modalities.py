@@ -11,12 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from node.config import Modality
-from node.dicom import scu
-from node.errors import BadRequest, NotFound
-from node.hierarchy import instances_under
-from node.jobs import JobContext, JobRegistry
-from node.rest.app import CONFIG, JOBS, MODALITIES, blocking, core_of
+from pacsnode.node.config import Modality
+from pacsnode.node.dicom import scu
+from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.hierarchy import instances_under
+from pacsnode.node.jobs import JobContext, JobRegistry
+from pacsnode.node.rest.app import CONFIG, JOBS, MODALITIES, blocking, core_of
 
 
 def _modality(request: web.Request) -> Modality:

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from node.errors import BadRequest, NotFound
-from node.rest.app import CONFIG, JOBS, REPLICATOR, blocking, core_of
+from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.rest.app import CONFIG, JOBS, REPLICATOR, blocking, core_of
 
 if TYPE_CHECKING:
-    from node.replication import Replicator
+    from pacsnode.node.replication import Replicator
 
 
 def _replicator(request: web.Request, name: str | None = None) -> Replicator:
@@ -48,7 +48,7 @@ async def sync_peer(request: web.Request) -> web.Response:
 
 
 async def identity(request: web.Request) -> web.Response:
-    from node.replication import node_identity
+    from pacsnode.node.replication import node_identity
 
     identity = await blocking(node_identity, request.app[CONFIG])
     return web.json_response({"Fingerprint": identity.fingerprint})
@@ -78,7 +78,7 @@ async def store_to_peer(request: web.Request) -> web.Response:
 async def put_peer(request: web.Request) -> web.Response:
     """Orthanc's PUT /peers/{id}: {"Url", "Username", "Password"} makes an Orthanc peer;
     with "Fingerprint" a pacsnode peer ("Push", "Pull", "IntervalSeconds" optional)."""
-    from node.config import PeerSettings
+    from pacsnode.node.config import PeerSettings
 
     name = request.match_info["name"]
     try:
@@ -104,7 +104,7 @@ async def put_peer(request: web.Request) -> web.Response:
         raise BadRequest(f"bad peer settings: {exc}") from None
     holder = request.app[REPLICATOR]
     if holder["instance"] is None:  # the first peer of a node configured without any
-        from node.replication import Replicator
+        from pacsnode.node.replication import Replicator
 
         replicator = Replicator(core_of(request), request.app[CONFIG], request.app[JOBS])
         replicator.start_schedule()

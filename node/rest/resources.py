@@ -6,12 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from node.core import NodeCore
-from node.errors import BadRequest
-from node.ids import Level
-from node.rest.app import blocking, core_of
-from node.rest.archive import stream_archive
-from node.rest.tags import orthanc_tags, simplified_tags
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest
+from pacsnode.node.ids import Level
+from pacsnode.node.rest.app import blocking, core_of
+from pacsnode.node.rest.archive import stream_archive
+from pacsnode.node.rest.tags import orthanc_tags, simplified_tags
 
 _CHILDREN_FIELD = {
     Level.PATIENT: "Studies",

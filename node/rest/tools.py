@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from node.core import NodeCore
-from node.errors import BadRequest
-from node.ids import Level
-from node.rest.app import blocking, core_of
-from node.rest.resources import describe
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest
+from pacsnode.node.ids import Level
+from pacsnode.node.rest.app import blocking, core_of
+from pacsnode.node.rest.resources import describe
 
 
 async def _json_body(request: web.Request) -> Any:

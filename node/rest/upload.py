@@ -12,12 +12,12 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from node.core import NodeCore
-from node.errors import BadRequest, DomainError
-from node.hierarchy import Origin
-from node.ids import Level
-from node.ingest import IngestResult
-from node.rest.app import blocking, core_of
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest, DomainError
+from pacsnode.node.hierarchy import Origin
+from pacsnode.node.ids import Level
+from pacsnode.node.ingest import IngestResult
+from pacsnode.node.rest.app import blocking, core_of
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from node.config import CoreSettings
-from node.core import NodeCore
+from pacsnode.node.config import CoreSettings
+from pacsnode.node.core import NodeCore
 from tests.node.server import NodeProcess
 
 MakeCore = Callable[..., NodeCore]

@@ -60,7 +60,7 @@ class NodeProcess:
     def start(self) -> NodeProcess:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "--config", str(self.config), "serve"],
+                [sys.executable, "-m", "pacsnode.node.cli", "--config", str(self.config), "serve"],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from node.core import NodeCore
-from node.errors import BadRequest, NotFound, ReadOnlyMetadata, UnknownResource
-from node.ids import Level
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest, NotFound, ReadOnlyMetadata, UnknownResource
+from pacsnode.node.ids import Level
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes
 

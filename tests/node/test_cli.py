@@ -17,7 +17,7 @@ def pacsnode(
 ) -> subprocess.CompletedProcess[str]:
     options = ["--config", str(config)] if config else []
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", *options, *args],
+        [sys.executable, "-m", "pacsnode.node.cli", *options, *args],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from node.config import load_config
-from node.errors import ConfigError
-from node.recycling import StorageMode
+from pacsnode.node.config import load_config
+from pacsnode.node.errors import ConfigError
+from pacsnode.node.recycling import StorageMode
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -8,10 +8,10 @@ import threading
 import time
 from pathlib import Path
 
-from node.config import CoreSettings
-from node.core import NodeCore
-from node.ids import Level
-from node.reconcile import indexed_instances
+from pacsnode.node.config import CoreSettings
+from pacsnode.node.core import NodeCore
+from pacsnode.node.ids import Level
+from pacsnode.node.reconcile import indexed_instances
 from tests.crash import run_and_kill
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes

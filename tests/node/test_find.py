@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from node.core import NodeCore
-from node.errors import BadRequest
-from node.find import Kind, parse_constraint
-from node.ids import Level
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest
+from pacsnode.node.find import Kind, parse_constraint
+from pacsnode.node.ids import Level
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_instance, to_bytes
 

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from node.ids import Level, format_sha1, is_resource_id, resource_ids
+from pacsnode.node.ids import Level, format_sha1, is_resource_id, resource_ids
 
 
 def test_ids_are_orthanc_sha1_of_joined_uids() -> None:

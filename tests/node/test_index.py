@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from node.ids import Level
-from node.index import Index, Txn
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Index, Txn
 
 
 def test_map_grows_instead_of_failing(tmp_path: Path) -> None:

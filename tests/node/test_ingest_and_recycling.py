@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from node.config import ConflictPolicy
-from node.errors import InstanceConflict, StorageFull
-from node.ids import Level
-from node.ingest import IngestStatus
-from node.recycling import StorageMode
-from node.verify import verify
+from pacsnode.node.config import ConflictPolicy
+from pacsnode.node.errors import InstanceConflict, StorageFull
+from pacsnode.node.ids import Level
+from pacsnode.node.ingest import IngestStatus
+from pacsnode.node.recycling import StorageMode
+from pacsnode.node.verify import verify
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
 

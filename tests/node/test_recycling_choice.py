@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node.recycling import Limits, StorageMode, Usage, choose_victims
+from pacsnode.node.recycling import Limits, StorageMode, Usage, choose_victims
 
 
 def test_nothing_to_do_below_limits() -> None:

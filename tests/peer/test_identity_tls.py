@@ -14,8 +14,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from peer.identity import Identity, load_or_create, normalize_fingerprint
-from peer.tls import UntrustedPeer, check_pinned, client_context, peer_fingerprint, server_context
+from pacsnode.peer.identity import Identity, load_or_create, normalize_fingerprint
+from pacsnode.peer.tls import (
+    UntrustedPeer,
+    check_pinned,
+    client_context,
+    peer_fingerprint,
+    server_context,
+)
 
 
 def test_identity_is_created_once_with_a_private_key_file(tmp_path: Path) -> None:

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peer.identity import load_or_create
-from peer.ranges import add_range, contiguous_prefix, missing_ranges, split_range
-from peer.tls import client_context
-from storage.store import StudyStore
+from pacsnode.peer.identity import load_or_create
+from pacsnode.peer.ranges import add_range, contiguous_prefix, missing_ranges, split_range
+from pacsnode.peer.tls import client_context
+from pacsnode.storage.store import StudyStore
 from tests.node.server import NodeProcess
 from tests.peer.test_replication import inventory, linked_sites
 from tests.storage.helpers import ct_bytes

@@ -26,7 +26,7 @@ def queued(node: NodeProcess, peer: str) -> int | None:
 
 def peers_lines(node: NodeProcess) -> dict[str, str]:
     shown = subprocess.run(
-        [sys.executable, "-m", "node.cli", "--config", str(node.config), "peers"],
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(node.config), "peers"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -22,7 +22,7 @@ def identity_of(directory: Path) -> str:
     config = directory / "identity.toml"
     config.write_text('data_dir = "data"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "--config", str(config), "identity"],
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(config), "identity"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -137,7 +137,7 @@ def test_push_pull_and_no_ping_pong(two_sites: tuple[NodeProcess, NodeProcess, s
     state = site_a.request("GET", "/peers/siteb").json()
     assert state["LastError"] is None and state["PushCursor"] > 0
     shown = subprocess.run(
-        [sys.executable, "-m", "node.cli", "--config", str(site_a.config), "peers"],
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(site_a.config), "peers"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -248,9 +248,9 @@ def test_a_tampered_zip_is_refused_whole(
     import io
     import zipfile
 
-    from peer.client import PeerClient, PeerError
-    from peer.identity import load_or_create
-    from peer.tls import client_context
+    from pacsnode.peer.client import PeerClient, PeerError
+    from pacsnode.peer.identity import load_or_create
+    from pacsnode.peer.tls import client_context
 
     site_a, site_b, _, b_id = two_sites
     site_a.request("POST", "/instances", ct_bytes(0))
@@ -380,7 +380,7 @@ def test_peers_command_needs_a_running_node(tmp_path: Path) -> None:
     config = tmp_path / "node.toml"
     config.write_text(f'data_dir = "data"\n[http]\nport = {free_port()}\n')
     shown = subprocess.run(
-        [sys.executable, "-m", "node.cli", "--config", str(config), "peers"],
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(config), "peers"],
         cwd=REPO,
         capture_output=True,
         text=True,

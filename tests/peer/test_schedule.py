@@ -9,9 +9,9 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from node.config import load_config
-from node.errors import ConfigError
-from peer.schedule import in_window, parse_window, trigger_for
+from pacsnode.node.config import load_config
+from pacsnode.node.errors import ConfigError
+from pacsnode.peer.schedule import in_window, parse_window, trigger_for
 
 T = datetime.time
 

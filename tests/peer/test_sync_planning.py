@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peer.sync import follow_feed, plan_missing, queued_studies
+from pacsnode.peer.sync import follow_feed, plan_missing, queued_studies
 
 
 def test_plan_missing_sends_only_what_the_other_side_lacks() -> None:

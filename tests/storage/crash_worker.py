@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
-from storage.store import StudyStore
+from pacsnode.storage.store import StudyStore
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.attachments import AttachmentStore
-from storage.errors import InvalidAttachmentId, NotFound
+from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.errors import InvalidAttachmentId, NotFound
 
 
 @pytest.fixture

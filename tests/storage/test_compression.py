@@ -8,8 +8,8 @@ from pathlib import Path
 from pydicom.data import get_testdata_file
 
 from benchmarks.synthetic import ct_study
-from storage.layout import study_zip_path
-from storage.store import StudyStore
+from pacsnode.storage.layout import study_zip_path
+from pacsnode.storage.store import StudyStore
 
 
 def test_synthetic_ct_series_zip_is_smaller_than_its_p10_files(store: StudyStore) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.layout import study_zip_path
-from storage.store import StudyStore
+from pacsnode.storage.layout import study_zip_path
+from pacsnode.storage.store import StudyStore
 from tests.storage.helpers import ct_bytes, ct_instance
 
 STUDY = ct_instance(0).StudyInstanceUID

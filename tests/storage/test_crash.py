@@ -6,8 +6,8 @@ import random
 import zipfile
 from pathlib import Path
 
-from storage.layout import study_zip_path
-from storage.store import StudyStore
+from pacsnode.storage.layout import study_zip_path
+from pacsnode.storage.store import StudyStore
 from tests.crash import run_and_kill
 
 ROUNDS = 30

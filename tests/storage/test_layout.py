@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidUid
-from storage.layout import check_uid, is_valid_uid, parse_entry_name, study_dir
+from pacsnode.storage.errors import InvalidUid
+from pacsnode.storage.layout import check_uid, is_valid_uid, parse_entry_name, study_dir
 
 GOOD = ["1.2.840.10008.1.2", "0", "1.0.2", "2.25." + "1" * 59]
 BAD = [

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from storage.errors import InvalidArchive
-from storage.layout import study_zip_path
-from storage.store import StudyStore
-from storage.zipwriter import ZipWriter
+from pacsnode.storage.errors import InvalidArchive
+from pacsnode.storage.layout import study_zip_path
+from pacsnode.storage.store import StudyStore
+from pacsnode.storage.zipwriter import ZipWriter
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
 from tests.storage.test_store import snapshot
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from storage.archive import InstanceSource
-from storage.convert import build_dataset, read_p10, split_dataset, write_p10
-from storage.errors import InvalidArchive
-from storage.regeneration import RegenerationCheck
+from pacsnode.storage.archive import InstanceSource
+from pacsnode.storage.convert import build_dataset, read_p10, split_dataset, write_p10
+from pacsnode.storage.errors import InvalidArchive
+from pacsnode.storage.regeneration import RegenerationCheck
 from tests.storage.helpers import ct_instance, to_bytes
 
 Metadata = dict[str, Any]

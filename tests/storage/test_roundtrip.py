@@ -9,10 +9,10 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_files
 
-from storage.convert import read_p10, split_dataset
-from storage.errors import InvalidDicom, MissingUid
-from storage.results import PutStatus
-from storage.store import StudyStore
+from pacsnode.storage.convert import read_p10, split_dataset
+from pacsnode.storage.errors import InvalidDicom, MissingUid
+from pacsnode.storage.results import PutStatus
+from pacsnode.storage.store import StudyStore
 from tests.storage.dicom_compare import differences
 
 CORPUS_ROOT = Path(pydicom.data.__file__).parent / "test_files"

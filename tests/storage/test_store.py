@@ -10,10 +10,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from storage.errors import InvalidDicom, InvalidUid, MissingUid, NotFound, StorageError
-from storage.layout import staged_instance_path, study_zip_path
-from storage.results import PutResult, PutStatus
-from storage.store import StudyStore
+from pacsnode.storage.errors import InvalidDicom, InvalidUid, MissingUid, NotFound, StorageError
+from pacsnode.storage.layout import staged_instance_path, study_zip_path
+from pacsnode.storage.results import PutResult, PutStatus
+from pacsnode.storage.store import StudyStore
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes
 
 
@@ -142,7 +142,7 @@ def test_append_to_sealed_study_copies_entries_without_recompressing(store: Stud
 
 
 def raw_entry(path: Path, name: str) -> tuple[int, int, bytes]:
-    from storage.zipwriter import iter_raw_bytes
+    from pacsnode.storage.zipwriter import iter_raw_bytes
 
     with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
         info = archive.getinfo(name)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.zipwriter import ZipWriter
+from pacsnode.storage.zipwriter import ZipWriter
 
 
 def write(path: Path, entries: dict[str, bytes], level: int | None = 6) -> None:
