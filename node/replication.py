@@ -6,8 +6,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -17,22 +16,22 @@ from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.hierarchy import instances_under
 from pacsnode.node.jobs import Job, JobContext, JobRegistry
 from pacsnode.node.peering import NodePeering
-from pacsnode.peer.client import PeerClient, PeerError
+from pacsnode.peer.clients import open_replica
+from pacsnode.peer.cursors import Direction, cursor_name
+from pacsnode.peer.grants import PeerGrant
 from pacsnode.peer.identity import Identity, load_or_create
-from pacsnode.peer.orthanc import OrthancClient, send_instances, sync_with_orthanc
+from pacsnode.peer.replica import ReplicaClient
+from pacsnode.peer.retry import with_retries
 from pacsnode.peer.schedule import in_window, parse_window, trigger_for
 from pacsnode.peer.sync import (
     SyncResult,
     local_study_changes,
-    push_cursor,
     queued_studies,
     send_study,
     sync_once,
 )
-from pacsnode.peer.tls import client_context
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def node_identity(config: NodeConfig) -> Identity:
@@ -54,14 +53,16 @@ class Replicator:
         self._queued: dict[str, tuple[tuple[int, int], int]] = {}
         self._scheduler: BackgroundScheduler | None = None
         #: what the peering listener accepts; shared with it, so changes apply at once
-        self.pins: dict[str, tuple[str, bool, bool, bool]] = {}
+        self.pins: dict[str, PeerGrant] = {}
         for peer in config.peers:
             self._pin(peer)
 
     def _pin(self, peer: PeerSettings) -> None:
         self.pins.pop(peer.name, None)
         if peer.kind == "pacsnode":
-            self.pins[peer.name] = (peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions)
+            self.pins[peer.name] = PeerGrant(
+                peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions
+            )
 
     def put_peer(self, peer: PeerSettings) -> None:
         """Add or replace a peer until the node restarts (the TOML file keeps it for good)."""
@@ -101,8 +102,8 @@ class Replicator:
             "Push": peer.push,
             "Pull": peer.pull,
             "IntervalSeconds": peer.interval_s,
-            "PushCursor": self.peering.load_cursor(push_cursor(name)),
-            "PullCursor": self.peering.load_cursor(f"{name}:pull"),
+            "PushCursor": self.peering.load_cursor(cursor_name(name, Direction.PUSH)),
+            "PullCursor": self.peering.load_cursor(cursor_name(name, Direction.PULL)),
             "QueuedStudies": self.queued(peer),
             "LastContact": None,
             **self._state[name],
@@ -115,7 +116,7 @@ class Replicator:
             return None
         # Read before walking: a change landing during the walk then misses the cache.
         key = (
-            self.peering.load_cursor(push_cursor(peer.name)),
+            self.peering.load_cursor(cursor_name(peer.name, Direction.PUSH)),
             self._core.read(lambda txn: txn.last_change()),
         )
         cached = self._queued.get(peer.name)
@@ -152,22 +153,16 @@ class Replicator:
     ) -> dict[str, Any]:
         assert peer.url is not None
         result = SyncResult()
-        if peer.kind == "orthanc":
-            orthanc = _orthanc_client(peer)
+        client = self._client_for(peer)
+        try:
             for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
                 context.progress(done, len(by_study))
-                send_instances(self.peering, orthanc, study_uid, sops, result)
-        else:
-            client = self._client_for(peer)
-            try:
-                for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
-                    context.progress(done, len(by_study))
-                    _with_retries(
-                        lambda s=study_uid, o=sops: send_study(self.peering, client, s, o, result),
-                        lambda _: None,
-                    )
-            finally:
-                client.close()
+                with_retries(
+                    lambda s=study_uid, o=sops: send_study(self.peering, client, s, o, result),
+                    lambda _: None,
+                )
+        finally:
+            client.close()
         self.heard_from(peer.name)
         return {
             "Instances": sum(len(s) for s in by_study.values()),
@@ -191,7 +186,7 @@ class Replicator:
         retries: list[str] = []
         traffic = {"sent": 0, "received": 0}
         try:
-            result = _with_retries(lambda: self._sync_once(peer, context, traffic), retries.append)
+            result = with_retries(lambda: self._sync_once(peer, context, traffic), retries.append)
             now = _now()
             # Updated in place: the peering listener records contacts in the same dict.
             state = self._state[peer.name]
@@ -219,16 +214,6 @@ class Replicator:
     def _sync_once(
         self, peer: PeerSettings, context: JobContext, traffic: dict[str, int]
     ) -> SyncResult:
-        assert peer.url is not None
-        if peer.kind == "orthanc":
-            return sync_with_orthanc(
-                self.peering,
-                _orthanc_client(peer),
-                peer.name,
-                do_push=peer.push,
-                do_pull=peer.pull,
-                query=peer.filter,
-            )
         client = self._client_for(peer)
 
         def progress(phase: str, count: int) -> None:
@@ -257,10 +242,8 @@ class Replicator:
             traffic["sent"] += client.bytes_sent
             traffic["received"] += client.bytes_received
 
-    def _client_for(self, peer: PeerSettings) -> PeerClient:
-        assert peer.url is not None
-        context = client_context(self.identity, self._config.peering.shared_ca)
-        return PeerClient(peer.url, peer.fingerprint, context, bandwidth_kbps=peer.bandwidth_kbps)
+    def _client_for(self, peer: PeerSettings) -> ReplicaClient:
+        return open_replica(peer, self.identity, self._config.peering.shared_ca)
 
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()
@@ -293,31 +276,6 @@ class Replicator:
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-
-
-def _orthanc_client(peer: PeerSettings) -> OrthancClient:
-    assert peer.url is not None
-    return OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
-
-
-_RETRY_DELAYS_S = (1.0, 4.0, 16.0)
-
-
-def _with_retries(attempt: Callable[[], T], on_retry: Callable[[str], None]) -> T:
-    """Retry transient failures (network, 5xx) with exponential backoff.
-
-    Each attempt resumes from the durable cursors, so nothing is sent twice.
-    """
-    for delay in _RETRY_DELAYS_S:
-        try:
-            return attempt()
-        except PeerError as exc:
-            if not exc.transient:
-                raise
-            log.warning("sync failed (%s); retrying in %.0f s", exc, delay)
-            on_retry(str(exc))
-            time.sleep(delay)
-    return attempt()
 
 
 def _now() -> str:

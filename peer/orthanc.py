@@ -1,8 +1,19 @@
-"""Replication with an Orthanc server through its own REST API.
+"""The Orthanc replica client: replication with an Orthanc server through its own REST API.
 
-Push sends each instance Orthanc lacks with ``POST /instances``; pull follows
-Orthanc's ``/changes`` and downloads ``/instances/{id}/file``. Orthanc answers
-``AlreadyStored`` for what it has, and we do the same, so nothing bounces back.
+It implements :class:`pacsnode.peer.replica.ReplicaClient`, so a sync with
+Orthanc is the same pass as with a pacsnode:
+
+- changes: Orthanc's ``/changes``, whose ``NewInstance`` entries are mapped to
+  their study (other change types move the cursor and nothing else);
+- inventory: ``/tools/find`` of the study's instances, with no digests (``""``):
+  Orthanc's instances are compared by SOP Instance UID only;
+- push: ``POST /instances`` of each instance's DICOM file; pull:
+  ``/instances/{id}/file`` of each, stored here one file at a time. Orthanc
+  answers ``AlreadyStored`` for what it has, and we do the same, so nothing
+  bounces back;
+- annotations: a no-op (Orthanc's metadata is not pacsnode's user metadata);
+- deletions: :class:`~pacsnode.peer.errors.Unsupported` (the configuration
+  refuses ``mirror_deletions`` for an Orthanc peer, so a pass never asks).
 """
 
 from __future__ import annotations
@@ -15,15 +26,13 @@ import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
-from pacsnode.peer.client import PeerError
-from pacsnode.peer.interface import NodeForPeers
-from pacsnode.peer.sync import (
-    BATCH,
-    Page,
-    SyncResult,
-    follow_feed,
-    local_study_changes,
-    push_cursor,
+from pacsnode.peer.errors import PeerError, PeerRefused, PeerUnreachable, Unsupported
+from pacsnode.peer.interface import (
+    ChangeBatch,
+    DeletionBatch,
+    MergeSummary,
+    NodeForPeers,
+    StudyChange,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,9 @@ class OrthancClient:
         if username is not None:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
+        #: DICOM file bytes moved so far
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     def _call(
         self,
@@ -68,14 +80,12 @@ class OrthancClient:
             response = connection.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise PeerError(f"Orthanc {method} {path}: {exc}", transient=True) from exc
+            raise PeerUnreachable(f"Orthanc {method} {path}: {exc}") from exc
         finally:
             connection.close()
         if response.status >= 400:
-            raise PeerError(
-                f"Orthanc {method} {path}: {response.status} {data[:300]!r}",
-                transient=response.status >= 500,
-            )
+            message = f"Orthanc {method} {path}: {response.status} {data[:300]!r}"
+            raise PeerRefused(message, response.status)
         return data
 
     def json(self, method: str, path: str, document: Any = None) -> Any:
@@ -85,93 +95,101 @@ class OrthancClient:
         except ValueError as exc:
             raise PeerError(f"Orthanc {method} {path}: not JSON", transient=True) from exc
 
-    def sop_uids_of_study(self, study_uid: str) -> set[str]:
+    def close(self) -> None:
+        """Nothing to release: each call opens and closes its own connection."""
+
+    def study_changes(
+        self, since: int, limit: int, query: dict[str, str] | None = None
+    ) -> ChangeBatch:
+        page = self.json("GET", f"/changes?since={since}&limit={limit}")
+        found: list[StudyChange] = []
+        seen: set[str] = set()
+        for change in page["Changes"]:
+            if change.get("ChangeType") != "NewInstance":
+                continue
+            study_uid = self._study_of_instance(str(change["ID"]))
+            if study_uid is None or study_uid in seen:
+                continue
+            seen.add(study_uid)  # the first change of a study in a page stands for all
+            if query and not self._matches(study_uid, query):
+                continue
+            found.append(StudyChange(int(change["Seq"]), study_uid))
+        return ChangeBatch(found, int(page["Last"]), bool(page["Done"]))
+
+    def _study_of_instance(self, orthanc_id: str) -> str | None:
+        """The Study Instance UID of an Orthanc instance; ``None`` once it is deleted."""
+        try:
+            study = self.json("GET", f"/instances/{orthanc_id}/study")
+        except PeerRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+        uid = study.get("MainDicomTags", {}).get("StudyInstanceUID")
+        return str(uid) if uid else None
+
+    def _matches(self, study_uid: str, query: dict[str, str]) -> bool:
+        # At series level a query sees series tags (Modality) and study and patient tags.
+        found = self.json(
+            "POST",
+            "/tools/find",
+            {"Level": "Series", "Query": {**query, "StudyInstanceUID": study_uid}, "Limit": 1},
+        )
+        return bool(found)
+
+    def _instances_of_study(self, study_uid: str) -> dict[str, str]:
+        """SOP Instance UID -> Orthanc instance id, for the study's instances."""
         found = self.json(
             "POST",
             "/tools/find",
             {"Level": "Instance", "Query": {"StudyInstanceUID": study_uid}, "Expand": True},
         )
-        return {str(item["MainDicomTags"].get("SOPInstanceUID")) for item in found}
+        return {str(item["MainDicomTags"].get("SOPInstanceUID")): str(item["ID"]) for item in found}
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        return dict.fromkeys(self._instances_of_study(study_uid), "")
 
     def store(self, data: bytes) -> str:
+        """POST one DICOM file; Orthanc's status (``Success``, ``AlreadyStored``)."""
         answer = json.loads(self._call("POST", "/instances", data, "application/dicom"))
         return str(answer.get("Status", ""))
 
-    def changes(self, since: int, limit: int) -> dict[str, Any]:
-        return dict(self.json("GET", f"/changes?since={since}&limit={limit}"))
+    def push_instances(
+        self, node: NodeForPeers, study_uid: str, sop_uids: set[str]
+    ) -> MergeSummary:
+        summary = MergeSummary(study_uid)
+        for sop_uid, data in node.instance_files(study_uid, sop_uids):
+            status = self.store(data)
+            self.bytes_sent += len(data)
+            # Orthanc keeps its own copy of a UID it has (no conflict is reported).
+            (summary.added if status == "Success" else summary.already_stored).append(sop_uid)
+        return summary
 
-    def instance_file(self, orthanc_id: str) -> bytes:
-        return self._call("GET", f"/instances/{orthanc_id}/file")
-
-
-def send_instances(
-    node: NodeForPeers,
-    orthanc: OrthancClient,
-    study_uid: str,
-    sop_uids: set[str],
-    result: SyncResult,
-) -> None:
-    """POST each of those instances to Orthanc; count those it did not have."""
-    for _, data in node.instance_files(study_uid, sop_uids):
-        if orthanc.store(data) == "Success":
-            result.pushed_instances += 1
-
-
-def push(
-    node: NodeForPeers,
-    orthanc: OrthancClient,
-    peer: str,
-    result: SyncResult,
-    query: dict[str, str] | None = None,
-) -> None:
-    def handle(change: tuple[int, str]) -> int:
-        seq, study_uid = change
-        result.studies_checked += 1
-        missing = set(node.inventory(study_uid)) - orthanc.sop_uids_of_study(study_uid)
-        send_instances(node, orthanc, study_uid, missing, result)
-        return seq
-
-    follow_feed(node, push_cursor(peer), local_study_changes(node, query), handle)
-
-
-def pull(node: NodeForPeers, orthanc: OrthancClient, peer: str, result: SyncResult) -> None:
-    def fetch(cursor: int) -> Page[dict[str, Any]]:
-        page = orthanc.changes(cursor, BATCH)
-        return list(page["Changes"]), int(page["Last"]), bool(page["Done"])
-
-    def handle(change: dict[str, Any]) -> int:
-        if change.get("ChangeType") == "NewInstance":
+    def pull_instances(
+        self, node: NodeForPeers, study_uid: str, sop_uids: set[str], peer_name: str
+    ) -> MergeSummary:
+        summary = MergeSummary(study_uid)
+        held = self._instances_of_study(study_uid)
+        for sop_uid in sorted(sop_uids & held.keys()):
             try:
-                data = orthanc.instance_file(str(change["ID"]))
-            except PeerError as exc:
-                if exc.transient:
-                    raise
-                return int(change["Seq"])  # deleted on Orthanc since
-            if node.store_p10(data, peer):
-                result.pulled_instances += 1
-        return int(change["Seq"])
+                data = self._call("GET", f"/instances/{held[sop_uid]}/file")
+            except PeerRefused as exc:
+                if exc.status == 404:
+                    continue  # deleted on Orthanc since it was listed
+                raise
+            self.bytes_received += len(data)
+            (summary.added if node.store_p10(data, peer_name) else summary.already_stored).append(
+                sop_uid
+            )
+        return summary
 
-    follow_feed(node, f"{peer}:pull", fetch, handle)
+    def annotations(self, study_uid: str) -> dict[str, Any]:
+        return {}
 
+    def send_annotations(self, study_uid: str, document: dict[str, Any]) -> int:
+        return 0
 
-def sync_with_orthanc(
-    node: NodeForPeers,
-    orthanc: OrthancClient,
-    peer: str,
-    *,
-    do_push: bool,
-    do_pull: bool,
-    query: dict[str, str] | None = None,
-) -> SyncResult:
-    result = SyncResult()
-    if do_push:
-        push(node, orthanc, peer, result, query)
-    if do_pull:
-        pull(node, orthanc, peer, result)
-    log.info(
-        "sync with Orthanc %s: pushed %d, pulled %d instances",
-        peer,
-        result.pushed_instances,
-        result.pulled_instances,
-    )
-    return result
+    def deletions(self, since: int, limit: int) -> DeletionBatch:
+        raise Unsupported("deletions are not mirrored with Orthanc peers")
+
+    def send_deletions(self, resource_ids: list[str]) -> int:
+        raise Unsupported("deletions are not mirrored with Orthanc peers")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -38,10 +37,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from pacsnode.peer.digest import size_and_sha256
+from pacsnode.peer.errors import UntrustedPeer
+from pacsnode.peer.grants import PeerGrant
 from pacsnode.peer.interface import NodeForPeers
 from pacsnode.peer.ranges import Range, add_range, contiguous_prefix, missing_ranges
 from pacsnode.peer.spool import Spool
-from pacsnode.peer.tls import UntrustedPeer, check_pinned, peer_fingerprint
+from pacsnode.peer.tls import check_pinned, peer_fingerprint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -50,8 +52,8 @@ CAPABILITIES = ["inventory", "partial-export", "sha256", "resumable", "parallel-
 
 NODE = web.AppKey("node", object)
 NODE_ID = web.AppKey("node_id", str)
-# name -> (fingerprint, may push to us, may pull from us, deletions mirrored with it)
-PEERS = web.AppKey("peers", dict)
+# peer name -> what it may do; shared with the node, so a peer added or removed applies at once
+PEERS = web.AppKey("peers", dict[str, PeerGrant])
 SPOOL = web.AppKey("spool", Spool)
 _CHUNK = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,7 +72,7 @@ async def _blocking(fn: Callable[..., T], *args: Any) -> T:
 @web.middleware
 async def pinned_peers_only(request: web.Request, handler: Handler) -> web.StreamResponse:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
-    pins = {name: entry[0] for name, entry in request.app[PEERS].items()}
+    pins = {name: grant.fingerprint for name, grant in request.app[PEERS].items()}
     try:
         request["peer"] = check_pinned(peer_fingerprint(ssl_object), pins)
     except UntrustedPeer as exc:
@@ -88,12 +90,7 @@ async def pinned_peers_only(request: web.Request, handler: Handler) -> web.Strea
 
 
 def _allowed(request: web.Request, *, push: bool = False, pull: bool = False) -> None:
-    _, may_push, may_pull, _ = request.app[PEERS][request["peer"]]
-    if (
-        (push and not may_push)
-        or (pull and not may_pull)
-        or (not push and not pull and not (may_push or may_pull))
-    ):
+    if not request.app[PEERS][request["peer"]].permits(push=push, pull=pull):
         raise web.HTTPForbidden(reason="this peer may not do that")
 
 
@@ -176,7 +173,7 @@ async def get_deletions(request: web.Request) -> web.Response:
 async def post_deletions(request: web.Request) -> web.Response:
     """Mirror a peer's deletions, only if this node mirrors deletions with that peer."""
     _allowed(request, push=True)
-    if not request.app[PEERS][request["peer"]][3]:
+    if not request.app[PEERS][request["peer"]].mirror_deletions:
         raise web.HTTPForbidden(reason="deletions are not mirrored with this peer")
     body = await request.json()
     ids = body.get("IDs") if isinstance(body, dict) else None
@@ -197,7 +194,7 @@ async def export(request: web.Request) -> web.Response:
     with open(path, "wb") as handle:
         await _blocking(_node(request).write_study, request.match_info["study"], chosen, handle)
     with open(path, "rb") as handle:
-        digest = await _blocking(_sha256_of, handle)
+        _, digest = await _blocking(size_and_sha256, handle)
     return web.json_response({"Export": export_id, "Size": path.stat().st_size, "SHA256": digest})
 
 
@@ -295,7 +292,8 @@ async def commit_upload(request: web.Request) -> web.Response:
         return _error(409, "upload-incomplete", f"still missing {progress['Missing'][:4]}")
     try:
         with open(path, "rb") as handle:
-            if await _blocking(_sha256_of, handle) != str(expected["SHA256"]).lower():
+            _, digest = await _blocking(size_and_sha256, handle)
+            if digest != str(expected["SHA256"]).lower():
                 return _error(400, "checksum-mismatch", "the ZIP does not match its SHA-256")
         summary = await _blocking(_node(request).merge_study, path, request["peer"])
     finally:
@@ -310,22 +308,14 @@ async def commit_upload(request: web.Request) -> web.Response:
     )
 
 
-def _sha256_of(handle: Any) -> str:
-    handle.seek(0)
-    hasher = hashlib.sha256()
-    while chunk := handle.read(_CHUNK):
-        hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def create_peer_app(
     node: NodeForPeers,
     node_id: str,
-    peers: dict[str, tuple[str, bool, bool, bool]],
+    peers: dict[str, PeerGrant],
     spool: Path,
 ) -> web.Application:
-    """``peers`` maps name to (pinned fingerprint, may push to us, may pull from us,
-    deletions mirrored)."""
+    """``peers`` maps each pinned peer's name to what it may do; the caller may change
+    it while the app runs."""
     app = web.Application(middlewares=[pinned_peers_only], client_max_size=1024**4)
     app[NODE] = node
     app[NODE_ID] = node_id

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
-from pacsnode.peer.client import PeerClient, PeerError
+from pacsnode.peer.cursors import Direction, cursor_name
+from pacsnode.peer.errors import PeerError, Unsupported
 from pacsnode.peer.interface import NodeForPeers
+from pacsnode.peer.replica import ReplicaClient
 
 log = logging.getLogger(__name__)
 BATCH = 200
@@ -42,11 +43,6 @@ class SyncResult:
 def plan_missing(mine: dict[str, str], theirs: dict[str, str]) -> set[str]:
     """The instances ``theirs`` lacks (same UID with other content is a conflict, not sent)."""
     return set(mine) - set(theirs)
-
-
-def push_cursor(peer: str) -> str:
-    """The name of the durable cursor our pushes to ``peer`` follow in the local feed."""
-    return f"{peer}:push"
 
 
 def feed_pages(fetch: Callable[[int], Page[T]], cursor: int) -> Iterator[Page[T]]:
@@ -104,12 +100,14 @@ def local_study_changes(
 
 def push(
     node: NodeForPeers,
-    client: PeerClient,
+    client: ReplicaClient,
     peer: str,
     result: SyncResult,
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
 ) -> None:
+    """Send the peer what it lacks of each study in our feed after the push cursor."""
+
     def handle(change: tuple[int, str]) -> int:
         seq, study_uid = change
         send_study(node, client, study_uid, None, result)
@@ -120,12 +118,13 @@ def push(
             progress("push", result.pushed_instances)
         return seq
 
-    follow_feed(node, push_cursor(peer), local_study_changes(node, query), handle)
+    name = cursor_name(peer, Direction.PUSH)
+    follow_feed(node, name, local_study_changes(node, query), handle)
 
 
 def send_study(
     node: NodeForPeers,
-    client: PeerClient,
+    client: ReplicaClient,
     study_uid: str,
     only: set[str] | None,
     result: SyncResult,
@@ -137,35 +136,39 @@ def send_study(
         mine = {uid: digest for uid, digest in mine.items() if uid in only}
     missing = plan_missing(mine, client.inventory(study_uid))
     if missing:
-        with node.open_study_zip(study_uid, missing) as archive:
-            answer = client.upload(study_uid, archive)
-        result.pushed_instances += len(answer.get("Added", []))
-        result.conflicts.extend(answer.get("Conflicts", []))
+        summary = client.push_instances(node, study_uid, missing)
+        result.pushed_instances += len(summary.added)
+        result.conflicts.extend(summary.conflicts)
+
+
+def remote_study_changes(
+    client: ReplicaClient, query: dict[str, str] | None
+) -> Callable[[int], Page[tuple[int, str]]]:
+    """Pages of (sequence, Study Instance UID) from the peer's feed, for pulling."""
+
+    def fetch(cursor: int) -> Page[tuple[int, str]]:
+        batch = client.study_changes(cursor, BATCH, query)
+        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
+
+    return fetch
 
 
 def pull(
     node: NodeForPeers,
-    client: PeerClient,
+    client: ReplicaClient,
     peer: str,
     result: SyncResult,
     progress: Progress | None = None,
     query: dict[str, str] | None = None,
 ) -> None:
-    def fetch(cursor: int) -> Page[tuple[int, str]]:
-        page = client.changes(cursor, BATCH, query)
-        items = [(int(c["Seq"]), str(c["StudyInstanceUID"])) for c in page["Changes"]]
-        return items, int(page["Last"]), bool(page["Done"])
+    """Fetch what we lack of each study in the peer's feed after the pull cursor."""
 
     def handle(change: tuple[int, str]) -> int:
         seq, study_uid = change
         result.studies_checked += 1
         missing = plan_missing(client.inventory(study_uid), node.inventory(study_uid))
         if missing:
-            path = client.download(study_uid, missing)
-            try:
-                summary = node.merge_study(path, peer)
-            finally:
-                Path(path).unlink(missing_ok=True)
+            summary = client.pull_instances(node, study_uid, missing, peer)
             result.pulled_instances += len(summary.added)
             result.conflicts.extend(summary.conflicts)
         document = client.annotations(study_uid)
@@ -175,10 +178,13 @@ def pull(
             progress("pull", result.pulled_instances)
         return seq
 
-    follow_feed(node, f"{peer}:pull", fetch, handle)
+    name = cursor_name(peer, Direction.PULL)
+    follow_feed(node, name, remote_study_changes(client, query), handle)
 
 
-def push_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
+def push_deletions(
+    node: NodeForPeers, client: ReplicaClient, peer: str, result: SyncResult
+) -> None:
     def fetch(cursor: int) -> Page[list[str]]:
         batch = node.deletions(cursor, BATCH)
         ids = [d.resource_id for d in batch.deletions]
@@ -188,28 +194,35 @@ def push_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: Sy
         result.deletions += client.send_deletions(ids)
 
     try:
-        follow_feed(node, f"{peer}:push-deletions", fetch, handle)
+        follow_feed(node, cursor_name(peer, Direction.PUSH_DELETIONS), fetch, handle)
     except PeerError as exc:
         if exc.transient:
             raise
+        # The peer does not mirror ours (403), or cannot: the cursor stays, to resume
+        # once it agrees.
         log.warning("peer %s does not mirror our deletions: %s", peer, exc)
 
 
-def pull_deletions(node: NodeForPeers, client: PeerClient, peer: str, result: SyncResult) -> None:
+def pull_deletions(
+    node: NodeForPeers, client: ReplicaClient, peer: str, result: SyncResult
+) -> None:
     def fetch(cursor: int) -> Page[list[str]]:
-        page = client.deletions(cursor, BATCH)
-        ids = [str(d["ID"]) for d in page["Deletions"]]
-        return ([ids] if ids else []), int(page["Last"]), bool(page["Done"])
+        batch = client.deletions(cursor, BATCH)
+        ids = [d.resource_id for d in batch.deletions]
+        return ([ids] if ids else []), batch.last, batch.done
 
     def handle(ids: list[str]) -> None:
         result.deletions += node.mirror_deletions(ids, peer)
 
-    follow_feed(node, f"{peer}:pull-deletions", fetch, handle)
+    try:
+        follow_feed(node, cursor_name(peer, Direction.PULL_DELETIONS), fetch, handle)
+    except Unsupported as exc:
+        log.warning("peer %s has no deletions to mirror: %s", peer, exc)
 
 
 def sync_once(
     node: NodeForPeers,
-    client: PeerClient,
+    client: ReplicaClient,
     peer: str,
     *,
     do_push: bool,
@@ -218,8 +231,12 @@ def sync_once(
     query: dict[str, str] | None = None,
     mirror_deletions: bool = False,
 ) -> SyncResult:
-    """``query`` (``/tools/find`` keywords, e.g. ``{"Modality": "CT"}``) limits both
-    directions to the studies that match it."""
+    """One pass with ``peer`` (named ``peer`` in our cursors and origins), whatever its kind.
+
+    ``query`` (``/tools/find`` keywords, e.g. ``{"Modality": "CT"}``) limits both
+    directions to the studies that match it. Raises the client's ``PeerError``;
+    what was done before it is kept, and the next pass resumes from the cursors.
+    """
     result = SyncResult()
     if do_push:
         if mirror_deletions:

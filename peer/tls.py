@@ -12,18 +12,11 @@ import logging
 import ssl
 from pathlib import Path
 
+from pacsnode.peer.errors import UntrustedPeer
 from pacsnode.peer.identity import Identity, fingerprint_of, normalize_fingerprint
 from pacsnode.peer.pinning_root import ROOT_CERT_PEM
 
 log = logging.getLogger(__name__)
-
-
-class UntrustedPeer(Exception):
-    """The other side's certificate is missing or not one we have pinned."""
-
-    def __init__(self, message: str, fingerprint: str | None = None) -> None:
-        super().__init__(message)
-        self.fingerprint = fingerprint
 
 
 def _context(purpose: ssl.Purpose, identity: Identity, shared_ca: Path | None) -> ssl.SSLContext:

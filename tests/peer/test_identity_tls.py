@@ -14,14 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from pacsnode.peer.errors import PeerError, UntrustedPeer
 from pacsnode.peer.identity import Identity, load_or_create, normalize_fingerprint
-from pacsnode.peer.tls import (
-    UntrustedPeer,
-    check_pinned,
-    client_context,
-    peer_fingerprint,
-    server_context,
-)
+from pacsnode.peer.tls import check_pinned, client_context, peer_fingerprint, server_context
 
 
 def test_identity_is_created_once_with_a_private_key_file(tmp_path: Path) -> None:
@@ -37,6 +32,7 @@ def test_fingerprints_compare_whatever_the_notation() -> None:
     with pytest.raises(UntrustedPeer) as refused:
         check_pinned("1234-5678", {"siteb": "ab:cd:ef:01"})
     assert refused.value.fingerprint == "1234-5678"
+    assert isinstance(refused.value, PeerError) and not refused.value.transient
     with pytest.raises(UntrustedPeer, match="no client certificate"):
         check_pinned(None, {"siteb": "ab"})
 

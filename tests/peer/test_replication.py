@@ -248,7 +248,8 @@ def test_a_tampered_zip_is_refused_whole(
     import io
     import zipfile
 
-    from pacsnode.peer.client import PeerClient, PeerError
+    from pacsnode.peer.client import PeerClient
+    from pacsnode.peer.errors import PeerError
     from pacsnode.peer.identity import load_or_create
     from pacsnode.peer.tls import client_context
 

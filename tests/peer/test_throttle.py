@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from pacsnode.peer.client import Throttle
+from pacsnode.peer.throttle import Throttle
 
 
 def test_unlimited_never_waits() -> None:
