@@ -17,7 +17,6 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,9 @@ from typing import Any
 from pacsnode.node.config import NodeConfig, load_config
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import ConfigError, DomainError
-from pacsnode.node.hierarchy import Origin, instances_under
+from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
+from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
 
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -52,15 +52,29 @@ def _files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def _import_one(core: NodeCore, name: str, data: bytes, totals: dict[str, int]) -> None:
-    try:
-        result = core.ingest(data, Origin(kind="Import"))
-    except DomainError as exc:
+_IMPORT = Origin(kind=OriginKind.IMPORT)
+
+
+def _count(outcome: FileOutcome, totals: dict[str, int]) -> None:
+    if outcome.result is None:
         totals["refused"] += 1
-        print(f"\nrefused {name}: {exc.message}", file=sys.stderr)
+        message = outcome.error.message if outcome.error else "refused"
+        print(f"\nrefused {outcome.name}: {message}", file=sys.stderr)
         return
-    key = "stored" if result.status is IngestStatus.SUCCESS else "duplicate"
+    key = "stored" if outcome.result.status is IngestStatus.SUCCESS else "duplicate"
     totals[key] += 1
+
+
+def _import_path(core: NodeCore, path: Path) -> Iterator[FileOutcome]:
+    with open(path, "rb") as handle:
+        if is_zip(handle):
+            for outcome in ingest_zip(core, handle, _IMPORT):
+                yield FileOutcome(f"{path}:{outcome.name}", outcome.result, outcome.error)
+            return
+        try:
+            yield FileOutcome(str(path), result=core.ingest(handle, _IMPORT))
+        except DomainError as exc:
+            yield FileOutcome(str(path), error=exc)
 
 
 def cmd_import(config: NodeConfig, args: argparse.Namespace) -> int:
@@ -72,13 +86,11 @@ def cmd_import(config: NodeConfig, args: argparse.Namespace) -> int:
                 totals["refused"] += 1
                 print(f"\nrefused {path}: no such file", file=sys.stderr)
                 continue
-            if zipfile.is_zipfile(path):
-                with zipfile.ZipFile(path) as archive:
-                    for info in archive.infolist():
-                        if not info.is_dir():
-                            _import_one(core, f"{path}:{info.filename}", archive.read(info), totals)
-            else:
-                _import_one(core, str(path), path.read_bytes(), totals)
+            try:
+                for outcome in _import_path(core, path):
+                    _count(outcome, totals)
+            except DomainError as exc:  # a damaged ZIP
+                _count(FileOutcome(str(path), error=exc), totals)
             if sys.stderr.isatty():
                 print(f"\r{count} files, {totals['stored']} stored", end="", file=sys.stderr)
     finally:
@@ -90,15 +102,11 @@ def cmd_import(config: NodeConfig, args: argparse.Namespace) -> int:
 def cmd_export(config: NodeConfig, args: argparse.Namespace) -> int:
     core = _open(config)
     try:
-        core.resource(args.resource)
-        records = core.read(lambda txn: instances_under(txn, args.resource))
+        refs = core.instances_of([args.resource])
         args.to.mkdir(parents=True, exist_ok=True)
-        for record in records:
-            data = core.store.instance_p10(
-                record["study_uid"], record["series_uid"], record["sop_uid"]
-            )
-            (args.to / f"{record['sop_uid']}.dcm").write_bytes(data)
-        print(json.dumps({"exported": len(records), "to": str(args.to)}))
+        for ref in refs:
+            (args.to / f"{ref.sop_uid}.dcm").write_bytes(core.instance_p10(ref))
+        print(json.dumps({"exported": len(refs), "to": str(args.to)}))
     finally:
         core.close()
     return EXIT_OK

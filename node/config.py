@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pacsnode.node.errors import ConfigError, DomainError
-from pacsnode.node.find import parse_query
+from pacsnode.node.query import parse_query
 from pacsnode.node.recycling import Limits, StorageMode
 from pacsnode.peer.schedule import parse_window, trigger_for
 

@@ -1,37 +1,38 @@
-"""The node's core, wired together: study store, LMDB index, writer, ingest, deletion.
+"""The node's orchestrator: the study store, the index, ingest, deletion, annotations.
 
-``NodeCore`` is the composition root the REST app, the DICOM services, the
-CLI and the peering interface are given. It owns start-up recovery and the
-background loop that seals quiet studies and announces them as stable; the
-work itself lives in the modules it wires.
+``NodeCore`` is what every edge is given (REST, DICOM, peering, CLI). It owns
+start-up recovery and the background loop that seals quiet studies, and it
+answers the edges' needs with named methods, so no edge reaches into the
+store, the index or the components it wires. The work itself lives in those
+components: :mod:`.ingest` (every way in), :mod:`.deletion`,
+:mod:`.annotations`, :mod:`.reconcile`, and the index package.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
-from pacsnode.node import changes
+from pydicom.dataset import Dataset
+
 from pacsnode.node.annotations import Annotations
 from pacsnode.node.config import CoreSettings
 from pacsnode.node.deletion import Deleter
-from pacsnode.node.errors import UnknownResource
-from pacsnode.node.find import find, parse_query
-from pacsnode.node.hierarchy import TOTAL_SIZE, TOTAL_UNCOMPRESSED, Origin, Removed, count_name
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Index, Txn, now_string
+from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
+from pacsnode.node.index.annotation_keys import MetadataNames
 from pacsnode.node.ingest import Ingestor, IngestResult
-from pacsnode.node.metadata import MetadataNames
+from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
-from pacsnode.node.writer import IndexWriter
 from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.multipart import Part
+from pacsnode.storage.results import MergeResult
 from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 _SEAL_INTERVAL_S = 1.0
 
 
@@ -39,15 +40,15 @@ class NodeCore:
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
         data_dir = Path(settings.data_dir)
-        self.store = StudyStore(
+        self._store = StudyStore(
             data_dir,
             compression=settings.compression,
             compression_level=settings.compression_level,
             stable_age_s=settings.stable_age_s,
         )
-        self.blobs = AttachmentStore(data_dir, compression_level=settings.compression_level)
+        self._blobs = AttachmentStore(data_dir, compression_level=settings.compression_level)
         self._data_dir = data_dir
-        self.index: Index | None = None
+        self._opened: Index | None = None
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
 
@@ -55,27 +56,24 @@ class NodeCore:
 
     def open(self, *, background: bool = True) -> ReconcileReport:
         """Recover storage, open the index, reconcile them; start the sealing loop."""
-        storage_report = self.store.open()
-        self.blobs.recover()
-        self.index = Index(self._data_dir / "index")
-        self.writer = IndexWriter(self.index)
-        self.deleter = Deleter(self.store, self.blobs, self.index, self.writer)
-        self.ingestor = Ingestor(
-            self.store,
-            self.index,
-            self.writer,
+        storage_report = self._store.open()
+        self._blobs.recover()
+        self._opened = index = Index(self._data_dir / "index")
+        self._deleter = Deleter(self._store, self._blobs, index)
+        self._ingestor = Ingestor(
+            self._store,
+            index,
             self.settings.limits,
             self.settings.conflict_policy,
-            lambda patient_id: self.deleter.delete(patient_id, "Recycled"),
+            lambda patient_id: self._deleter.delete(patient_id, DeletionReason.RECYCLED),
         )
         self.annotations = Annotations(
-            self.index,
-            self.writer,
-            self.blobs,
+            index,
+            self._blobs,
             MetadataNames(self.settings.metadata_names),
             self.settings.attachment_types,
         )
-        report = recover(self.store, self.index, self.writer, storage_report.pending)
+        report = recover(self._store, index, storage_report.pending)
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
             self._sealer.start()
@@ -85,11 +83,14 @@ class NodeCore:
         self._stop.set()
         if self._sealer is not None:
             self._sealer.join()
-        if self.index is not None:
-            self.writer.close()
-            self.index.close()
-            self.index = None
-        self.store.close()
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+        self._store.close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened is not None
 
     def __enter__(self) -> NodeCore:
         self.open()
@@ -99,10 +100,11 @@ class NodeCore:
         self.close()
 
     @property
-    def _index(self) -> Index:
-        if self.index is None:
+    def index(self) -> Index:
+        """The index's front door (named queries and updates, no transactions)."""
+        if self._opened is None:
             raise RuntimeError("the node core is not open")
-        return self.index
+        return self._opened
 
     # --- stability -----------------------------------------------------------------------
 
@@ -115,49 +117,50 @@ class NodeCore:
 
     def seal_quiet_studies(self, now: float | None = None) -> list[str]:
         """Seal studies quiet for ``stable_age_s`` and log StableSeries/StableStudy."""
-        sealed = self.store.seal_quiet(now)
+        sealed = self._store.seal_quiet(now, busy=self._ingestor.is_busy)
         for study_uid in sealed:
-            self.writer.run(lambda txn, uid=study_uid: self._announce_stable(txn, uid))
+            self.index.announce_stable(study_uid)
         return sealed
 
-    @staticmethod
-    def _announce_stable(txn: Txn, study_uid: str) -> None:
-        now = now_string()
-        for study_id in txn.lookup_exact(Level.STUDY, "StudyInstanceUID", study_uid):
-            for series_id in txn.children(study_id):
-                changes.append(txn, changes.ChangeType.STABLE_SERIES, Level.SERIES, series_id, now)
-            changes.append(txn, changes.ChangeType.STABLE_STUDY, Level.STUDY, study_id, now)
+    def pending_studies(self) -> set[str]:
+        """Studies still receiving (not sealed yet): not "stable" in Orthanc's terms."""
+        return set(self._store.pending_studies())
 
-    # --- writes --------------------------------------------------------------------------
+    # --- ways in, and out ------------------------------------------------------------------
 
     def ingest(self, source: bytes | Path | BinaryIO, origin: Origin | None = None) -> IngestResult:
-        return self.ingestor.ingest(source, origin)
+        """Store and index one DICOM instance (every way in but a peer's study ZIP)."""
+        return self._ingestor.ingest(source, origin)
 
-    def delete(self, resource_id: str) -> Removed:
-        return self.deleter.delete(resource_id)
+    def merge_study_zip(self, path: Path, origin: Origin) -> MergeResult:
+        """Store and index a study ZIP received from a peer (validated whole first)."""
+        return self._ingestor.merge_study(path, origin)
+
+    def delete(self, resource_id: str, reason: DeletionReason = DeletionReason.REQUEST) -> Removed:
+        return self._deleter.delete(resource_id, reason)
 
     def reindex(self) -> ReconcileReport:
-        return reindex(self.store, self._index, self.writer)
+        return reindex(self._store, self.index)
 
-    # --- reads ---------------------------------------------------------------------------
-
-    def read(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in a read snapshot of the index."""
-        return self._index.read(fn)
+    # --- resources -------------------------------------------------------------------------
 
     def resource(self, resource_id: str, level: Level | None = None) -> dict[str, Any]:
-        """The resource's record with its children ids."""
+        """The resource's record with its children ids; UnknownResource if absent."""
+        return self.index.resource_with_children(resource_id, level)
 
-        def read(txn: Txn) -> dict[str, Any]:
-            record = txn.resource(resource_id)
-            if record is None or (level is not None and record["level"] != level.value):
-                raise UnknownResource(f"no {(level or 'resource').lower()} {resource_id}")
-            return {**record, "children": txn.children(resource_id)}
+    def exists(self, resource_id: str) -> bool:
+        return self.index.resource(resource_id) is not None
 
-        return self._index.read(read)
+    def ancestors(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The records above a resource, nearest first."""
+        return self.index.ancestors(record)
+
+    def instances_of(self, resource_ids: Iterable[str]) -> list[InstanceRef]:
+        """The instances below (or at) each resource; UnknownResource for an unknown id."""
+        return self.index.instances_of(resource_ids)
 
     def list_ids(self, level: Level, since: int = 0, limit: int | None = None) -> list[str]:
-        return self._index.read(lambda txn: find(txn, level, [], since=since, limit=limit))
+        return self.index.find(level, [], since=since, limit=limit)
 
     def find(
         self,
@@ -169,24 +172,78 @@ class NodeCore:
         limit: int | None = None,
     ) -> list[str]:
         constraints = parse_query(query, case_sensitive)
-        return self._index.read(lambda txn: find(txn, level, constraints, since=since, limit=limit))
+        return self.index.find(level, constraints, since=since, limit=limit)
 
-    def changes(self, since: int = 0, limit: int = 100) -> changes.ChangePage:
-        return self._index.read(lambda txn: changes.page_after(txn, since, limit))
+    def query_answer(self, resource_id: str) -> tuple[dict[str, str], dict[str, int]]:
+        """A C-FIND match's tags and related-object counts (empty if deleted meanwhile)."""
+        return self.index.query_answer(resource_id)
+
+    def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
+        return self.index.changes(since, limit)
+
+    def last_change(self) -> int:
+        return self.index.last_change()
 
     def statistics(self) -> dict[str, int]:
-        def read(txn: Txn) -> dict[str, int]:
-            counts = {
-                f"Count{level.plural.capitalize()}": txn.counter(count_name(level))
-                for level in Level
-            }
-            return {
-                **counts,
-                "TotalDiskSize": txn.counter(TOTAL_SIZE),
-                "TotalUncompressedSize": txn.counter(TOTAL_UNCOMPRESSED),
-                "LastChange": txn.last_change(),
-            }
+        return self.index.statistics()
 
-        stats = self._index.read(read)
-        stats["IndexDiskSize"] = self._index.disk_size()
-        return stats
+    # --- instance content ------------------------------------------------------------------
+
+    def instance_ref(self, instance_id: str) -> InstanceRef:
+        """An instance's place in the store; UnknownResource if it is not an instance."""
+        self.resource(instance_id, Level.INSTANCE)
+        return self.index.instances_of([instance_id])[0]
+
+    def instance_p10(self, ref: InstanceRef) -> bytes:
+        """The instance as a DICOM P10 file, regenerated from the study ZIP."""
+        return self._store.instance_p10(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def instance_dataset(self, ref: InstanceRef) -> Dataset:
+        return self._store.instance_dataset(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def instance_json(self, ref: InstanceRef) -> dict[str, Any]:
+        """The instance's DICOM JSON (bulk data as ``BulkDataURI`` references)."""
+        return self._store.instance_metadata(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def instance_frames(self, ref: InstanceRef) -> list[Part]:
+        return self._store.frames(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def instance_frame(self, ref: InstanceRef, number: int) -> Part:
+        """Frame ``number`` (from 1) as stored, in its own transfer syntax."""
+        return self._store.frame(ref.study_uid, ref.series_uid, ref.sop_uid, number)
+
+    # --- studies as a whole (what peers exchange) --------------------------------------------
+
+    def study_inventory(self, study_uid: str) -> dict[str, str]:
+        """SOP Instance UID -> content digest of what the store holds of a study."""
+        return self._store.inventory(study_uid)
+
+    def stored_instances(self, study_uid: str) -> list[InstanceRef]:
+        """What the store holds of a study (indexed or not yet), as instance refs."""
+        return [self.index.ref_of(instance) for instance in self._store.instances(study_uid)]
+
+    def open_study_zip(self, study_uid: str, sop_uids: set[str] | None) -> BinaryIO:
+        """The study (or those instances) as an open archive-direct ZIP; caller closes it."""
+        return self._store.open_study_zip(study_uid, sop_uids)
+
+    def write_study_zip(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
+        """Write the study (or those instances) as an archive-direct ZIP; return the count."""
+        return self._store.write_study_subset(study_uid, sop_uids, handle)
+
+    # --- verification --------------------------------------------------------------------
+
+    def study_uids_on_disk(self) -> list[str]:
+        return list(self._store.study_uids())
+
+    def check_stored_study(self, study_uid: str) -> tuple[list[str], dict[str, str]]:
+        """(problems found in the study's files, SOP UID -> digest of what they hold)."""
+        return self._store.check_study(study_uid)
+
+    # --- TEMPORARY: the edges still being converted reach in; removed with them ---------
+
+    @property
+    def store(self) -> StudyStore:
+        return self._store
+
+    def read(self, fn: Any) -> Any:
+        return self.index._environment.read(fn)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pacsnode.node.dates import now_string
 from pacsnode.node.errors import NotFound
-from pacsnode.node.index import now_string
 
 log = logging.getLogger(__name__)
 _KEPT_JOBS = 500

@@ -1,8 +1,8 @@
 """Which patients to recycle so that an incoming instance fits: a pure decision.
 
-The oldest-updated unprotected patient goes first, repeatedly, until the new
-instance fits. The patient the instance belongs to is never a candidate; the
-caller passes candidates already filtered and ordered oldest first.
+The oldest-updated unprotected patient goes first, repeatedly, until what comes
+in fits. The patients it belongs to are never candidates; the caller passes
+candidates already filtered and ordered oldest first.
 """
 
 from __future__ import annotations
@@ -34,27 +34,28 @@ class Usage:
     patients: int
 
 
-def fits(usage: Usage, incoming_size: int, adds_patient: bool, limits: Limits) -> bool:
+def fits(usage: Usage, incoming_size: int, new_patients: int, limits: Limits) -> bool:
     if limits.max_size_bytes and usage.size_bytes + incoming_size > limits.max_size_bytes:
         return False
-    patients = usage.patients + (1 if adds_patient else 0)
+    patients = usage.patients + new_patients
     return not (limits.max_patients and patients > limits.max_patients)
 
 
 def choose_victims(
     usage: Usage,
     incoming_size: int,
-    adds_patient: bool,
+    new_patients: int,
     limits: Limits,
     candidates: Iterable[tuple[str, int]],
 ) -> list[str] | None:
-    """Patients to delete, oldest first, or ``None`` when the instance cannot fit.
+    """Patients to delete, oldest first, or ``None`` when the incoming cannot fit.
 
-    ``candidates`` are (patient id, bytes it occupies), oldest update first,
-    unprotected, without the incoming instance's own patient. In reject mode
+    ``new_patients`` counts the incoming patients not stored yet. ``candidates`` are
+    (patient id, bytes it occupies), oldest update first, unprotected, without the
+    incoming patients. In reject mode
     nothing is ever chosen: the instance fits as things are, or not at all.
     """
-    if fits(usage, incoming_size, adds_patient, limits):
+    if fits(usage, incoming_size, new_patients, limits):
         return []
     if limits.mode is StorageMode.REJECT:
         return None
@@ -64,6 +65,6 @@ def choose_victims(
         chosen.append(patient_id)
         size -= patient_size
         patients -= 1
-        if fits(Usage(size, patients), incoming_size, adds_patient, limits):
+        if fits(Usage(size, patients), incoming_size, new_patients, limits):
             return chosen
     return None

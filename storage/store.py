@@ -21,7 +21,8 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -181,11 +182,21 @@ class StudyStore:
             self._last_write[instance.study_uid] = time.monotonic()
         return PutResult(PutStatus.STORED, instance, prepared.source_size)
 
-    def merge_study_zip(self, path: Path) -> MergeResult:
+    def merge_study_zip(
+        self,
+        path: Path,
+        admit: Callable[[list[StoredInstance]], None] | None = None,
+        *,
+        hold_pending: bool = False,
+    ) -> MergeResult:
         """Merge a study ZIP made by another node: union of instances by SOP Instance UID.
 
         The ZIP is validated whole first (:func:`validate_study_zip`); an instance
         present here with different content is reported as a conflict and kept as it is.
+        ``admit`` sees the instances about to be added before anything is written and
+        may refuse them all by raising. ``hold_pending`` leaves the study pending (so
+        recovered at the next start), like a put does, until it is next sealed: for a
+        caller that indexes what was merged afterwards.
         """
         with open_zip(path) as incoming:
             study_uid, received = validate_study_zip(incoming)
@@ -202,8 +213,12 @@ class StudyStore:
                     else:
                         result.conflicts.append(sop_uid)
                 if result.added:
+                    if admit is not None:
+                        admit(result.added)
                     self._mark_pending(study_uid)
-                    self._rewrite(study_uid, list(current.values()))
+                    self._rewrite(study_uid, list(current.values()), keep_pending=hold_pending)
+                    if hold_pending:
+                        self._last_write[study_uid] = time.monotonic()
         return result
 
     # --- sealing -----------------------------------------------------------------
@@ -214,25 +229,39 @@ class StudyStore:
             entry.name for entry in (self.root / "pending").iterdir() if is_valid_uid(entry.name)
         )
 
-    def seal(self, study_uid: str) -> bool:
-        """Fold the study's staged instances into its ZIP; return whether anything was sealed."""
+    def seal(self, study_uid: str, busy: Callable[[str], bool] | None = None) -> bool:
+        """Fold the study's staged instances into its ZIP; return whether anything was sealed.
+
+        ``busy(study_uid)``, asked under the study's lock, may hold the seal off: a study
+        whose last write is not yet indexed must stay pending, so a crash recovers it.
+        """
+        return bool(self._seal(study_uid, busy))
+
+    def _seal(self, study_uid: str, busy: Callable[[str], bool] | None) -> bool | None:
+        """:meth:`seal`, answering ``None`` when ``busy`` held it off."""
         check_uid(study_uid, "StudyInstanceUID")
         with self._study_lock(study_uid):
+            if busy is not None and busy(study_uid):
+                return None
             if not self._staged_paths(study_uid):
                 self._clear_pending(study_uid)
                 return False
             self._rewrite(study_uid, list(self._study_sources(study_uid).values()))
             return True
 
-    def seal_quiet(self, now: float | None = None) -> list[str]:
-        """Seal every pending study that has received nothing for ``stable_age_s``."""
+    def seal_quiet(
+        self, now: float | None = None, busy: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Seal every pending study that has received nothing for ``stable_age_s``
+        (and is not ``busy``, see :meth:`seal`)."""
         now = time.monotonic() if now is None else now
         sealed = []
         for study_uid in self.pending_studies():
             last = self._last_write.get(study_uid)
             if last is None or now - last >= self.stable_age_s:
                 try:
-                    self.seal(study_uid)
+                    if self._seal(study_uid, busy) is None:
+                        continue  # held off: sealed on a later round
                 except StorageError as exc:  # the others still get sealed
                     log.error("sealing study %s failed: %s", study_uid, exc.message)
                     continue
@@ -241,7 +270,9 @@ class StudyStore:
                 sealed.append(study_uid)
         return sealed
 
-    def _rewrite(self, study_uid: str, sources: list[InstanceSource]) -> None:
+    def _rewrite(
+        self, study_uid: str, sources: list[InstanceSource], *, keep_pending: bool = False
+    ) -> None:
         """Replace the study ZIP by one holding exactly ``sources``; drop its staging.
 
         The caller holds the study lock and has marked the study pending, so a
@@ -261,7 +292,8 @@ class StudyStore:
         if staged:
             fsync_dir(staged[0].parent)  # once for all of them
         self._remove_empty_dirs(study_uid)
-        self._clear_pending(study_uid)
+        if not keep_pending:
+            self._clear_pending(study_uid)
 
     # --- reads -------------------------------------------------------------------
 
@@ -326,6 +358,24 @@ class StudyStore:
             sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
             source = sealed.instances.get(sop_uid) if sealed is not None else None
             return source.digest if source is not None else None
+
+    def check_study(self, study_uid: str) -> tuple[list[str], dict[str, str]]:
+        """Read every entry of the study's ZIP (CRCs checked) and its inventory, without
+        changing anything: (problems found, SOP Instance UID -> digest)."""
+        problems: list[str] = []
+        path = study_zip_path(self.root, study_uid)
+        if path.exists():
+            try:
+                with zipfile.ZipFile(path) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    problems.append(f"study {study_uid}: damaged entry {bad}")
+            except (zipfile.BadZipFile, OSError) as exc:
+                return [f"study {study_uid}: unreadable ZIP: {exc}"], {}
+        try:
+            return problems, self.inventory(study_uid)
+        except StorageError as exc:
+            return [*problems, f"study {study_uid}: {exc.message}"], {}
 
     def study_exists(self, study_uid: str) -> bool:
         return study_dir(self.root, study_uid).is_dir()

@@ -26,7 +26,7 @@ def make_core(tmp_path: Path) -> Iterator[MakeCore]:
 
     yield make
     for core in opened:
-        if core.index is not None:
+        if core.is_open:
             core.close()
 
 

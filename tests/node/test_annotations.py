@@ -85,7 +85,7 @@ def test_deleting_a_resource_deletes_its_attachments(named: NodeCore) -> None:
     info = named.annotations.put_attachment(patient, "report", b"data")
     named.delete(patient)
     with pytest.raises(NotFound):
-        named.blobs.get(info.id, compressed=info.compressed)
+        named._blobs.get(info.id, compressed=info.compressed)
     assert named.statistics()["TotalDiskSize"] == 0
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
-from pacsnode.node.reconcile import indexed_instances
 from tests.crash import run_and_kill
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes
@@ -112,17 +111,17 @@ def test_recovery_finishes_what_a_crash_interrupted(make_core: MakeCore) -> None
     study_uid = kept.instance.study_uid
     core.seal_quiet_studies(now=time.monotonic() + 3600)
     # a deletion that stopped after storage, before the index (Deleter's first two steps)
-    core.writer.run(lambda txn: txn.mark_dirty(study_uid))
-    core.store.delete_instances(study_uid, {doomed.instance.sop_uid})
+    core.index.mark_dirty([study_uid])
+    core._store.delete_instances(study_uid, {doomed.instance.sop_uid})
     # an ingest that stopped after storage, before the index
-    late = core.store.put_instance(ct_bytes(2))
+    late = core._store.put_instance(ct_bytes(2))
     core.close()
 
     reopened = make_core()
-    sops = reopened.index.read(lambda txn: set(indexed_instances(txn, study_uid)))
+    sops = set(reopened.index.indexed_instances(study_uid))
     assert sops == {kept.instance.sop_uid, late.instance.sop_uid}
-    assert sops == {i.sop_uid for i in reopened.store.instances(study_uid)}
-    assert reopened.index.read(lambda txn: txn.dirty_studies()) == []
+    assert sops == {ref.sop_uid for ref in reopened.stored_instances(study_uid)}
+    assert reopened.index.dirty_studies() == []
     assert reopened.statistics()["CountInstances"] == 2
 
 
@@ -146,11 +145,11 @@ def check_consistent(core: NodeCore, log: Path) -> None:
             deleting.discard(words[1])
         elif words and words[0] == "deleting":
             deleting.add(words[1])
-    studies = set(core.store.study_uids())
+    studies = set(core.study_uids_on_disk())
     for study_uid in studies | set(acked.values()):
-        indexed = core.index.read(lambda txn, uid=study_uid: set(indexed_instances(txn, uid)))
+        indexed = set(core.index.indexed_instances(study_uid))
         try:
-            stored = {i.sop_uid for i in core.store.instances(study_uid)}
+            stored = {ref.sop_uid for ref in core.stored_instances(study_uid)}
         except Exception:
             stored = set()
         assert indexed == stored, study_uid
@@ -163,7 +162,7 @@ def check_consistent(core: NodeCore, log: Path) -> None:
     present = {
         sop
         for study in studies
-        for sop in core.index.read(lambda txn, uid=study: set(indexed_instances(txn, uid)))
+        for sop in core.index.indexed_instances(study)
     }
     for sop, study in acked.items():
         if sop in deleting or sop in present:

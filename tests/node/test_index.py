@@ -1,4 +1,4 @@
-"""The LMDB index's own guarantees: map growth, nested jobs, schema version."""
+"""The LMDB environment's own guarantees: map growth, nested jobs, schema version."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Index, Txn
+from pacsnode.node.index.environment import Environment, Txn
 
 
 def test_map_grows_instead_of_failing(tmp_path: Path) -> None:
-    index = Index(tmp_path / "index", map_size=256 * 1024)
+    index = Environment(tmp_path / "index", map_size=256 * 1024)
     before = index.env.info()["map_size"]
     for batch in range(20):
         index.write(
@@ -23,7 +23,7 @@ def test_map_grows_instead_of_failing(tmp_path: Path) -> None:
 
 
 def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
-    index = Index(tmp_path / "index")
+    index = Environment(tmp_path / "index")
 
     def good(txn: Txn) -> str:
         txn.set_global("good", "1")
@@ -41,15 +41,15 @@ def test_a_failing_job_is_rolled_back_alone(tmp_path: Path) -> None:
 
 
 def test_unknown_schema_is_refused(tmp_path: Path) -> None:
-    index = Index(tmp_path / "index")
+    index = Environment(tmp_path / "index")
     index.write(lambda txn: txn.set_global("schema_version", "99"))
     index.close()
     with pytest.raises(RuntimeError, match="schema 99"):
-        Index(tmp_path / "index")
+        Environment(tmp_path / "index")
 
 
 def test_lookups_scan_ranges_and_prefixes(tmp_path: Path) -> None:
-    index = Index(tmp_path / "index")
+    index = Environment(tmp_path / "index")
 
     def fill(txn: Txn) -> None:
         for day, rid in (("20260101", "a"), ("20260115", "b"), ("20260201", "c")):

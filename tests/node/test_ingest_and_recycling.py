@@ -100,7 +100,7 @@ def test_storage_full_when_all_patients_are_protected(make_core: MakeCore) -> No
     with pytest.raises(StorageFull, match="no unprotected patient"):
         core.ingest(ct_bytes(0, patient=3))
     assert core.statistics() == before
-    assert sorted(core.store.study_uids()) == sorted(
+    assert sorted(core.study_uids_on_disk()) == sorted(
         ct_instance(0, patient=p).StudyInstanceUID for p in (1, 2)
     )
     core.ingest(ct_bytes(1, patient=1))  # a known patient still fits: no new patient
@@ -150,7 +150,7 @@ def test_a_really_full_disk_refuses_and_corrupts_nothing(make_core: MakeCore, ti
     core.seal_quiet_studies(now=time.monotonic() + 3600)  # may fail for space: logged, kept
     assert verify(core) == []
     study = ct_instance(0).StudyInstanceUID
-    assert set(core.store.inventory(study)) == set(acked)
+    assert set(core.study_inventory(study)) == set(acked)
     core.close()
     reopened = make_core(data_dir=tiny_disk / "data")
     assert reopened.statistics()["CountInstances"] == len(acked)

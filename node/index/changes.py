@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Txn
+from pacsnode.node.index.environment import Txn
 
 MAX_LIMIT = 10_000
 

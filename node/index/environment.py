@@ -1,11 +1,11 @@
 """The LMDB index: one environment per node for everything that is not pixel data.
 
-:class:`Index` owns the environment and its named databases; every read and
+:class:`Environment` owns the LMDB environment and its named databases; every read and
 write goes through a :class:`Txn`, which offers the index's primitive
 operations (records, children, lookups, metadata, attachments, change feed,
 recycling order, protection, global properties). What those operations mean
 together (adding an instance, deleting a resource) lives in
-:mod:`node.hierarchy`.
+:mod:`.hierarchy`.
 
 The map grows on ``MapFullError`` instead of failing: the transaction is
 retried after the map size doubles.
@@ -18,7 +18,6 @@ import json
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,11 +51,6 @@ _DATABASES = {
 }
 
 
-def now_string() -> str:
-    """Orthanc's date format, in UTC: 20261124T173000."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-
-
 def _key(*parts: str) -> bytes:
     return _SEPARATOR.join(parts).encode("utf-8")[:_MAX_KEY]
 
@@ -68,9 +62,9 @@ def _dumps(value: Any) -> bytes:
 class Txn:
     """One LMDB transaction and the index's primitive operations on it."""
 
-    def __init__(self, index: Index, txn: lmdb.Transaction) -> None:
+    def __init__(self, environment: Environment, txn: lmdb.Transaction) -> None:
         self._txn = txn
-        self._db = index.databases
+        self._db = environment.databases
 
     # --- resources and hierarchy -----------------------------------------------------
 
@@ -174,6 +168,10 @@ class Txn:
                     break
                 found[int(raw_key[len(head) :])] = raw_value.decode("utf-8")
         return found
+
+    def metadata_value(self, resource_id: str, key: int) -> str | None:
+        raw = self._txn.get(_key(resource_id, f"{key:05d}"), db=self._db["metadata"])
+        return raw.decode("utf-8") if raw is not None else None
 
     def set_metadata(self, resource_id: str, key: int, value: str) -> None:
         self._txn.put(_key(resource_id, f"{key:05d}"), value.encode(), db=self._db["metadata"])
@@ -292,8 +290,8 @@ def _disk_full_as_storage_full() -> Iterator[None]:
         raise
 
 
-class Index:
-    """The LMDB environment under ``path``."""
+class Environment:
+    """The LMDB environment under ``path``: transactions, map growth, size."""
 
     def __init__(self, path: Path, *, map_size: int = _INITIAL_MAP_SIZE) -> None:
         path.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from pacsnode.node.index import Index, Txn
+from pacsnode.node.index.environment import Environment, Txn
 
 T = TypeVar("T")
 _MAX_BATCH = 256
@@ -23,8 +23,8 @@ _STOP = object()
 
 
 class IndexWriter:
-    def __init__(self, index: Index) -> None:
-        self._index = index
+    def __init__(self, environment: Environment) -> None:
+        self._environment = environment
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="index-writer", daemon=True)
         self._thread.start()
@@ -64,7 +64,7 @@ class IndexWriter:
 
     def _commit(self, batch: list[tuple[Callable[[Txn], Any], Future[Any]]]) -> None:
         try:
-            outcomes = self._index.write_batch([job for job, _ in batch])
+            outcomes = self._environment.write_batch([job for job, _ in batch])
         except Exception as exc:  # the commit itself failed: every job failed
             for _, future in batch:
                 future.set_exception(exc)

@@ -1,0 +1,54 @@
+"""One uploaded file, which may be a DICOM instance or a ZIP of them, into the node.
+
+Both REST (``POST /instances``) and the CLI (``pacsnode import``) accept either;
+the unpacking lives here once. Each member gets its own outcome: a refused member
+does not stop the others.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import BadRequest, DomainError
+from pacsnode.node.index import Origin
+from pacsnode.node.ingest import IngestResult
+
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """What became of one file: its result, or the error that refused it."""
+
+    name: str
+    result: IngestResult | None = None
+    error: DomainError | None = None
+
+
+def is_zip(handle: IO[bytes]) -> bool:
+    """Whether a seekable file starts like a ZIP (its position is kept at 0)."""
+    handle.seek(0)
+    head = handle.read(4)
+    handle.seek(0)
+    return head == _ZIP_MAGIC
+
+
+def ingest_zip(core: NodeCore, handle: IO[bytes], origin: Origin) -> Iterator[FileOutcome]:
+    """Ingest each file of a ZIP; BadRequest if it is not a readable ZIP."""
+    try:
+        archive = zipfile.ZipFile(handle)
+    except zipfile.BadZipFile as exc:
+        raise BadRequest(f"the body starts like a ZIP but is not one: {exc}") from exc
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            try:
+                with archive.open(info) as member:
+                    yield FileOutcome(info.filename, result=core.ingest(member.read(), origin))
+            except DomainError as exc:
+                yield FileOutcome(info.filename, error=exc)
