@@ -48,7 +48,6 @@ from pacsnode.storage.durable import (
     write_atomic_with,
 )
 from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
-from pacsnode.storage.instances import dataset_of, frame_infos, p10_of, read_part_entry
 from pacsnode.storage.layout import (
     bulk_entry,
     check_uid,
@@ -62,6 +61,8 @@ from pacsnode.storage.layout import (
     study_zip_path,
 )
 from pacsnode.storage.multipart import Part
+from pacsnode.storage.received_zip import validate_study_zip
+from pacsnode.storage.regeneration import dataset_of, frame_infos, p10_of, read_part_entry
 from pacsnode.storage.results import (
     MergeResult,
     PreparedInstance,
@@ -72,7 +73,6 @@ from pacsnode.storage.results import (
     stored_instance,
 )
 from pacsnode.storage.sealed_cache import SealedCache
-from pacsnode.storage.validation import validate_study_zip
 
 # zlib level 3 deflates a CT frame about 3x faster than 6 for ~2 % more bytes.
 DEFAULT_COMPRESSION_LEVEL = 3

@@ -3,7 +3,7 @@
 A peer's ZIP is refused whole when an entry name escapes ``studies/{S}/`` or
 is not one pacsnode writes, when a CRC, a part file or the metadata JSON is
 wrong, when metadata and entries disagree, or when an instance's metadata
-would not regenerate as DICOM P10 (:mod:`storage.regeneration`).
+would not regenerate as DICOM P10 (:mod:`storage.p10_check`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pacsnode.storage.archive import (
 from pacsnode.storage.errors import InvalidArchive, StorageError
 from pacsnode.storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
 from pacsnode.storage.multipart import unwrap
-from pacsnode.storage.regeneration import RegenerationCheck
+from pacsnode.storage.p10_check import P10Check
 
 _TAG_KEY_LENGTH = 8
 _CHECK_THREADS = 2
@@ -58,10 +58,10 @@ def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]
         if source is None or source.series_uid != name.series_uid:
             raise InvalidArchive(f"entry {info.filename} belongs to no instance in the metadata")
         source.entries.append(info)
-    regeneration = RegenerationCheck()
+    p10_check = P10Check()
     for source in sources.values():
         _check_bulk_references(source)
-        regeneration.check(source)
+        p10_check.check(source)
     _check_contents(archive, entries)
     return study_uid, sources
 

@@ -1,4 +1,4 @@
-"""The regeneration check of received metadata refuses exactly what a whole trial P10 refuses.
+"""The P10 check of received metadata refuses exactly what a whole trial P10 refuses.
 
 The check tries each element once per transfer syntax and character set; these
 tests hold it to the plain rule it replaces (build and write every instance in
@@ -18,7 +18,7 @@ import pytest
 from pacsnode.storage.archive import InstanceSource
 from pacsnode.storage.convert import build_dataset, read_p10, split_dataset, write_p10
 from pacsnode.storage.errors import InvalidArchive
-from pacsnode.storage.regeneration import RegenerationCheck
+from pacsnode.storage.p10_check import P10Check
 from tests.storage.helpers import ct_instance, to_bytes
 
 Metadata = dict[str, Any]
@@ -51,7 +51,7 @@ def whole_trial_refuses(metadata: Metadata) -> bool:
 
 
 def first_refused(objects: list[Metadata]) -> int | None:
-    check = RegenerationCheck()
+    check = P10Check()
     for index, metadata in enumerate(objects):
         try:
             check.check(source_of(metadata))
