@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pacsnode.peer.sync import follow_feed, plan_missing, queued_studies
+from pacsnode.peer.cursors import Direction, cursor_name
+from pacsnode.peer.interface import ChangeBatch, MergeSummary, StudyChange
+from pacsnode.peer.sync import follow_feed, plan_missing, queued_studies, sync_once
 
 
 def test_plan_missing_sends_only_what_the_other_side_lacks() -> None:
@@ -72,3 +74,67 @@ def test_queued_studies_counts_each_study_once_across_pages() -> None:
 def test_queued_studies_starts_after_the_cursor() -> None:
     assert queued_studies(study_fetch, 4) == {"1.1", "1.2"}
     assert queued_studies(study_fetch, 6) == set()
+
+
+def test_cursor_names_are_the_ones_stored_on_disk() -> None:
+    names = {direction: cursor_name("siteb", direction) for direction in Direction}
+    assert names == {
+        Direction.PUSH: "siteb:push",
+        Direction.PULL: "siteb:pull",
+        Direction.PUSH_DELETIONS: "siteb:push-deletions",
+        Direction.PULL_DELETIONS: "siteb:pull-deletions",
+    }
+
+
+class Side(Cursors):
+    """One side's studies (Study UID -> SOP UID -> digest) and a study feed over them."""
+
+    def __init__(self, studies: dict[str, dict[str, str]]) -> None:
+        super().__init__()
+        self.studies = studies
+
+    def study_changes(
+        self, since: int, limit: int, query: dict[str, str] | None = None
+    ) -> ChangeBatch:
+        feed = [StudyChange(seq, uid) for seq, uid in enumerate(sorted(self.studies), 1)]
+        page = [change for change in feed if change.seq > since][:limit]
+        last = page[-1].seq if page else since
+        return ChangeBatch(page, last, last >= len(feed))
+
+    def inventory(self, study_uid: str) -> dict[str, str]:
+        return dict(self.studies.get(study_uid, {}))
+
+    def annotations(self, study_uid: str) -> dict[str, object]:
+        return {}
+
+    def take(self, study_uid: str, instances: dict[str, str]) -> MergeSummary:
+        held = self.studies.setdefault(study_uid, {})
+        added = sorted(set(instances) - set(held))
+        held.update({uid: instances[uid] for uid in added})
+        return MergeSummary(study_uid, added, sorted(set(instances) - set(added)))
+
+
+class FakeReplica(Side):
+    """The far end of a pass, in memory: the ReplicaClient calls a pass makes."""
+
+    bytes_sent = bytes_received = 0
+
+    def push_instances(self, node: Side, study_uid: str, sop_uids: set[str]) -> MergeSummary:
+        mine = node.inventory(study_uid)
+        return self.take(study_uid, {uid: mine[uid] for uid in sop_uids})
+
+    def pull_instances(
+        self, node: Side, study_uid: str, sop_uids: set[str], peer_name: str
+    ) -> MergeSummary:
+        return node.take(study_uid, {uid: self.studies[study_uid][uid] for uid in sop_uids})
+
+
+def test_a_pass_moves_only_what_each_side_lacks_and_then_nothing() -> None:
+    near = Side({"1.1": {"1.1.1": "a", "1.1.2": "b"}, "1.2": {"1.2.1": "c"}})
+    far = FakeReplica({"1.1": {"1.1.1": "a"}, "1.3": {"1.3.1": "d"}})
+    first = sync_once(near, far, "far", do_push=True, do_pull=True)  # type: ignore[arg-type]
+    assert (first.pushed_instances, first.pulled_instances) == (2, 1)
+    assert near.studies == far.studies
+    assert near.saved["far:push"] == 2 and near.saved["far:pull"] == 3
+    again = sync_once(near, far, "far", do_push=True, do_pull=True)  # type: ignore[arg-type]
+    assert (again.pushed_instances, again.pulled_instances) == (0, 0)
