@@ -6,8 +6,8 @@ import pytest
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
-from pacsnode.node.query import Kind, parse_constraint
 from pacsnode.node.ids import Level
+from pacsnode.node.query import Kind, parse_constraint
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_instance, to_bytes
 
