@@ -12,7 +12,6 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
-from pacsnode.node.config import Modality
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
 from pacsnode.node.dicom.query import answer, query_level, query_of
@@ -21,6 +20,7 @@ from pacsnode.node.find import tags_with_ancestors
 from pacsnode.node.hierarchy import Origin, instances_under
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Txn
+from pacsnode.node.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +152,9 @@ def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
     yield from _sub_operations(core, _requested_instances(core, event), event)
 
 
-def handle_move(
-    event: events.Event, core: NodeCore, modalities: tuple[Modality, ...]
-) -> Iterator[Any]:
-    destination = next((m for m in modalities if m.aet == event.move_destination.strip()), None)
+def handle_move(event: events.Event, core: NodeCore, registry: Registry) -> Iterator[Any]:
+    # Resolved per request: a modality added over REST is a destination at once.
+    destination = registry.modality_with_aet(event.move_destination)
     if destination is None:
         log.warning("C-MOVE to unknown destination %r", event.move_destination)
         yield None, None

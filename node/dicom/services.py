@@ -20,6 +20,7 @@ from pacsnode.node.config import NodeConfig
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
 from pacsnode.node.dicom.network import set_nodelay
+from pacsnode.node.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _QUERY_MODELS = (
 )
 
 
-def make_ae(config: NodeConfig) -> AE:
+def make_ae(config: NodeConfig, registry: Registry) -> AE:
     ae = AE(ae_title=config.dicom.aet)
     ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
     for context in AllStoragePresentationContexts:
@@ -44,24 +45,44 @@ def make_ae(config: NodeConfig) -> AE:
     for model in _QUERY_MODELS:
         ae.add_supported_context(model)
     if not config.dicom.accept_unknown_callers:
-        ae.require_calling_aet = [modality.aet for modality in config.modalities] or ["-"]
+        _follow_callers(ae, registry)
     ae.maximum_associations = 32
     return ae
 
 
-def start_dicom_server(core: NodeCore, config: NodeConfig) -> ThreadedAssociationServer:
-    """Listen for associations in background threads; stop with ``server.shutdown()``."""
-    ae = make_ae(config)
+def _follow_callers(ae: AE, registry: Registry) -> None:
+    """Accept the registry's modalities as callers, as it changes: pynetdicom reads
+    ``require_calling_aet`` afresh for each association request."""
+
+    def update() -> None:
+        # An empty list would accept anyone: "-" stands for "no modality is known".
+        ae.require_calling_aet = registry.calling_aets() or ["-"]
+
+    update()
+    registry.watch(update)
+
+
+def start_dicom_server(
+    core: NodeCore, config: NodeConfig, registry: Registry
+) -> ThreadedAssociationServer:
+    """Listen for associations in background threads; stop with :func:`stop_dicom_server`."""
+    ae = make_ae(config, registry)
     bindings = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
         (evt.EVT_C_FIND, handlers.handle_find, [core]),
         (evt.EVT_C_GET, handlers.handle_get, [core]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [core, config.modalities]),
+        (evt.EVT_C_MOVE, handlers.handle_move, [core, registry]),
     ]
     server = ae.start_server(
         (config.dicom.host, config.dicom.port), block=False, evt_handlers=bindings
     )
     log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host, config.dicom.port)
     return server
+
+
+def stop_dicom_server(server: ThreadedAssociationServer) -> None:
+    for association in server.active_associations:
+        association.abort()  # a peer that never releases must not hold up the exit
+    server.shutdown()

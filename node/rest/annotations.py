@@ -7,8 +7,8 @@ import hashlib
 from aiohttp import web
 
 from pacsnode.node.errors import BadRequest
-from pacsnode.node.ids import Level
-from pacsnode.node.rest.app import blocking, core_of
+from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.params import level_of
 
 _LEVEL = "{level:patients|studies|series|instances}"
 _MAX_INLINE_BODY = 64 * 1024 * 1024
@@ -22,7 +22,7 @@ async def _checked(request: web.Request) -> str:
     """The resource id, after checking it exists at the level in the path."""
     core = core_of(request)
     resource_id = request.match_info["id"]
-    await blocking(core.resource, resource_id, Level.parse(request.match_info["level"]))
+    await blocking(core.resource, resource_id, level_of(request))
     return resource_id
 
 

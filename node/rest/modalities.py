@@ -1,7 +1,9 @@
-"""``/modalities``: known DICOM peers, C-ECHO and C-STORE to them (as jobs); ``/jobs``.
+"""``/modalities``: known DICOM peers, C-ECHO and C-STORE to them (as jobs).
 
-Modalities come from the configuration; changes made here last until the
-node restarts (put them in the TOML file to keep them).
+They live in the node's registry (:mod:`pacsnode.node.registry`), seeded from the
+configuration and shared with the DICOM server: a modality put here is a C-MOVE
+destination and a caller at once. Changes last until the node restarts (put them in the
+TOML file to keep them).
 """
 
 from __future__ import annotations
@@ -13,18 +15,15 @@ from aiohttp import web
 
 from pacsnode.node.config import Modality
 from pacsnode.node.dicom import scu
-from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.hierarchy import instances_under
-from pacsnode.node.jobs import JobContext, JobRegistry
-from pacsnode.node.rest.app import CONFIG, JOBS, MODALITIES, blocking, core_of
+from pacsnode.node.jobs import JobContext
+from pacsnode.node.rest.context import CONFIG, JOBS, REGISTRY, blocking, core_of
+from pacsnode.node.rest.params import json_body, json_or_text
 
 
 def _modality(request: web.Request) -> Modality:
-    name = request.match_info["name"]
-    modality = request.app[MODALITIES].get(name)
-    if modality is None:
-        raise NotFound(f"no modality {name}")
-    return modality
+    return request.app[REGISTRY].modality(request.match_info["name"])
 
 
 def _shown(modality: Modality) -> dict[str, Any]:
@@ -32,10 +31,10 @@ def _shown(modality: Modality) -> dict[str, Any]:
 
 
 async def list_modalities(request: web.Request) -> web.Response:
-    known: dict[str, Modality] = request.app[MODALITIES]
+    known = request.app[REGISTRY].modalities()
     if "expand" in request.query:
-        return web.json_response({name: _shown(m) for name, m in sorted(known.items())})
-    return web.json_response(sorted(known))
+        return web.json_response({name: _shown(m) for name, m in known.items()})
+    return web.json_response(list(known))
 
 
 async def show_modality(request: web.Request) -> web.Response:
@@ -48,8 +47,15 @@ def _parse_modality(name: str, body: Any) -> Modality:
     if not isinstance(body, dict):
         raise BadRequest('send {"AET": ..., "Host": ..., "Port": ...}')
     aet, host, port = body.get("AET"), body.get("Host"), body.get("Port")
-    if not isinstance(aet, str) or not 0 < len(aet) <= 16:
-        raise BadRequest("AET must be 1..16 characters")
+    # What DICOM allows in an AE title; pynetdicom refuses the rest as a caller to accept.
+    if (
+        not isinstance(aet, str)
+        or not 0 < len(aet) <= 16
+        or not aet.strip()
+        or "\\" in aet
+        or not (aet.isascii() and aet.isprintable())
+    ):
+        raise BadRequest("AET must be 1..16 ASCII characters, not all spaces, no backslash")
     if not isinstance(host, str) or not host:
         raise BadRequest("Host must be a host name or address")
     if isinstance(port, str) and port.isdigit():
@@ -60,18 +66,14 @@ def _parse_modality(name: str, body: Any) -> Modality:
 
 
 async def put_modality(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("the body must be JSON") from None
+    body = await json_body(request)
     name = request.match_info["name"]
-    request.app[MODALITIES][name] = _parse_modality(name, body)
+    request.app[REGISTRY].put_modality(_parse_modality(name, body))
     return web.json_response({})
 
 
 async def delete_modality(request: web.Request) -> web.Response:
-    _modality(request)
-    del request.app[MODALITIES][request.match_info["name"]]
+    request.app[REGISTRY].delete_modality(request.match_info["name"])
     return web.json_response({})
 
 
@@ -92,12 +94,7 @@ def _resources_of(body: Any) -> tuple[list[str], bool]:
 
 async def store(request: web.Request) -> web.Response:
     modality = _modality(request)
-    text = (await request.text()).strip()
-    try:
-        body: Any = await request.json() if text.startswith(("[", "{", '"')) else text
-    except ValueError:
-        raise BadRequest("the body must be JSON or a resource id") from None
-    resources, asynchronous = _resources_of(body)
+    resources, asynchronous = _resources_of(await json_or_text(request))
     core = core_of(request)
 
     def records() -> list[dict[str, Any]]:
@@ -122,22 +119,6 @@ async def store(request: web.Request) -> web.Response:
     return web.json_response(job.as_json(), status=200 if job.error is None else 502)
 
 
-async def list_jobs(request: web.Request) -> web.Response:
-    registry: JobRegistry = request.app[JOBS]
-    if "expand" in request.query:
-        return web.json_response([registry.get(job_id).as_json() for job_id in registry.ids()])
-    return web.json_response(registry.ids())
-
-
-async def show_job(request: web.Request) -> web.Response:
-    return web.json_response(request.app[JOBS].get(request.match_info["id"]).as_json())
-
-
-async def cancel_job(request: web.Request) -> web.Response:
-    request.app[JOBS].cancel(request.match_info["id"])
-    return web.json_response({})
-
-
 def setup_routes(app: web.Application) -> None:
     route = app.router
     route.add_get("/modalities", list_modalities)
@@ -146,6 +127,3 @@ def setup_routes(app: web.Application) -> None:
     route.add_delete("/modalities/{name}", delete_modality)
     route.add_post("/modalities/{name}/echo", echo)
     route.add_post("/modalities/{name}/store", store)
-    route.add_get("/jobs", list_jobs)
-    route.add_get("/jobs/{id}", show_job)
-    route.add_post("/jobs/{id}/cancel", cancel_job)

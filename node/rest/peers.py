@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from pacsnode.node.config import PeerSettings
 from pacsnode.node.errors import BadRequest, NotFound
-from pacsnode.node.rest.app import CONFIG, JOBS, REPLICATOR, blocking, core_of
+from pacsnode.node.rest.context import CONFIG, REPLICATOR, blocking
+from pacsnode.node.rest.params import json_body, json_or_text
 
 if TYPE_CHECKING:
     from pacsnode.node.replication import Replicator
 
 
 def _replicator(request: web.Request, name: str | None = None) -> Replicator:
-    replicator = request.app[REPLICATOR]["instance"]
+    replicator = request.app[REPLICATOR].current
     if replicator is None:
         raise NotFound(f"no peer {name}" if name else "no peer is configured")
-    return replicator  # type: ignore[return-value]
+    return replicator
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    if request.app[REPLICATOR]["instance"] is None:
+    if request.app[REPLICATOR].current is None:
         return web.json_response({} if "expand" in request.query else [])
     replicator = _replicator(request)
     if "expand" in request.query:
@@ -57,11 +58,7 @@ async def identity(request: web.Request) -> web.Response:
 async def store_to_peer(request: web.Request) -> web.Response:
     """Orthanc's POST /peers/{id}/store: a resource id, a list, or {"Resources": [...]}."""
     name = request.match_info["name"]
-    text = (await request.text()).strip()
-    try:
-        body = json.loads(text) if text.startswith(("[", "{", '"')) else text
-    except ValueError:
-        raise BadRequest("the body must be JSON or a resource id") from None
+    body = await json_or_text(request)
     if isinstance(body, dict):
         resources, asynchronous = body.get("Resources"), bool(body.get("Asynchronous"))
     else:
@@ -78,13 +75,8 @@ async def store_to_peer(request: web.Request) -> web.Response:
 async def put_peer(request: web.Request) -> web.Response:
     """Orthanc's PUT /peers/{id}: {"Url", "Username", "Password"} makes an Orthanc peer;
     with "Fingerprint" a pacsnode peer ("Push", "Pull", "IntervalSeconds" optional)."""
-    from pacsnode.node.config import PeerSettings
-
     name = request.match_info["name"]
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("the body must be JSON") from None
+    body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("Url"), str):
         raise BadRequest('send {"Url": ..., "Fingerprint": ...} or Orthanc\'s {"Url", ...}')
     fingerprint = body.get("Fingerprint")
@@ -102,14 +94,9 @@ async def put_peer(request: web.Request) -> web.Response:
         )
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"bad peer settings: {exc}") from None
-    holder = request.app[REPLICATOR]
-    if holder["instance"] is None:  # the first peer of a node configured without any
-        from pacsnode.node.replication import Replicator
-
-        replicator = Replicator(core_of(request), request.app[CONFIG], request.app[JOBS])
-        replicator.start_schedule()
-        holder["instance"] = replicator
-    await blocking(holder["instance"].put_peer, peer)
+    # The first peer of a node configured without any makes the replicator.
+    replicator = await blocking(request.app[REPLICATOR].ensure)
+    await blocking(replicator.put_peer, peer)
     return web.json_response({})
 
 

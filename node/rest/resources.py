@@ -9,8 +9,9 @@ from aiohttp import web
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.rest.app import blocking, core_of
 from pacsnode.node.rest.archive import stream_archive
+from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.params import flag_param, int_param, level_of
 from pacsnode.node.rest.tags import orthanc_tags, simplified_tags
 
 _CHILDREN_FIELD = {
@@ -23,27 +24,6 @@ _PARENT_FIELD = {
     Level.SERIES: "ParentStudy",
     Level.INSTANCE: "ParentSeries",
 }
-
-
-def level_of(request: web.Request) -> Level:
-    return Level.parse(request.match_info["level"])
-
-
-def int_param(request: web.Request, name: str, default: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be an integer") from None
-    if value < 0:
-        raise BadRequest(f"'{name}' must not be negative")
-    return value
-
-
-def flag_param(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "false").lower() not in ("false", "0", "no")
 
 
 def describe(

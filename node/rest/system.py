@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pacsnode.node.rest.app import CONFIG, blocking, core_of
-from pacsnode.node.rest.resources import int_param
+from pacsnode.node.rest.context import CONFIG, blocking, core_of
+from pacsnode.node.rest.params import int_param
 
 VERSION = "0.1.0"
 API_VERSION = 1

@@ -9,15 +9,9 @@ from aiohttp import web
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.rest.app import blocking, core_of
+from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.params import json_body
 from pacsnode.node.rest.resources import describe
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise BadRequest("the body must be JSON") from None
 
 
 def _int_field(body: dict[str, Any], name: str) -> int:
@@ -28,7 +22,7 @@ def _int_field(body: dict[str, Any], name: str) -> int:
 
 
 async def tools_find(request: web.Request) -> web.Response:
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object with Level and Query")
     try:

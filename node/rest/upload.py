@@ -17,7 +17,7 @@ from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.hierarchy import Origin
 from pacsnode.node.ids import Level
 from pacsnode.node.ingest import IngestResult
-from pacsnode.node.rest.app import blocking, core_of
+from pacsnode.node.rest.context import blocking, core_of
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024

@@ -1,0 +1,76 @@
+"""The DICOM modalities a running node knows: one registry shared by REST and DICOM.
+
+Seeded from the configuration's ``[[modalities]]``; ``PUT``/``DELETE /modalities/{name}``
+edit it, and the DICOM server reads it for each C-MOVE destination and (when unknown
+callers are refused) for the calling AE titles it accepts, so an edit applies at once.
+Edits last until the node restarts; the TOML file keeps entries for good.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+from pacsnode.node.config import Modality, NodeConfig
+from pacsnode.node.errors import NotFound
+
+
+class Registry:
+    """Thread-safe: REST handlers edit it on the event loop's worker threads while DICOM
+    associations read it on theirs."""
+
+    def __init__(self, modalities: Iterable[Modality] = ()) -> None:
+        # Reentrant: a listener may read the registry while it is being told of a change.
+        self._lock = threading.RLock()
+        self._modalities = {modality.name: modality for modality in modalities}
+        self._listeners: list[Callable[[], None]] = []
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> Registry:
+        return cls(config.modalities)
+
+    def modalities(self) -> dict[str, Modality]:
+        """A copy, by name in sorted order."""
+        with self._lock:
+            return dict(sorted(self._modalities.items()))
+
+    def modality(self, name: str) -> Modality:
+        with self._lock:
+            modality = self._modalities.get(name)
+        if modality is None:
+            raise NotFound(f"no modality {name}")
+        return modality
+
+    def modality_with_aet(self, aet: str) -> Modality | None:
+        """The modality a C-MOVE names by its AE title (the first by name when several share
+        it)."""
+        wanted = aet.strip()
+        with self._lock:
+            return next(
+                (m for _, m in sorted(self._modalities.items()) if m.aet.strip() == wanted), None
+            )
+
+    def calling_aets(self) -> list[str]:
+        with self._lock:
+            return sorted({modality.aet for modality in self._modalities.values()})
+
+    def put_modality(self, modality: Modality) -> None:
+        with self._lock:
+            self._modalities[modality.name] = modality
+            self._changed()
+
+    def delete_modality(self, name: str) -> None:
+        with self._lock:
+            if self._modalities.pop(name, None) is None:
+                raise NotFound(f"no modality {name}")
+            self._changed()
+
+    def watch(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every change, under the lock, so listeners see changes in
+        the order they were made."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
