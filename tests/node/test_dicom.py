@@ -178,3 +178,47 @@ def test_unknown_callers_can_be_refused(tmp_path: Path) -> None:
         assert node.dcmtk("echoscu", "-aet", "STRANGER").returncode != 0
     finally:
         node.stop()
+
+
+def test_a_modality_put_over_rest_is_a_caller_and_a_move_destination(tmp_path: Path) -> None:
+    """No restart: the REST API, the AE's accepted callers and C-MOVE share one registry."""
+    port = free_port()
+    node = NodeProcess(tmp_path / "node", extra_toml="accept_unknown_callers = false\n").start()
+    received = tmp_path / "received"
+    received.mkdir()
+    scp = subprocess.Popen(
+        ["/usr/bin/storescp", "-aet", "VIEWER", "-od", str(received), str(port)], env=DCMTK_ENV
+    )
+    try:
+        assert node.dcmtk("echoscu", "-aet", "VIEWER").returncode != 0
+        body = {"AET": "VIEWER", "Host": "127.0.0.1", "Port": port}
+        assert node.request("PUT", "/modalities/viewer", body).status == 200
+        assert node.dcmtk("echoscu", "-aet", "VIEWER").returncode == 0
+        assert node.dcmtk("echoscu", "-aet", "STRANGER").returncode != 0
+        files = write_files(tmp_path / "in", 2)
+        stored = node.dcmtk("storescu", "-aet", "VIEWER", files=tuple(map(str, files)))
+        assert stored.returncode == 0, stored.stderr
+        study_uid = pydicom.dcmread(files[0]).StudyInstanceUID
+        moved = node.dcmtk(
+            "movescu",
+            "-S",
+            "-aet",
+            "VIEWER",
+            "-aem",
+            "VIEWER",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study_uid}",
+        )
+        assert moved.returncode == 0, moved.stderr
+        deadline = time.monotonic() + 10
+        while len(list(received.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(list(received.iterdir())) == 2
+        assert node.request("DELETE", "/modalities/viewer").status == 200
+        assert node.dcmtk("echoscu", "-aet", "VIEWER").returncode != 0
+    finally:
+        scp.terminate()
+        scp.wait()
+        node.stop()
