@@ -1,19 +1,19 @@
-"""Ingest rate, disk use and query latency of the LMDB index (:mod:`node.index`), run by hand.
+"""Ingest rate, disk use and query latency of the LMDB index (:mod:`pacsnode.node.index`), run by hand.
 
     python -m benchmarks.index_bench [--quick] [--json out.json] [--max N]
 
 Indexes synthetic instances (metadata only: no pixel data, no study store) into a
-fresh :class:`node.index.Index` in a temp dir under /tmp, with
-:func:`node.ingest.index_instance` in ``Index.write_batch`` transactions of
+fresh :class:`pacsnode.node.index.environment.Environment` in a temp dir under /tmp, with
+:func:`pacsnode.node.index.updates.index_instance` in ``write_batch`` transactions of
 ``--batch`` jobs (256, the cap of the node's group-committing writer under
 concurrent load). At each checkpoint (10k, 100k, 1M instances; ``--quick``:
 10k, 50k; ``--max N`` stops at N) it records:
 
 - the batched ingest rate, cumulative and over the last segment (generating the
   instances is not timed);
-- ``Index.disk_size()`` and the size of ``data.mdb``;
+- ``Environment.disk_size()`` and the size of ``data.mdb``;
 - p50/p99 latency of 200 random queries of each kind, each in its own
-  ``Index.read`` (so a read transaction per query, as a request gets), plus the
+  ``Environment.read`` (so a read transaction per query, as a request gets), plus the
   unlimited result count of one fixed sample query of each kind;
 - the rate of a short run of 2,000 more instances, one ``write_batch`` (one
   commit and fsync) per instance: what a lone sender sees. Those instances stay
@@ -46,11 +46,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pacsnode.node.find import find, parse_query
-from pacsnode.node.hierarchy import AddedInstance, Origin, count_name
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Index, Txn
-from pacsnode.node.ingest import index_instance
+from pacsnode.node.index.environment import Environment, Txn
+from pacsnode.node.index.hierarchy import count_name, instance_ids
+from pacsnode.node.index.lookups import find
+from pacsnode.node.index.records import AddedInstance, Origin
+from pacsnode.node.index.updates import index_instance
+from pacsnode.node.query import parse_query
 from pacsnode.storage.results import StoredInstance
 
 MB = 1_000_000
@@ -223,10 +225,10 @@ def synthetic_instances(seed: int) -> Iterator[StoredInstance]:
 
 
 def _index_job(instance: StoredInstance, txn: Txn) -> AddedInstance:
-    return index_instance(txn, instance, ORIGIN)
+    return index_instance(txn, instance, instance_ids(instance), ORIGIN)
 
 
-def write_batch(index: Index, batch: list[StoredInstance]) -> float:
+def write_batch(index: Environment, batch: list[StoredInstance]) -> float:
     """Index ``batch`` in one committed transaction; return the seconds it took."""
     jobs: list[Callable[[Txn], Any]] = [partial(_index_job, instance) for instance in batch]
     start = time.perf_counter()
@@ -258,7 +260,7 @@ class IngestClock:
 
 
 def ingest_until(
-    index: Index,
+    index: Environment,
     stream: Iterator[StoredInstance],
     indexed: int,
     target: int,
@@ -277,7 +279,7 @@ def ingest_until(
     return indexed
 
 
-def single_rate(index: Index, instances: list[StoredInstance]) -> float:
+def single_rate(index: Environment, instances: list[StoredInstance]) -> float:
     """Instances/s with one transaction (one commit, one fsync) per instance."""
     seconds = sum(write_batch(index, [instance]) for instance in instances)
     return len(instances) / seconds
@@ -336,7 +338,7 @@ QUERY_KINDS = (
 )  # fmt: skip
 
 
-def run_query(index: Index, kind: QueryKind, query: dict[str, str], limit: int | None) -> int:
+def run_query(index: Environment, kind: QueryKind, query: dict[str, str], limit: int | None) -> int:
     def search(txn: Txn) -> int:
         return len(find(txn, kind.level, parse_query(query), limit=limit))
 
@@ -344,7 +346,7 @@ def run_query(index: Index, kind: QueryKind, query: dict[str, str], limit: int |
 
 
 def timed_query(
-    index: Index, kind: QueryKind, query: dict[str, str], limit: int | None
+    index: Environment, kind: QueryKind, query: dict[str, str], limit: int | None
 ) -> tuple[float, int]:
     """(milliseconds, result count) of one query in its own read transaction."""
     start = time.perf_counter()
@@ -364,7 +366,7 @@ class Latency:
     sample_unlimited_ms: float
 
 
-def measure_queries(index: Index, kind: QueryKind, patients: int, seed: int) -> Latency:
+def measure_queries(index: Environment, kind: QueryKind, patients: int, seed: int) -> Latency:
     rng = random.Random(seed)
     run_query(index, kind, kind.make(rng, patients), kind.limit)  # warm-up
     timings = [
@@ -402,11 +404,11 @@ class Checkpoint:
     queries: dict[str, Latency] = field(default_factory=dict)
 
 
-def _counts(index: Index) -> dict[Level, int]:
+def _counts(index: Environment) -> dict[Level, int]:
     return index.read(lambda txn: {level: txn.counter(count_name(level)) for level in Level})
 
 
-def take_checkpoint(index: Index, path: Path, clock: IngestClock) -> Checkpoint:
+def take_checkpoint(index: Environment, path: Path, clock: IngestClock) -> Checkpoint:
     counts = _counts(index)
     point = Checkpoint(
         instances=counts[Level.INSTANCE],
@@ -428,7 +430,7 @@ def run(checkpoints: list[int], batch_size: int) -> list[Checkpoint]:
     results: list[Checkpoint] = []
     with tempfile.TemporaryDirectory(prefix="index_bench_") as tmp:
         path = Path(tmp) / "index"
-        index = Index(path)
+        index = Environment(path)
         try:
             stream = synthetic_instances(SEED)
             clock = IngestClock()
@@ -494,7 +496,7 @@ def table_rows(points: list[Checkpoint], batch_size: int) -> list[list[str]]:
         ),
         row(f"ingest, {batch_size}/txn, last segment (inst/s)", lambda p: f"{p.segment_rate:,.0f}"),
         row(f"ingest, 1/txn, {SINGLE_RUN:,} more (inst/s)", lambda p: f"{p.single_txn_rate:,.0f}"),
-        row("`Index.disk_size()` (MB)", lambda p: f"{p.disk_size_bytes / MB:,.1f}"),
+        row("`Environment.disk_size()` (MB)", lambda p: f"{p.disk_size_bytes / MB:,.1f}"),
         row("data.mdb file (MB)", lambda p: f"{p.data_mdb_bytes / MB:,.1f}"),
         row("disk per instance (bytes)", lambda p: f"{p.disk_size_bytes / p.instances:,.0f}"),
     ]
