@@ -1,4 +1,7 @@
-"""``/modalities`` (C-ECHO, C-STORE to a DCMTK storescp) and ``/jobs``."""
+"""``/modalities`` (C-ECHO, C-STORE to a DCMTK storescp) and ``/jobs`` of a real node.
+
+Their shapes and errors are tested in-process (tests/node/rest/test_modalities.py).
+"""
 
 from __future__ import annotations
 
@@ -26,18 +29,6 @@ def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     process.wait()
 
 
-def test_modality_crud(node_process: NodeProcess) -> None:
-    assert node_process.request("GET", "/modalities").json() == []
-    body = {"AET": "VIEWER", "Host": "127.0.0.1", "Port": 104}
-    assert node_process.request("PUT", "/modalities/viewer", body).status == 200
-    assert node_process.request("GET", "/modalities/viewer").json() == body
-    assert node_process.request("GET", "/modalities?expand").json() == {"viewer": body}
-    bad = node_process.request("PUT", "/modalities/x", {"AET": "X", "Host": "h", "Port": 0})
-    assert bad.status == 400 and "Port" in bad.json()["Message"]
-    assert node_process.request("DELETE", "/modalities/viewer").status == 200
-    assert node_process.request("GET", "/modalities/viewer").status == 404
-
-
 def test_echo_and_store_to_a_storescp(
     node_process: NodeProcess, storescp: tuple[int, Path]
 ) -> None:
@@ -61,15 +52,3 @@ def test_echo_and_store_to_a_storescp(
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert queued["ID"] in node_process.request("GET", "/jobs").json()
-
-
-def test_unreachable_modality(node_process: NodeProcess) -> None:
-    node_process.request(
-        "PUT", "/modalities/gone", {"AET": "GONE", "Host": "127.0.0.1", "Port": free_port()}
-    )
-    failed = node_process.request("POST", "/modalities/gone/echo", b"")
-    assert failed.status == 502 and failed.json()["ErrorCode"] == "dicom-network-error"
-    upload = node_process.request("POST", "/instances", ct_bytes(0)).json()
-    job = node_process.request("POST", "/modalities/gone/store", upload["ID"])
-    assert job.status == 502 and job.json()["State"] == "Failure"
-    assert node_process.request("POST", "/modalities/nobody/echo", b"").status == 404
