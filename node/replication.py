@@ -12,8 +12,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pacsnode.node.config import NodeConfig, PeerSettings, peer_problem
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dates import now_string
 from pacsnode.node.errors import BadRequest, NotFound
-from pacsnode.node.hierarchy import instances_under
 from pacsnode.node.jobs import Job, JobContext, JobRegistry
 from pacsnode.node.peering import NodePeering
 from pacsnode.peer.clients import open_replica
@@ -117,7 +117,7 @@ class Replicator:
         # Read before walking: a change landing during the walk then misses the cache.
         key = (
             self.peering.load_cursor(cursor_name(peer.name, Direction.PUSH)),
-            self._core.read(lambda txn: txn.last_change()),
+            self._core.last_change(),
         )
         cached = self._queued.get(peer.name)
         if cached is not None and cached[0] == key:
@@ -130,7 +130,7 @@ class Replicator:
         """A peer answered us, or made a request we answered, successfully."""
         state = self._state.get(name)
         if state is not None:
-            state["LastContact"] = _now()
+            state["LastContact"] = now_string()
 
     def store(self, name: str, resource_ids: list[str]) -> Job:
         """Send these resources to a peer now, as a job (Orthanc's POST /peers/{id}/store)."""
@@ -138,10 +138,8 @@ class Replicator:
         if peer.url is None:
             raise BadRequest(f"peer {name} is passive (no url): it connects to us")
         by_study: dict[str, set[str]] = {}
-        for resource_id in resource_ids:
-            self._core.resource(resource_id)
-            for record in self._core.read(lambda txn, r=resource_id: instances_under(txn, r)):
-                by_study.setdefault(record["study_uid"], set()).add(record["sop_uid"])
+        for ref in self._core.instances_of(resource_ids):
+            by_study.setdefault(ref.study_uid, set()).add(ref.sop_uid)
         return self._jobs.submit(
             "PeerStore",
             {"Peer": name, "Resources": resource_ids},
@@ -187,7 +185,7 @@ class Replicator:
         traffic = {"sent": 0, "received": 0}
         try:
             result = with_retries(lambda: self._sync_once(peer, context, traffic), retries.append)
-            now = _now()
+            now = now_string()
             # Updated in place: the peering listener records contacts in the same dict.
             state = self._state[peer.name]
             state.pop("LastErrorTime", None)
@@ -206,7 +204,7 @@ class Replicator:
                 "Retries": retries,
             }
         except Exception as exc:
-            self._state[peer.name].update(LastError=str(exc), LastErrorTime=_now())
+            self._state[peer.name].update(LastError=str(exc), LastErrorTime=now_string())
             raise
         finally:
             lock.release()
@@ -276,9 +274,3 @@ class Replicator:
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-
-
-def _now() -> str:
-    from pacsnode.node.index import now_string
-
-    return now_string()
