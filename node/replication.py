@@ -25,9 +25,9 @@ from pacsnode.peer.retry import with_retries
 from pacsnode.peer.schedule import in_window, parse_window, trigger_for
 from pacsnode.peer.sync import (
     SyncResult,
-    local_study_changes,
     queued_studies,
     send_study,
+    study_feed,
     sync_once,
 )
 
@@ -122,7 +122,7 @@ class Replicator:
         cached = self._queued.get(peer.name)
         if cached is not None and cached[0] == key:
             return cached[1]
-        count = len(queued_studies(local_study_changes(self.peering, peer.filter), key[0]))
+        count = len(queued_studies(study_feed(self.peering, peer.filter), key[0]))
         self._queued[peer.name] = (key, count)
         return count
 

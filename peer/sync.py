@@ -86,14 +86,26 @@ def queued_studies(fetch: Callable[[int], Page[tuple[int, str]]], cursor: int) -
     return found
 
 
-def local_study_changes(
-    node: NodeForPeers, query: dict[str, str] | None
+def study_feed(
+    source: NodeForPeers | ReplicaClient, query: dict[str, str] | None
 ) -> Callable[[int], Page[tuple[int, str]]]:
-    """Pages of (sequence, Study Instance UID) from this node's feed, for pushing."""
+    """Pages of (sequence, Study Instance UID) from our feed (to push) or the peer's (to pull)."""
 
     def fetch(cursor: int) -> Page[tuple[int, str]]:
-        batch = node.study_changes(cursor, BATCH, query)
+        batch = source.study_changes(cursor, BATCH, query)
         return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
+
+    return fetch
+
+
+def deletion_feed(source: NodeForPeers | ReplicaClient) -> Callable[[int], Page[list[str]]]:
+    """Pages of our deletions (to send) or the peer's (to mirror), each page's resource
+    ids as one item: they are sent or mirrored together."""
+
+    def fetch(cursor: int) -> Page[list[str]]:
+        batch = source.deletions(cursor, BATCH)
+        ids = [d.resource_id for d in batch.deletions]
+        return ([ids] if ids else []), batch.last, batch.done
 
     return fetch
 
@@ -119,7 +131,7 @@ def push(
         return seq
 
     name = cursor_name(peer, Direction.PUSH)
-    follow_feed(node, name, local_study_changes(node, query), handle)
+    follow_feed(node, name, study_feed(node, query), handle)
 
 
 def send_study(
@@ -139,18 +151,6 @@ def send_study(
         summary = client.push_instances(node, study_uid, missing)
         result.pushed_instances += len(summary.added)
         result.conflicts.extend(summary.conflicts)
-
-
-def remote_study_changes(
-    client: ReplicaClient, query: dict[str, str] | None
-) -> Callable[[int], Page[tuple[int, str]]]:
-    """Pages of (sequence, Study Instance UID) from the peer's feed, for pulling."""
-
-    def fetch(cursor: int) -> Page[tuple[int, str]]:
-        batch = client.study_changes(cursor, BATCH, query)
-        return [(c.seq, c.study_uid) for c in batch.changes], batch.last, batch.done
-
-    return fetch
 
 
 def pull(
@@ -179,22 +179,18 @@ def pull(
         return seq
 
     name = cursor_name(peer, Direction.PULL)
-    follow_feed(node, name, remote_study_changes(client, query), handle)
+    follow_feed(node, name, study_feed(client, query), handle)
 
 
 def push_deletions(
     node: NodeForPeers, client: ReplicaClient, peer: str, result: SyncResult
 ) -> None:
-    def fetch(cursor: int) -> Page[list[str]]:
-        batch = node.deletions(cursor, BATCH)
-        ids = [d.resource_id for d in batch.deletions]
-        return ([ids] if ids else []), batch.last, batch.done
-
     def handle(ids: list[str]) -> None:
         result.deletions += client.send_deletions(ids)
 
+    name = cursor_name(peer, Direction.PUSH_DELETIONS)
     try:
-        follow_feed(node, cursor_name(peer, Direction.PUSH_DELETIONS), fetch, handle)
+        follow_feed(node, name, deletion_feed(node), handle)
     except PeerError as exc:
         if exc.transient:
             raise
@@ -206,16 +202,12 @@ def push_deletions(
 def pull_deletions(
     node: NodeForPeers, client: ReplicaClient, peer: str, result: SyncResult
 ) -> None:
-    def fetch(cursor: int) -> Page[list[str]]:
-        batch = client.deletions(cursor, BATCH)
-        ids = [d.resource_id for d in batch.deletions]
-        return ([ids] if ids else []), batch.last, batch.done
-
     def handle(ids: list[str]) -> None:
         result.deletions += node.mirror_deletions(ids, peer)
 
+    name = cursor_name(peer, Direction.PULL_DELETIONS)
     try:
-        follow_feed(node, cursor_name(peer, Direction.PULL_DELETIONS), fetch, handle)
+        follow_feed(node, name, deletion_feed(client), handle)
     except Unsupported as exc:
         log.warning("peer %s has no deletions to mirror: %s", peer, exc)
 
