@@ -44,7 +44,10 @@ class ReplicaClient(Protocol):
 
         At most ``limit`` source changes are read per call; ``last`` is the
         cursor to ask from next and ``done`` says the feed is exhausted, so
-        paging always ends. A study may be listed again in a later page.
+        paging always ends. A study may be listed again in a later page. Each
+        listed change's ``seq`` is a cursor a pass may save once that study is
+        done: its own sequence number, or an earlier one (never past a study
+        not yet listed).
         With ``query`` (``/tools/find`` keywords, e.g. ``{"Modality": "CT"}``)
         only studies that match are listed, but ``last`` still moves past the
         others. Raises ``PeerError``: transient for the network or a 5xx;
