@@ -22,7 +22,7 @@ from typing import IO, Any
 from pacsnode.peer.chunks import Work, plan_chunks, range_reader, run_chunks, width_for
 from pacsnode.peer.connection import PinnedConnections
 from pacsnode.peer.digest import size_and_sha256
-from pacsnode.peer.errors import PeerError
+from pacsnode.peer.errors import PeerError, PeerRefused
 from pacsnode.peer.interface import (
     ChangeBatch,
     Deletion,
@@ -82,6 +82,8 @@ class PeerClient:
     def push_instances(
         self, node: NodeForPeers, study_uid: str, sop_uids: set[str]
     ) -> MergeSummary:
+        if not sop_uids:  # an empty ZIP would be refused; nothing to send is nothing sent
+            return MergeSummary(study_uid)
         with node.open_study_zip(study_uid, sop_uids) as archive:
             answer = self.upload(study_uid, archive)
         return MergeSummary(
@@ -94,7 +96,11 @@ class PeerClient:
     def pull_instances(
         self, node: NodeForPeers, study_uid: str, sop_uids: set[str], peer_name: str
     ) -> MergeSummary:
+        if not sop_uids:  # download() takes no instances to mean the whole study
+            return MergeSummary(study_uid)
         path = self.download(study_uid, sop_uids)
+        if path is None:
+            return MergeSummary(study_uid)
         try:
             return node.merge_study(path, peer_name)
         finally:
@@ -121,14 +127,20 @@ class PeerClient:
     def send_deletions(self, resource_ids: list[str]) -> int:
         return int(self._json("POST", "/peer/v1/deletions", {"IDs": resource_ids})["Deleted"])
 
-    def download(self, study_uid: str, sop_uids: set[str] | None) -> Path:
-        """Fetch the study (or those instances) into a temp file, checked by SHA-256.
+    def download(self, study_uid: str, sop_uids: set[str] | None) -> Path | None:
+        """Fetch the study (or those instances) into a temp file, checked by SHA-256;
+        ``None`` when the peer does not hold the study (any more).
 
         Ranges of the ZIP come over several connections at once (HTTP Range); after
         a cut, only the ranges not yet received are asked for again.
         """
         document = {"instances": sorted(sop_uids)} if sop_uids else {}
-        export = self._json("POST", f"/peer/v1/studies/{study_uid}/export", document)
+        try:
+            export = self._json("POST", f"/peer/v1/studies/{study_uid}/export", document)
+        except PeerRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
         size, export_path = int(export["Size"]), f"/peer/v1/exports/{export['Export']}"
         descriptor, name = tempfile.mkstemp(suffix=".zip")
         path = Path(name)

@@ -69,9 +69,10 @@ class ReplicaClient(Protocol):
 
         Answers what the peer added, already had, and held with different
         content (conflicts, not overwritten). UIDs the node does not hold are
-        ignored. Raises ``PeerError``: transient when the transfer was cut (it
-        resumes on a later call) or the peer failed (5xx); not transient when
-        the peer refuses the data or us (4xx, ``UntrustedPeer``).
+        ignored; an empty set sends nothing. Raises ``PeerError``: transient
+        when the transfer was cut (it resumes on a later call) or the peer
+        failed (5xx); not transient when the peer refuses the data or us (4xx,
+        ``UntrustedPeer``).
         """
 
     def pull_instances(
@@ -81,9 +82,10 @@ class ReplicaClient(Protocol):
 
         They are stored with ``peer_name`` as their origin. Answers what the
         node added, already had, and held with different content. UIDs the
-        peer does not hold (e.g. deleted meanwhile) are skipped. Raises
-        ``PeerError`` as :meth:`push_instances`; a received ZIP the node
-        refuses as damaged raises the node's own error.
+        peer does not hold (e.g. deleted meanwhile, with their study or not)
+        are skipped; an empty set fetches nothing. Raises ``PeerError`` as
+        :meth:`push_instances`; a received ZIP the node refuses as damaged
+        raises the node's own error.
         """
 
     def annotations(self, study_uid: str) -> dict[str, Any]:

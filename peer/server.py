@@ -194,8 +194,8 @@ async def export(request: web.Request) -> web.Response:
     with open(path, "wb") as handle:
         await _blocking(_node(request).write_study, request.match_info["study"], chosen, handle)
     with open(path, "rb") as handle:
-        _, digest = await _blocking(size_and_sha256, handle)
-    return web.json_response({"Export": export_id, "Size": path.stat().st_size, "SHA256": digest})
+        size, digest = await _blocking(size_and_sha256, handle)
+    return web.json_response({"Export": export_id, "Size": size, "SHA256": digest})
 
 
 async def fetch_export(request: web.Request) -> web.StreamResponse:

@@ -24,6 +24,7 @@ from pacsnode.node.peering import NodePeering
 from pacsnode.peer.clients import open_replica
 from pacsnode.peer.errors import PeerError, Unsupported, UntrustedPeer
 from pacsnode.peer.identity import Identity, load_or_create, normalize_fingerprint
+from pacsnode.peer.interface import MergeSummary
 from pacsnode.peer.replica import ReplicaClient
 from tests.node.server import NodeProcess, free_port
 from tests.peer.test_orthanc import CREDENTIALS, ORTHANC, OrthancProcess
@@ -178,6 +179,7 @@ def test_pushed_instances_appear_once(client: ReplicaClient, local: NodePeering)
     again = client.push_instances(local, study, set(mine))
     assert again.added == [] and sorted(again.already_stored) == sorted(mine)
     assert client.inventory(study) == theirs
+    assert client.push_instances(local, study, set()) == MergeSummary(study)
 
 
 def test_pulled_instances_arrive_once(
@@ -198,6 +200,9 @@ def test_pulled_instances_arrive_once(
     again = client.pull_instances(local, study, set(theirs), "far")
     assert again.added == [] and sorted(again.already_stored) == sorted(theirs)
     assert set(local.inventory(study)) == set(theirs)
+    assert client.pull_instances(local, study, set(), "far") == MergeSummary(study)
+    gone = client.pull_instances(local, UNKNOWN_STUDY, {sop_of(0, 16)}, "far")
+    assert gone == MergeSummary(UNKNOWN_STUDY)
 
 
 def test_deletions_page_to_an_end_or_are_unsupported(client: ReplicaClient) -> None:
