@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import threading
 import time
@@ -155,10 +156,8 @@ class Replicator:
         try:
             for done, (study_uid, sops) in enumerate(sorted(by_study.items())):
                 context.progress(done, len(by_study))
-                with_retries(
-                    lambda s=study_uid, o=sops: send_study(self.peering, client, s, o, result),
-                    lambda _: None,
-                )
+                send = functools.partial(send_study, self.peering, client, study_uid, sops, result)
+                with_retries(send, lambda _: None)
         finally:
             client.close()
         self.heard_from(peer.name)

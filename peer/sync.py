@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pacsnode.peer.cursors import Direction, cursor_name
-from pacsnode.peer.errors import PeerError, Unsupported
+from pacsnode.peer.errors import PeerRefused, Unsupported
 from pacsnode.peer.interface import NodeForPeers
 from pacsnode.peer.replica import ReplicaClient
 
@@ -191,11 +191,11 @@ def push_deletions(
     name = cursor_name(peer, Direction.PUSH_DELETIONS)
     try:
         follow_feed(node, name, deletion_feed(node), handle)
-    except PeerError as exc:
+    except (PeerRefused, Unsupported) as exc:
         if exc.transient:
             raise
         # The peer does not mirror ours (403), or cannot: the cursor stays, to resume
-        # once it agrees.
+        # once it agrees. The rest of the pass goes on.
         log.warning("peer %s does not mirror our deletions: %s", peer, exc)
 
 

@@ -5,8 +5,22 @@ from __future__ import annotations
 import pytest
 
 from pacsnode.peer.cursors import Direction, cursor_name
-from pacsnode.peer.interface import ChangeBatch, MergeSummary, StudyChange
-from pacsnode.peer.sync import follow_feed, plan_missing, queued_studies, sync_once
+from pacsnode.peer.errors import PeerError, PeerRefused, PeerUnreachable, UntrustedPeer
+from pacsnode.peer.interface import (
+    ChangeBatch,
+    Deletion,
+    DeletionBatch,
+    MergeSummary,
+    StudyChange,
+)
+from pacsnode.peer.sync import (
+    SyncResult,
+    follow_feed,
+    plan_missing,
+    push_deletions,
+    queued_studies,
+    sync_once,
+)
 
 
 def test_plan_missing_sends_only_what_the_other_side_lacks() -> None:
@@ -138,3 +152,37 @@ def test_a_pass_moves_only_what_each_side_lacks_and_then_nothing() -> None:
     assert near.saved["far:push"] == 2 and near.saved["far:pull"] == 3
     again = sync_once(near, far, "far", do_push=True, do_pull=True)  # type: ignore[arg-type]
     assert (again.pushed_instances, again.pulled_instances) == (0, 0)
+
+
+class DeletingSide(Side):
+    """A side whose user deleted one study: its deletion feed has one entry."""
+
+    def deletions(self, since: int, limit: int) -> DeletionBatch:
+        feed = [Deletion(1, "study-id", "Study")]
+        return DeletionBatch([d for d in feed if d.seq > since][:limit], 1, True)
+
+
+class RefusingReplica(FakeReplica):
+    def __init__(self, refusal: PeerError) -> None:
+        super().__init__({})
+        self.refusal = refusal
+
+    def send_deletions(self, resource_ids: list[str]) -> int:
+        raise self.refusal
+
+
+def test_a_peer_refusing_our_deletions_leaves_their_cursor_and_the_pass_goes_on() -> None:
+    near = DeletingSide({"1.1": {"1.1.1": "a"}})
+    far = RefusingReplica(PeerRefused("POST /peer/v1/deletions: 403", 403))
+    result = SyncResult()
+    push_deletions(near, far, "far", result)  # type: ignore[arg-type]
+    assert result.deletions == 0 and "far:push-deletions" not in near.saved
+
+
+@pytest.mark.parametrize(
+    "failure", [UntrustedPeer("presented certificate AB", "AB"), PeerUnreachable("cut")]
+)
+def test_other_failures_of_sending_deletions_end_the_pass(failure: PeerError) -> None:
+    near = DeletingSide({})
+    with pytest.raises(type(failure)):
+        push_deletions(near, RefusingReplica(failure), "far", SyncResult())  # type: ignore[arg-type]
