@@ -239,11 +239,3 @@ class NodeCore:
         """(problems found in the study's files, SOP UID -> digest of what they hold)."""
         return self._store.check_study(study_uid)
 
-    # --- TEMPORARY: the edges still being converted reach in; removed with them ---------
-
-    @property
-    def store(self) -> StudyStore:
-        return self._store
-
-    def read(self, fn: Any) -> Any:
-        return self.index._environment.read(fn)

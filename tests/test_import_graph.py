@@ -183,7 +183,6 @@ def test_layering(package: str, forbidden: str) -> None:
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
-@pytest.mark.xfail(reason="index package in progress", strict=False)
 def test_lmdb_only_in_the_index_package() -> None:
     offenders = [
         module
@@ -192,3 +191,20 @@ def test_lmdb_only_in_the_index_package() -> None:
         and any(_under(name, "lmdb") for name in _all_imports(module))
     ]
     assert offenders == []
+
+
+_INDEX_INTERNALS = ("environment", "writer", "reads", "updates", "lookups", "front")
+
+
+def test_transactions_stay_inside_the_index_package() -> None:
+    """The rest of the node goes through the front door (``pacsnode.node.index.Index``)
+    and plain records, never through the transaction layer or its helpers."""
+    internals = [f"pacsnode.node.index.{name}" for name in _INDEX_INTERNALS]
+    offenders = {
+        module: sorted(
+            name for name in _all_imports(module) if any(_under(name, i) for i in internals)
+        )
+        for module in SOURCES
+        if not _under(module, "pacsnode.node.index")
+    }
+    assert {module: names for module, names in offenders.items() if names} == {}

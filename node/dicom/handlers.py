@@ -16,10 +16,8 @@ from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
 from pacsnode.node.dicom.query import answer, query_level, query_of
 from pacsnode.node.errors import DomainError
-from pacsnode.node.find import tags_with_ancestors
-from pacsnode.node.hierarchy import Origin, instances_under
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Txn
+from pacsnode.node.index import InstanceRef, Origin, OriginKind
 from pacsnode.node.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -39,7 +37,7 @@ def handle_echo(event: events.Event) -> int:
 def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset:
     requestor = event.assoc.requestor
     origin = Origin(
-        kind="DicomProtocol",
+        kind=OriginKind.DICOM,
         remote_aet=requestor.ae_title.strip(),
         called_aet=aet,
         remote_ip=requestor.address,
@@ -66,23 +64,6 @@ def _matches(core: NodeCore, identifier: Dataset) -> tuple[Level, list[str], lis
     return level, core.find(level, constraints), requested
 
 
-def _answer_parts(txn: Txn, resource_id: str) -> tuple[dict[str, str], dict[str, int]]:
-    """One read per match: the tags it answers with and its related-object counts."""
-    record = txn.resource(resource_id)
-    if record is None:
-        return {}, {}
-    level = Level(record["level"])
-    counts = {}
-    if level is Level.STUDY:
-        counts["NumberOfStudyRelatedInstances"] = record["instances"]
-        counts["NumberOfStudyRelatedSeries"] = len(txn.children(resource_id))
-    elif level is Level.SERIES:
-        counts["NumberOfSeriesRelatedInstances"] = record["instances"]
-    elif level is Level.PATIENT:
-        counts["NumberOfPatientRelatedStudies"] = len(txn.children(resource_id))
-    return tags_with_ancestors(txn, record), counts
-
-
 def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Dataset | None]]:
     try:
         found = _matches(core, event.identifier)
@@ -98,50 +79,42 @@ def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Data
         if event.is_cancelled:
             yield CANCEL, None
             return
-        tags, counts = core.read(lambda txn, rid=resource_id: _answer_parts(txn, rid))
+        tags, counts = core.query_answer(resource_id)
         if tags:  # deleted meanwhile otherwise
             yield PENDING, answer(level, tags, requested, counts)
 
 
-def _instances(core: NodeCore, identifier: Dataset) -> list[dict[str, Any]] | None:
+def _instances(core: NodeCore, identifier: Dataset) -> list[InstanceRef] | None:
     found = _matches(core, identifier)
     if found is None:
         return None
     _, ids, _ = found
-    records: list[dict[str, Any]] = []
-    for resource_id in ids:
-        records.extend(core.read(lambda txn, rid=resource_id: instances_under(txn, rid)))
-    return records
+    return core.instances_of(ids)
 
 
 def _datasets(
-    core: NodeCore, records: list[dict[str, Any]], event: events.Event
+    core: NodeCore, refs: list[InstanceRef], event: events.Event
 ) -> Iterator[tuple[int, Dataset | None]]:
-    for record in records:
+    for ref in refs:
         if event.is_cancelled:
             yield CANCEL, None
             return
-        yield (
-            PENDING,
-            core.store.instance_dataset(
-                record["study_uid"], record["series_uid"], record["sop_uid"]
-            ),
-        )
+        yield PENDING, core.instance_dataset(ref)
 
 
 def _sub_operations(
-    core: NodeCore, records: list[dict[str, Any]] | None, event: events.Event
+    core: NodeCore, refs: list[InstanceRef] | None, event: events.Event
 ) -> Iterator[Any]:
     """What C-GET and C-MOVE yield after their setup: a count, then each dataset."""
-    if records is None:
+    if refs is None:
         yield 0
         yield IDENTIFIER_DOES_NOT_MATCH, None
         return
-    yield len(records)
-    yield from _datasets(core, records, event)
+    yield len(refs)
+    yield from _datasets(core, refs, event)
 
 
-def _requested_instances(core: NodeCore, event: events.Event) -> list[dict[str, Any]] | None:
+def _requested_instances(core: NodeCore, event: events.Event) -> list[InstanceRef] | None:
     try:
         return _instances(core, event.identifier)
     except DomainError:
@@ -159,10 +132,10 @@ def handle_move(event: events.Event, core: NodeCore, registry: Registry) -> Iter
         log.warning("C-MOVE to unknown destination %r", event.move_destination)
         yield None, None
         return
-    records = _requested_instances(core, event)
+    refs = _requested_instances(core, event)
     options = {
-        "contexts": contexts_for(core, records or []),
+        "contexts": contexts_for(refs or []),
         "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
     }
     yield destination.host, destination.port, options
-    yield from _sub_operations(core, records, event)
+    yield from _sub_operations(core, refs, event)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, events
 from pynetdicom.presentation import PresentationContext
 
-from pacsnode.node.core import NodeCore
+from pacsnode.node.index import InstanceRef
 
 _MAX_CONTEXTS = 128
 
@@ -21,17 +20,17 @@ def set_nodelay(event: events.Event) -> None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def contexts_for(core: NodeCore, records: list[dict[str, Any]]) -> list[PresentationContext]:
+def contexts_for(refs: list[InstanceRef]) -> list[PresentationContext]:
     """Each SOP class in its stored transfer syntax, with the uncompressed ones as fallback."""
     syntaxes: dict[str, list[str]] = {}
-    for record in records:
-        sop_class = record["tags"].get("SOPClassUID")
-        if not sop_class:
+    for ref in refs:
+        if not ref.sop_class_uid:
             continue
-        stored = core.annotations.metadata(record["id"]).get("TransferSyntax")
-        wanted = syntaxes.setdefault(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-        if stored and stored not in wanted:
-            wanted.insert(0, stored)
+        wanted = syntaxes.setdefault(
+            ref.sop_class_uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        )
+        if ref.transfer_syntax and ref.transfer_syntax not in wanted:
+            wanted.insert(0, ref.transfer_syntax)
     return [
         build_context(sop_class, wanted)
         for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from pacsnode.node.hierarchy import LOOKUP_KEYWORDS
 from pacsnode.node.ids import Level
-from pacsnode.node.maintags import MAIN_TAGS
+from pacsnode.node.index.hierarchy import LOOKUP_KEYWORDS
+from pacsnode.node.index.maintags import MAIN_TAGS
 
 _LEVELS = {
     "PATIENT": Level.PATIENT,

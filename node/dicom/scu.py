@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from typing import Any
 
-import pydicom
 from pynetdicom import AE, build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
@@ -15,6 +13,7 @@ from pacsnode.node.config import Modality
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
 from pacsnode.node.errors import DomainError
+from pacsnode.node.index import InstanceRef
 from pacsnode.node.jobs import JobContext
 
 log = logging.getLogger(__name__)
@@ -54,22 +53,19 @@ def echo(aet: str, modality: Modality) -> None:
 
 
 def send(
-    core: NodeCore, aet: str, modality: Modality, records: list[dict[str, Any]], context: JobContext
+    core: NodeCore, aet: str, modality: Modality, refs: list[InstanceRef], context: JobContext
 ) -> dict[str, Any]:
     """C-STORE each instance; fail the job if any instance is refused."""
-    association = _associate(aet, modality, contexts_for(core, records))
+    association = _associate(aet, modality, contexts_for(refs))
     failed: list[str] = []
     try:
-        for done, record in enumerate(records):
-            context.progress(done, len(records), Instances=done)
-            data = core.store.instance_p10(
-                record["study_uid"], record["series_uid"], record["sop_uid"]
-            )
-            status = association.send_c_store(pydicom.dcmread(io.BytesIO(data)))
+        for done, ref in enumerate(refs):
+            context.progress(done, len(refs), Instances=done)
+            status = association.send_c_store(core.instance_dataset(ref))
             if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
-                failed.append(record["id"])
+                failed.append(ref.id)
     finally:
         association.release()
     if failed:
-        raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(records)} instances")
-    return {"Instances": len(records), "Failed": failed}
+        raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(refs)} instances")
+    return {"Instances": len(refs), "Failed": failed}

@@ -7,9 +7,7 @@ node uses :class:`Index` and the plain values in :mod:`.records`, and never
 sees LMDB or a transaction.
 """
 
-from pacsnode.node.dates import now_string  # TEMPORARY, for edges being converted
 from pacsnode.node.index.changes import ChangePage, ChangeType
-from pacsnode.node.index.environment import Txn  # TEMPORARY, for edges being converted
 from pacsnode.node.index.front import Index
 from pacsnode.node.index.records import (
     AddedInstance,
@@ -32,6 +30,4 @@ __all__ = [
     "OriginKind",
     "Removed",
     "ResourceAnnotations",
-    "Txn",
-    "now_string",
 ]

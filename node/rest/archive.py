@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.hierarchy import instances_under
+from pacsnode.node.index import InstanceRef
 
 _DONE = object()
 _QUEUE_CHUNKS = 16
@@ -36,23 +36,20 @@ class _QueueWriter:
         pass
 
 
-def _entry_name(record: dict[str, Any]) -> str:
-    return f"{record['study_uid']}/{record['series_uid']}/{record['sop_uid']}.dcm"
+def _entry_name(ref: InstanceRef) -> str:
+    return f"{ref.study_uid}/{ref.series_uid}/{ref.sop_uid}.dcm"
 
 
 def _produce(
     core: NodeCore, resource_id: str, chunks: queue.Queue[Any], cancelled: threading.Event
 ) -> None:
     try:
-        records = core.read(lambda txn: instances_under(txn, resource_id))
+        refs = core.instances_of([resource_id])
         with zipfile.ZipFile(_QueueWriter(chunks), "w", zipfile.ZIP_STORED) as archive:
-            for record in records:
+            for ref in refs:
                 if cancelled.is_set():
                     return
-                data = core.store.instance_p10(
-                    record["study_uid"], record["series_uid"], record["sop_uid"]
-                )
-                archive.writestr(_entry_name(record), data)
+                archive.writestr(_entry_name(ref), core.instance_p10(ref))
     except Exception as exc:  # the client sees a cut response; the log says why
         chunks.put(exc)
     finally:

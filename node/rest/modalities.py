@@ -16,7 +16,6 @@ from aiohttp import web
 from pacsnode.node.config import Modality
 from pacsnode.node.dicom import scu
 from pacsnode.node.errors import BadRequest
-from pacsnode.node.hierarchy import instances_under
 from pacsnode.node.jobs import JobContext
 from pacsnode.node.rest.context import CONFIG, JOBS, REGISTRY, blocking, core_of
 from pacsnode.node.rest.params import json_body, json_or_text
@@ -97,14 +96,7 @@ async def store(request: web.Request) -> web.Response:
     resources, asynchronous = _resources_of(await json_or_text(request))
     core = core_of(request)
 
-    def records() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        for resource_id in resources:
-            core.resource(resource_id)
-            found.extend(core.read(lambda txn, rid=resource_id: instances_under(txn, rid)))
-        return found
-
-    chosen = await blocking(records)
+    chosen = await blocking(core.instances_of, resources)
     aet = request.app[CONFIG].dicom.aet
 
     def work(context: JobContext) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def describe(
     """A resource as Orthanc's ``GET /{level}/{id}`` shows it."""
     record = core.resource(resource_id, level)
     level = Level(record["level"])
-    pending = pending if pending is not None else set(core.store.pending_studies())
+    pending = pending if pending is not None else core.pending_studies()
     shown: dict[str, Any] = {
         "ID": resource_id,
         "Type": level.value,
@@ -79,7 +79,7 @@ async def list_resources(request: web.Request) -> web.Response:
         ids = core.list_ids(level, since=since, limit=limit or None)
         if not expand:
             return ids
-        pending = set(core.store.pending_studies())
+        pending = core.pending_studies()
         return [describe(core, resource_id, level, pending) for resource_id in ids]
 
     return web.json_response(await blocking(work))
@@ -92,19 +92,11 @@ async def show_resource(request: web.Request) -> web.Response:
     )
 
 
-def _ancestors(core: NodeCore, record: dict[str, Any]) -> list[dict[str, Any]]:
-    chain = []
-    while record["parent"]:
-        record = core.resource(record["parent"])
-        chain.append(record)
-    return chain
-
-
 async def delete_resource(request: web.Request) -> web.Response:
     core = core_of(request)
     resource_id = request.match_info["id"]
     record = await blocking(core.resource, resource_id, level_of(request))
-    chain = await blocking(_ancestors, core, record)
+    chain = await blocking(core.ancestors, record)
     removed = await blocking(core.delete, resource_id)
     gone = {rid for _, rid, _ in removed.resources}
     for ancestor in chain:
@@ -122,30 +114,25 @@ async def delete_resource(request: web.Request) -> web.Response:
     return web.json_response({"RemainingAncestor": None})
 
 
-def _instance_uids(core: NodeCore, instance_id: str) -> tuple[str, str, str]:
-    record = core.resource(instance_id, Level.INSTANCE)
-    return record["study_uid"], record["series_uid"], record["sop_uid"]
-
-
 async def instance_file(request: web.Request) -> web.Response:
     core = core_of(request)
-    uids = await blocking(_instance_uids, core, request.match_info["id"])
-    data = await blocking(core.store.instance_p10, *uids)
+    ref = await blocking(core.instance_ref, request.match_info["id"])
+    data = await blocking(core.instance_p10, ref)
     return web.Response(body=data, content_type="application/dicom")
 
 
 async def instance_tags(request: web.Request) -> web.Response:
     core = core_of(request)
-    uids = await blocking(_instance_uids, core, request.match_info["id"])
-    metadata = await blocking(core.store.instance_metadata, *uids)
+    ref = await blocking(core.instance_ref, request.match_info["id"])
+    metadata = await blocking(core.instance_json, ref)
     simplify = request.match_info["kind"] == "simplified-tags" or "simplify" in request.query
     return web.json_response(simplified_tags(metadata) if simplify else orthanc_tags(metadata))
 
 
 async def instance_frames(request: web.Request) -> web.Response:
     core = core_of(request)
-    uids = await blocking(_instance_uids, core, request.match_info["id"])
-    frames = await blocking(core.store.frames, *uids)
+    ref = await blocking(core.instance_ref, request.match_info["id"])
+    frames = await blocking(core.instance_frames, ref)
     return web.json_response(list(range(len(frames))))
 
 
@@ -156,8 +143,8 @@ async def instance_frame_raw(request: web.Request) -> web.Response:
         number = int(request.match_info["frame"])
     except ValueError:
         raise BadRequest("the frame number must be an integer") from None
-    uids = await blocking(_instance_uids, core, request.match_info["id"])
-    part = await blocking(core.store.frame, *uids, number + 1)
+    ref = await blocking(core.instance_ref, request.match_info["id"])
+    part = await blocking(core.instance_frame, ref, number + 1)
     return web.Response(
         body=part.payload,
         content_type=part.media_type,

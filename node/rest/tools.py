@@ -41,7 +41,7 @@ async def tools_find(request: web.Request) -> web.Response:
         )
         if not expand:
             return ids
-        pending = set(core.store.pending_studies())
+        pending = core.pending_studies()
         return [describe(core, resource_id, level, pending) for resource_id in ids]
 
     return web.json_response(await blocking(work))

@@ -7,21 +7,20 @@ in memory) and goes through the node's one ingest pipeline.
 from __future__ import annotations
 
 import tempfile
-import zipfile
 from typing import IO, Any
 
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.errors import BadRequest, DomainError
-from pacsnode.node.hierarchy import Origin
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
+from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestResult
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def result_json(result: IngestResult) -> dict[str, Any]:
@@ -38,43 +37,28 @@ def result_json(result: IngestResult) -> dict[str, Any]:
     return shown
 
 
-def _ingest_zip(core: NodeCore, body: IO[bytes], origin: Origin) -> list[dict[str, Any]]:
-    try:
-        archive = zipfile.ZipFile(body)
-    except zipfile.BadZipFile as exc:
-        raise BadRequest(f"the body starts like a ZIP but is not one: {exc}") from exc
-    answers: list[dict[str, Any]] = []
-    with archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            try:
-                with archive.open(info) as member:
-                    answers.append(result_json(core.ingest(member.read(), origin)))
-            except DomainError as exc:
-                answers.append(
-                    {
-                        "Path": info.filename,
-                        "Status": "Failure",
-                        "ErrorCode": exc.code,
-                        "Message": exc.message,
-                    }
-                )
-    return answers
+def _failure_json(outcome: FileOutcome) -> dict[str, Any]:
+    assert outcome.error is not None
+    return {
+        "Path": outcome.name,
+        "Status": "Failure",
+        "ErrorCode": outcome.error.code,
+        "Message": outcome.error.message,
+    }
 
 
 def _ingest_body(core: NodeCore, body: IO[bytes], origin: Origin) -> Any:
-    body.seek(0)
-    head = body.read(4)
-    body.seek(0)
-    if head == _ZIP_MAGIC:
-        return _ingest_zip(core, body, origin)
+    if is_zip(body):
+        return [
+            result_json(o.result) if o.result is not None else _failure_json(o)
+            for o in ingest_zip(core, body, origin)
+        ]
     return result_json(core.ingest(body, origin))
 
 
 async def post_instances(request: web.Request) -> web.Response:
     core = core_of(request)
-    origin = Origin(kind="RestApi", remote_ip=request.remote or "")
+    origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as body:
         received = 0
         async for chunk in request.content.iter_chunked(_CHUNK):
