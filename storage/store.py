@@ -34,7 +34,6 @@ from pacsnode.storage.archive import (
     build_staged,
     canonical_json,
     open_zip,
-    read_staged,
     study_metadata_gzip,
     write_study_zip,
 )
@@ -54,9 +53,7 @@ from pacsnode.storage.layout import (
     frame_entry,
     is_valid_uid,
     metadata_entry,
-    sop_uid_of_staged,
     staged_instance_path,
-    staging_dir,
     study_dir,
     study_zip_path,
 )
@@ -72,11 +69,10 @@ from pacsnode.storage.results import (
     StudySize,
     stored_instance,
 )
-from pacsnode.storage.sealed_cache import SealedCache
+from pacsnode.storage.study_files import StudyFiles
 
 # zlib level 3 deflates a CT frame about 3x faster than 6 for ~2 % more bytes.
 DEFAULT_COMPRESSION_LEVEL = 3
-_READ_ATTEMPTS = 20
 log = logging.getLogger(__name__)
 
 
@@ -100,7 +96,7 @@ class StudyStore:
         self._locks_guard = threading.Lock()
         self._last_write: dict[str, float] = {}
         self._lock_file: BinaryIO | None = None
-        self._sealed = SealedCache()
+        self._files = StudyFiles(self.root)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -123,7 +119,7 @@ class StudyStore:
         return report
 
     def close(self) -> None:
-        self._sealed.clear()
+        self._files.sealed.clear()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -170,12 +166,12 @@ class StudyStore:
         """
         instance = prepared.instance
         with self._study_lock(instance.study_uid):
-            existing = self._existing_digest(instance.study_uid, instance.sop_uid)
+            existing = self._files.existing_digest(instance.study_uid, instance.sop_uid)
             if existing == instance.digest:
                 return PutResult(PutStatus.ALREADY_STORED, instance, prepared.source_size)
             if existing is not None and not overwrite:
                 return PutResult(PutStatus.CONFLICT, instance, prepared.source_size, existing)
-            self._mark_pending(instance.study_uid)
+            self._files.mark_pending(instance.study_uid)
             target = staged_instance_path(self.root, instance.study_uid, instance.sop_uid)
             make_dirs_durable(target.parent, self.root)
             write_atomic(target, prepared.staged_bytes)
@@ -202,7 +198,7 @@ class StudyStore:
             study_uid, received = validate_study_zip(incoming)
             result = MergeResult(study_uid)
             with self._study_lock(study_uid):
-                current = self._study_sources(study_uid)
+                current = self._files.sources(study_uid)
                 for sop_uid, source in received.items():
                     here = current.get(sop_uid)
                     if here is None:
@@ -215,7 +211,7 @@ class StudyStore:
                 if result.added:
                     if admit is not None:
                         admit(result.added)
-                    self._mark_pending(study_uid)
+                    self._files.mark_pending(study_uid)
                     self._rewrite(study_uid, list(current.values()), keep_pending=hold_pending)
                     if hold_pending:
                         self._last_write[study_uid] = time.monotonic()
@@ -243,10 +239,10 @@ class StudyStore:
         with self._study_lock(study_uid):
             if busy is not None and busy(study_uid):
                 return None
-            if not self._staged_paths(study_uid):
-                self._clear_pending(study_uid)
+            if not self._files.staged_paths(study_uid):
+                self._files.clear_pending(study_uid)
                 return False
-            self._rewrite(study_uid, list(self._study_sources(study_uid).values()))
+            self._rewrite(study_uid, list(self._files.sources(study_uid).values()))
             return True
 
     def seal_quiet(
@@ -278,9 +274,9 @@ class StudyStore:
         The caller holds the study lock and has marked the study pending, so a
         crash at any point leaves the old or new ZIP plus leftovers recovery resolves.
         """
-        staged = self._staged_paths(study_uid)
+        staged = self._files.staged_paths(study_uid)
         zip_path = study_zip_path(self.root, study_uid)
-        self._sealed.forget(zip_path)
+        self._files.sealed.forget(zip_path)
         if sources:
             make_dirs_durable(zip_path.parent, self.root)
             write_atomic_with(zip_path, lambda handle: write_study_zip(handle, study_uid, sources))
@@ -291,73 +287,11 @@ class StudyStore:
                 path.unlink()
         if staged:
             fsync_dir(staged[0].parent)  # once for all of them
-        self._remove_empty_dirs(study_uid)
+        self._files.remove_empty_dirs(study_uid)
         if not keep_pending:
-            self._clear_pending(study_uid)
+            self._files.clear_pending(study_uid)
 
     # --- reads -------------------------------------------------------------------
-
-    def _study_sources(self, study_uid: str) -> dict[str, InstanceSource]:
-        """Every instance of the study, staged copies taking precedence over sealed ones.
-
-        Staging is listed before the sealed ZIP is read; if a listed staging file
-        has gone when it is opened, a seal finished meanwhile and the ZIP read may
-        predate it, so the whole read starts again.
-        """
-        for _ in range(_READ_ATTEMPTS):
-            staged_paths = self._staged_paths(study_uid)
-            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
-            sources = dict(sealed.instances) if sealed is not None else {}
-            try:
-                for path in staged_paths:
-                    with open_zip(path) as staged:
-                        source = read_staged(staged)
-                    sources[source.sop_uid] = source
-            except FileNotFoundError:
-                continue
-            return sources
-        raise StorageError(f"study {study_uid} kept changing while being read")
-
-    def _staged_paths(self, study_uid: str) -> list[Path]:
-        try:
-            entries = list(staging_dir(self.root, study_uid).iterdir())
-        except FileNotFoundError:
-            return []
-        return sorted(path for path in entries if sop_uid_of_staged(path) is not None)
-
-    @contextlib.contextmanager
-    def _instance_source(
-        self, study_uid: str, series_uid: str, sop_uid: str
-    ) -> Iterator[InstanceSource]:
-        """The instance's current copy: its staging file, else the sealed study ZIP."""
-        check_uid(series_uid, "SeriesInstanceUID")
-        try:
-            staged = open_zip(staged_instance_path(self.root, study_uid, sop_uid))
-        except FileNotFoundError:
-            staged = None  # not staged, or sealed since
-        source: InstanceSource | None
-        if staged is not None:
-            with staged:
-                source = read_staged(staged)
-                if source.series_uid == series_uid:
-                    yield source
-                    return
-        else:
-            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
-            source = sealed.instances.get(sop_uid) if sealed is not None else None
-            if source is not None and source.series_uid == series_uid:
-                yield source
-                return
-        raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid}")
-
-    def _existing_digest(self, study_uid: str, sop_uid: str) -> str | None:
-        try:
-            with open_zip(staged_instance_path(self.root, study_uid, sop_uid)) as staged:
-                return read_staged(staged).digest
-        except FileNotFoundError:
-            sealed = self._sealed.get(study_zip_path(self.root, study_uid), study_uid)
-            source = sealed.instances.get(sop_uid) if sealed is not None else None
-            return source.digest if source is not None else None
 
     def check_study(self, study_uid: str) -> tuple[list[str], dict[str, str]]:
         """Read every entry of the study's ZIP (CRCs checked) and its inventory, without
@@ -389,7 +323,7 @@ class StudyStore:
 
     def instances(self, study_uid: str) -> list[StoredInstance]:
         check_uid(study_uid, "StudyInstanceUID")
-        sources = self._study_sources(study_uid)
+        sources = self._files.sources(study_uid)
         if not sources:
             raise NotFound(f"no study {study_uid}")
         ordered = sorted(sources.values(), key=InstanceSource.sort_key)
@@ -405,14 +339,14 @@ class StudyStore:
     def study_metadata_gzip(self, study_uid: str) -> bytes:
         """The study metadata as gzip bytes: the stored entry itself once sealed."""
         check_uid(study_uid, "StudyInstanceUID")
-        if not self._staged_paths(study_uid):
+        if not self._files.staged_paths(study_uid):
             with contextlib.suppress(FileNotFoundError, KeyError):
                 with open_zip(study_zip_path(self.root, study_uid)) as archive:
                     return archive.read(metadata_entry(study_uid))
         return study_metadata_gzip(self.study_metadata(study_uid))
 
     def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict[str, Any]:
-        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             return source.metadata
 
     def frame(self, study_uid: str, series_uid: str, sop_uid: str, number: int) -> Part:
@@ -422,7 +356,7 @@ class StudyStore:
 
     def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
         """Every frame of the instance, in order (none for an instance without pixels)."""
-        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             return [read_part_entry(source.archive, info) for info in frame_infos(source)]
 
     def bulk(self, study_uid: str, series_uid: str, sop_uid: str, key: str) -> Part:
@@ -430,7 +364,7 @@ class StudyStore:
         return self._read_part(study_uid, series_uid, sop_uid, name)
 
     def _read_part(self, study_uid: str, series_uid: str, sop_uid: str, name: str) -> Part:
-        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             for info in source.entries:
                 if info.filename == name:
                     return read_part_entry(source.archive, info)
@@ -438,12 +372,12 @@ class StudyStore:
 
     def instance_p10(self, study_uid: str, series_uid: str, sop_uid: str) -> bytes:
         """The instance regenerated as DICOM P10."""
-        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             return p10_of(source)
 
     def instance_dataset(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         """The instance as a pydicom Dataset (with file meta), for senders that encode it."""
-        with self._instance_source(study_uid, series_uid, sop_uid) as source:
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             return dataset_of(source)
 
     def iter_p10(
@@ -451,7 +385,7 @@ class StudyStore:
     ) -> Iterator[tuple[StoredInstance, bytes]]:
         """Each instance of a study (or one series) as P10, one at a time."""
         check_uid(study_uid, "StudyInstanceUID")
-        sources = self._study_sources(study_uid)
+        sources = self._files.sources(study_uid)
         selected = [s for s in sources.values() if series_uid is None or s.series_uid == series_uid]
         if not selected:
             raise NotFound(f"no instances in study {study_uid}")
@@ -478,8 +412,8 @@ class StudyStore:
         reading the copy it opened. Otherwise the subset is written to a temp file.
         """
         check_uid(study_uid, "StudyInstanceUID")
-        if not self._staged_paths(study_uid):
-            sources = self._study_sources(study_uid)
+        if not self._files.staged_paths(study_uid):
+            sources = self._files.sources(study_uid)
             if sources and (sop_uids is None or sop_uids >= sources.keys()):
                 with contextlib.suppress(FileNotFoundError):
                     return open(study_zip_path(self.root, study_uid), "rb")
@@ -501,7 +435,7 @@ class StudyStore:
         returns how many instances were written.
         """
         check_uid(study_uid, "StudyInstanceUID")
-        sources = self._study_sources(study_uid)
+        sources = self._files.sources(study_uid)
         if not sources:
             raise NotFound(f"no study {study_uid}")
         chosen = [s for uid, s in sources.items() if sop_uids is None or uid in sop_uids]
@@ -515,10 +449,10 @@ class StudyStore:
 
     def study_size(self, study_uid: str) -> StudySize:
         check_uid(study_uid, "StudyInstanceUID")
-        staged = self._staged_paths(study_uid)
+        staged = self._files.staged_paths(study_uid)
         disk = sum(_file_size(path) for path in staged)
         disk += _file_size(study_zip_path(self.root, study_uid))
-        sources = self._study_sources(study_uid)
+        sources = self._files.sources(study_uid)
         if not sources:
             raise NotFound(f"no study {study_uid}")
         uncompressed = sum(
@@ -532,11 +466,11 @@ class StudyStore:
     def delete_instances(self, study_uid: str, sop_uids: set[str]) -> list[str]:
         """Delete the given instances of a study; return those that existed."""
         with self._study_lock(study_uid):
-            sources = self._study_sources(study_uid)
+            sources = self._files.sources(study_uid)
             doomed = sorted(sop_uids & sources.keys())
             if not doomed:
                 return []
-            self._mark_pending(study_uid)
+            self._files.mark_pending(study_uid)
             for sop_uid in doomed:
                 del sources[sop_uid]
             # The new ZIP comes first: staged files go only once it no longer needs them,
@@ -549,38 +483,18 @@ class StudyStore:
         return bool(self.delete_instances(study_uid, {check_uid(sop_uid, "SOPInstanceUID")}))
 
     def delete_series(self, study_uid: str, series_uid: str) -> list[str]:
-        sources = self._study_sources(study_uid)
+        sources = self._files.sources(study_uid)
         members = {uid for uid, s in sources.items() if s.series_uid == series_uid}
         return self.delete_instances(study_uid, members)
 
     def delete_study(self, study_uid: str) -> bool:
         check_uid(study_uid, "StudyInstanceUID")
         with self._study_lock(study_uid):
-            self._sealed.forget(study_zip_path(self.root, study_uid))
+            self._files.sealed.forget(study_zip_path(self.root, study_uid))
             removed = remove_tree_durable(study_dir(self.root, study_uid))
-            self._clear_pending(study_uid)
+            self._files.clear_pending(study_uid)
             self._last_write.pop(study_uid, None)
             return removed
-
-    # --- pending markers ---------------------------------------------------------
-
-    def _pending_marker(self, study_uid: str) -> Path:
-        return self.root / "pending" / check_uid(study_uid, "StudyInstanceUID")
-
-    def _mark_pending(self, study_uid: str) -> None:
-        marker = self._pending_marker(study_uid)
-        if not marker.exists():
-            write_atomic(marker, b"")
-
-    def _clear_pending(self, study_uid: str) -> None:
-        if not self._staged_paths(study_uid):
-            remove_durable(self._pending_marker(study_uid))
-
-    def _remove_empty_dirs(self, study_uid: str) -> None:
-        for directory in (staging_dir(self.root, study_uid), study_dir(self.root, study_uid)):
-            with contextlib.suppress(FileNotFoundError, OSError):
-                directory.rmdir()
-                # Not fsynced: an empty directory that reappears after a crash is harmless.
 
 
 def _size_of(source: bytes | Path | BinaryIO) -> int:
