@@ -1,9 +1,12 @@
-"""The DICOM modalities a running node knows: one registry shared by REST and DICOM.
+"""The modalities and peers a running node knows: one registry shared by REST, DICOM
+and replication.
 
-Seeded from the configuration's ``[[modalities]]``; ``PUT``/``DELETE /modalities/{name}``
-edit it, and the DICOM server reads it for each C-MOVE destination and (when unknown
-callers are refused) for the calling AE titles it accepts, so an edit applies at once.
-Edits last until the node restarts; the TOML file keeps entries for good.
+Seeded from the configuration's ``[[modalities]]`` and ``[[peers]]``;
+``PUT``/``DELETE /modalities/{name}`` and ``/peers/{name}`` edit it. The DICOM server
+reads it for each C-MOVE destination and (when unknown callers are refused) for the
+calling AE titles it accepts; replication reads each peer from it and follows its
+changes (pins, schedules), so an edit applies at once. Edits last until the node
+restarts; the TOML file keeps entries for good.
 """
 
 from __future__ import annotations
@@ -11,23 +14,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from pacsnode.node.config import Modality, NodeConfig
-from pacsnode.node.errors import NotFound
+from pacsnode.node.config import Modality, NodeConfig, PeerSettings, peer_problem
+from pacsnode.node.errors import BadRequest, NotFound
 
 
 class Registry:
     """Thread-safe: REST handlers edit it on the event loop's worker threads while DICOM
     associations read it on theirs."""
 
-    def __init__(self, modalities: Iterable[Modality] = ()) -> None:
+    def __init__(
+        self, modalities: Iterable[Modality] = (), peers: Iterable[PeerSettings] = ()
+    ) -> None:
         # Reentrant: a listener may read the registry while it is being told of a change.
         self._lock = threading.RLock()
         self._modalities = {modality.name: modality for modality in modalities}
+        self._peers = {peer.name: peer for peer in peers}
         self._listeners: list[Callable[[], None]] = []
+        self._peer_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Registry:
-        return cls(config.modalities)
+        return cls(config.modalities, config.peers)
 
     def modalities(self) -> dict[str, Modality]:
         """A copy, by name in sorted order."""
@@ -74,3 +81,41 @@ class Registry:
     def _changed(self) -> None:
         for listener in self._listeners:
             listener()
+
+    # --- peers -------------------------------------------------------------------------
+
+    def peers(self) -> dict[str, PeerSettings]:
+        """A copy, by name in sorted order."""
+        with self._lock:
+            return dict(sorted(self._peers.items()))
+
+    def peer(self, name: str) -> PeerSettings:
+        with self._lock:
+            peer = self._peers.get(name)
+        if peer is None:
+            raise NotFound(f"no peer {name}")
+        return peer
+
+    def put_peer(self, peer: PeerSettings) -> None:
+        """Add or replace a peer; BadRequest when its settings do not fit its kind."""
+        problem = peer_problem(peer)
+        if problem:
+            raise BadRequest(f"peer {peer.name}: {problem}")
+        with self._lock:
+            self._peers[peer.name] = peer
+            self._peer_changed(peer.name)
+
+    def delete_peer(self, name: str) -> None:
+        with self._lock:
+            if self._peers.pop(name, None) is None:
+                raise NotFound(f"no peer {name}")
+            self._peer_changed(name)
+
+    def watch_peers(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(name)`` after a peer is put or deleted, under the lock."""
+        with self._lock:
+            self._peer_listeners.append(listener)
+
+    def _peer_changed(self, name: str) -> None:
+        for listener in self._peer_listeners:
+            listener(name)

@@ -11,12 +11,13 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pacsnode.node.config import NodeConfig, PeerSettings, peer_problem
+from pacsnode.node.config import NodeConfig, PeerSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dates import now_string
-from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.jobs import Job, JobContext, JobRegistry
 from pacsnode.node.peering import NodePeering
+from pacsnode.node.registry import Registry
 from pacsnode.peer.clients import open_replica
 from pacsnode.peer.cursors import Direction, cursor_name
 from pacsnode.peer.grants import PeerGrant
@@ -40,59 +41,52 @@ def node_identity(config: NodeConfig) -> Identity:
 
 
 class Replicator:
-    def __init__(self, core: NodeCore, config: NodeConfig, jobs: JobRegistry) -> None:
+    """Sync jobs, their schedule and the pins of the peering listener, for the peers of
+    the node's registry (followed as it changes)."""
+
+    def __init__(
+        self, core: NodeCore, config: NodeConfig, jobs: JobRegistry, registry: Registry
+    ) -> None:
         self._core = core
         self._config = config
         self._jobs = jobs
+        self._registry = registry
         self.identity = node_identity(config)
         self.peering = NodePeering(core)
-        self._peers = {peer.name: peer for peer in config.peers}
-        self._running: dict[str, threading.Lock] = {name: threading.Lock() for name in self._peers}
-        self._state: dict[str, dict[str, Any]] = {name: {} for name in self._peers}
+        self._running: dict[str, threading.Lock] = {}
+        self._state: dict[str, dict[str, Any]] = {}
         # name -> ((push cursor, last change), queued studies): a GET repeated while
         # nothing changed walks no feed
         self._queued: dict[str, tuple[tuple[int, int], int]] = {}
         self._scheduler: BackgroundScheduler | None = None
         #: what the peering listener accepts; shared with it, so changes apply at once
         self.pins: dict[str, PeerGrant] = {}
-        for peer in config.peers:
-            self._pin(peer)
+        for name in registry.peers():
+            self._follow(name)
+        registry.watch_peers(self._follow)
 
-    def _pin(self, peer: PeerSettings) -> None:
-        self.pins.pop(peer.name, None)
+    def _follow(self, name: str) -> None:
+        """Bring pins, schedule and caches in line with the registry's entry for ``name``."""
+        self.pins.pop(name, None)
+        self._queued.pop(name, None)  # its filter may have changed
+        peer = self._registry.peers().get(name)
+        if peer is None:
+            if self._scheduler is not None and self._scheduler.get_job(name) is not None:
+                self._scheduler.remove_job(name)
+            return
+        self._running.setdefault(name, threading.Lock())
+        self._state.setdefault(name, {})
         if peer.kind == "pacsnode":
-            self.pins[peer.name] = PeerGrant(
+            self.pins[name] = PeerGrant(
                 peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions
             )
-
-    def put_peer(self, peer: PeerSettings) -> None:
-        """Add or replace a peer until the node restarts (the TOML file keeps it for good)."""
-        problem = peer_problem(peer)
-        if problem:
-            raise BadRequest(f"peer {peer.name}: {problem}")
-        self._peers[peer.name] = peer
-        self._running.setdefault(peer.name, threading.Lock())
-        self._state.setdefault(peer.name, {})
-        self._queued.pop(peer.name, None)  # its filter may have changed
-        self._pin(peer)
         self._schedule(peer)
 
-    def delete_peer(self, name: str) -> None:
-        self.peer(name)
-        del self._peers[name]
-        self._queued.pop(name, None)
-        self.pins.pop(name, None)
-        if self._scheduler is not None and self._scheduler.get_job(name) is not None:
-            self._scheduler.remove_job(name)
-
     def peer(self, name: str) -> PeerSettings:
-        peer = self._peers.get(name)
-        if peer is None:
-            raise NotFound(f"no peer {name}")
-        return peer
+        return self._registry.peer(name)
 
     def names(self) -> list[str]:
-        return sorted(self._peers)
+        return list(self._registry.peers())
 
     def describe(self, name: str) -> dict[str, Any]:
         peer = self.peer(name)
@@ -245,7 +239,7 @@ class Replicator:
     def start_schedule(self) -> None:
         self._scheduler = BackgroundScheduler()
         self._scheduler.start()
-        for peer in self._peers.values():
+        for peer in self._registry.peers().values():
             self._schedule(peer)
 
     def _schedule(self, peer: PeerSettings) -> None:

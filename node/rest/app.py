@@ -51,7 +51,7 @@ def create_app(
     app[CONFIG] = config
     app[JOBS] = jobs or JobRegistry()
     app[REGISTRY] = registry or Registry.from_config(config)
-    app[REPLICATOR] = ReplicatorSlot(core, config, app[JOBS])
+    app[REPLICATOR] = ReplicatorSlot(core, config, app[JOBS], app[REGISTRY])
     for module in _ROUTES:
         module.setup_routes(app)
     if serve_dicom:

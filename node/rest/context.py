@@ -29,8 +29,10 @@ class ReplicatorSlot:
     matters.
     """
 
-    def __init__(self, core: NodeCore, config: NodeConfig, jobs: JobRegistry) -> None:
-        self._core, self._config, self._jobs = core, config, jobs
+    def __init__(
+        self, core: NodeCore, config: NodeConfig, jobs: JobRegistry, registry: Registry
+    ) -> None:
+        self._core, self._config, self._jobs, self._registry = core, config, jobs, registry
         self._replicator: Replicator | None = None
         self._closed = False
         # Making one reads or creates the node's identity: two requests must not race.
@@ -48,7 +50,7 @@ class ReplicatorSlot:
             if self._replicator is None:
                 from pacsnode.node.replication import Replicator
 
-                replicator = Replicator(self._core, self._config, self._jobs)
+                replicator = Replicator(self._core, self._config, self._jobs, self._registry)
                 replicator.start_schedule()
                 self._replicator = replicator
             return self._replicator

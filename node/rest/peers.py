@@ -9,7 +9,7 @@ from aiohttp import web
 
 from pacsnode.node.config import PeerSettings
 from pacsnode.node.errors import BadRequest, NotFound
-from pacsnode.node.rest.context import CONFIG, REPLICATOR, blocking
+from pacsnode.node.rest.context import CONFIG, REGISTRY, REPLICATOR, blocking
 from pacsnode.node.rest.params import json_body, json_or_text
 
 if TYPE_CHECKING:
@@ -24,14 +24,13 @@ def _replicator(request: web.Request, name: str | None = None) -> Replicator:
 
 
 async def list_peers(request: web.Request) -> web.Response:
-    if request.app[REPLICATOR].current is None:
-        return web.json_response({} if "expand" in request.query else [])
+    names = list(request.app[REGISTRY].peers())
+    if "expand" not in request.query:
+        return web.json_response(names)
+    if not names:
+        return web.json_response({})
     replicator = _replicator(request)
-    if "expand" in request.query:
-        return web.json_response(
-            {name: await blocking(replicator.describe, name) for name in replicator.names()}
-        )
-    return web.json_response(replicator.names())
+    return web.json_response({name: await blocking(replicator.describe, name) for name in names})
 
 
 async def show_peer(request: web.Request) -> web.Response:
@@ -94,15 +93,15 @@ async def put_peer(request: web.Request) -> web.Response:
         )
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"bad peer settings: {exc}") from None
-    # The first peer of a node configured without any makes the replicator.
-    replicator = await blocking(request.app[REPLICATOR].ensure)
-    await blocking(replicator.put_peer, peer)
+    # The first peer of a node configured without any makes the replicator, which then
+    # follows the registry.
+    await blocking(request.app[REPLICATOR].ensure)
+    await blocking(request.app[REGISTRY].put_peer, peer)
     return web.json_response({})
 
 
 async def delete_peer(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    await blocking(_replicator(request, name).delete_peer, name)
+    await blocking(request.app[REGISTRY].delete_peer, request.match_info["name"])
     return web.json_response({})
 
 

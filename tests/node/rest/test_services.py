@@ -66,6 +66,27 @@ async def test_a_replicator_made_by_put_peers_is_stopped_with_the_app(
     assert not replicator._scheduler.running
 
 
+async def test_peers_put_and_deleted_over_rest_reach_the_listener_pins_and_schedule(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    assert (await client.put("/peers/siteb", json=PEER)).status == 200
+    replicator = client.app[REPLICATOR].current
+    assert replicator is not None and replicator._scheduler is not None
+    assert replicator.pins["siteb"].fingerprint == "AB-CD"
+    assert replicator._scheduler.get_job("siteb") is not None
+    changed = {**PEER, "Fingerprint": "EF-01", "Pull": False}
+    assert (await client.put("/peers/siteb", json=changed)).status == 200
+    assert replicator.pins["siteb"].fingerprint == "EF-01"
+    assert not replicator.pins["siteb"].may_pull
+    shown = await get_json(client, "/peers/siteb")
+    assert shown["Fingerprint"] == "EF-01" and shown["Pull"] is False
+    assert (await client.delete("/peers/siteb")).status == 200
+    assert "siteb" not in replicator.pins and replicator._scheduler.get_job("siteb") is None
+    assert await get_json(client, "/peers") == []
+    assert (await client.delete("/peers/siteb")).status == 404
+
+
 async def test_configured_peers_open_the_replicator_and_the_listener(
     make_client: MakeClient,
 ) -> None:
