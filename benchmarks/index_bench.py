@@ -1,4 +1,6 @@
-"""Ingest rate, disk use and query latency of the LMDB index (:mod:`pacsnode.node.index`), run by hand.
+"""Ingest rate, disk use and query latency of the LMDB index (:mod:`pacsnode.node.index`).
+
+Run by hand.
 
     python -m benchmarks.index_bench [--quick] [--json out.json] [--max N]
 
