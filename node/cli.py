@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pacsnode.node.config import NodeConfig, load_config
+from pacsnode.node.config import load_config
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
+from pacsnode.node.settings import NodeConfig
 from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
 
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2

@@ -1,6 +1,7 @@
 """The node's configuration: one TOML file over the embedded defaults, validated at start.
 
-Every error names the file and the key. ``configs/default.toml`` holds the
+Every error names the file and the key; the settings it builds are in
+:mod:`.settings`. ``configs/default.toml`` holds the
 defaults; a user's file only needs the keys it changes.
 """
 
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from dataclasses import dataclass, field
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
@@ -16,114 +16,19 @@ from typing import Any
 
 from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.query import parse_query
-from pacsnode.node.recycling import Limits, StorageMode
-from pacsnode.peer.schedule import parse_window, trigger_for
-
-_MB = 1024 * 1024
-
-
-class ConflictPolicy(StrEnum):
-    """What to do with a second, different instance under a known SOP Instance UID."""
-
-    KEEP = "keep"  # keep the first, report the conflict (default)
-    OVERWRITE = "overwrite"
-    REJECT = "reject"
-
-
-@dataclass(frozen=True)
-class CoreSettings:
-    data_dir: Path
-    compression: bool = True
-    compression_level: int = 3
-    stable_age_s: float = 60.0
-    maximum_storage_size_mb: int = 0
-    maximum_patient_count: int = 0
-    maximum_storage_mode: StorageMode = StorageMode.RECYCLE
-    conflict_policy: ConflictPolicy = ConflictPolicy.KEEP
-    metadata_names: dict[str, int] = field(default_factory=dict)
-    #: symbolic name -> (content type >= 1024, MIME type)
-    attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)
-
-    @property
-    def limits(self) -> Limits:
-        return Limits(
-            self.maximum_storage_size_mb * _MB,
-            self.maximum_patient_count,
-            self.maximum_storage_mode,
-        )
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    host: str = "127.0.0.1"
-    port: int = 8042
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-
-
-@dataclass(frozen=True)
-class DicomSettings:
-    aet: str = "PACSNODE"
-    host: str = "127.0.0.1"
-    port: int = 4242
-    accept_unknown_callers: bool = True
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    password_hash: str
-
-
-@dataclass(frozen=True)
-class Modality:
-    name: str
-    aet: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class PeeringSettings:
-    host: str = "127.0.0.1"
-    port: int = 8443
-    shared_ca: Path | None = None
-
-
-@dataclass(frozen=True)
-class PeerSettings:
-    name: str
-    fingerprint: str = ""  # a pacsnode peer's pinned certificate (required for that kind)
-    url: str | None = None  # None: a passive peer, which dials us
-    push: bool = True
-    pull: bool = True
-    interval_s: int = 0  # 0: only when asked (POST /peers/{name}/sync)
-    schedule: str | None = None  # a cron expression, instead of interval_s
-    window: str | None = None  # "20:00-06:00": scheduled syncs only inside it
-    filter: dict[str, str] | None = None  # /tools/find keywords: only matching studies
-    bandwidth_kbps: int = 0  # 0: unlimited
-    mirror_deletions: bool = False  # a user's deletions are applied on both sides
-    kind: str = "pacsnode"  # or "orthanc": its REST API, with HTTP Basic credentials
-    username: str | None = None
-    password: str | None = None
-    ca_file: str | None = None  # an Orthanc peer's CA, for https
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    core: CoreSettings
-    http: HttpSettings
-    dicom: DicomSettings
-    users: tuple[User, ...] = ()
-    modalities: tuple[Modality, ...] = ()
-    source: str = "embedded defaults"
-    peering: PeeringSettings = PeeringSettings()
-    peers: tuple[PeerSettings, ...] = ()
-
-    @property
-    def data_dir(self) -> Path:
-        return self.core.data_dir
-
+from pacsnode.node.recycling import StorageMode
+from pacsnode.node.settings import (
+    ConflictPolicy,
+    CoreSettings,
+    DicomSettings,
+    HttpSettings,
+    Modality,
+    NodeConfig,
+    PeeringSettings,
+    PeerSettings,
+    User,
+    peer_problem,
+)
 
 # section -> key -> accepted types; "[[users]]" and "[[modalities]]" are lists of tables
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
@@ -287,6 +192,9 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
 
 
 def _peer(source: str, table: Any) -> PeerSettings:
+    # Loaded only for peers: a node without any never imports the scheduler.
+    from pacsnode.peer.schedule import parse_window, trigger_for
+
     peer = PeerSettings(**_entry(source, "peers", table))
     try:
         trigger_for(peer.interval_s, peer.schedule)
@@ -307,23 +215,6 @@ def _peer(source: str, table: Any) -> PeerSettings:
     if problem:
         raise ConfigError(f"{source}: peer '{peer.name}': {problem}")
     return peer
-
-
-def peer_problem(peer: PeerSettings) -> str | None:
-    """What is wrong with a peer's settings for its kind, or ``None``."""
-    if peer.kind == "orthanc":
-        if not peer.url or not peer.url.startswith(("http://", "https://")):
-            return 'an Orthanc peer needs url = "http(s)://host:port"'
-        if peer.mirror_deletions:
-            return "deletions are not mirrored with Orthanc peers"
-        return None
-    if peer.kind != "pacsnode":
-        return 'kind must be "pacsnode" or "orthanc"'
-    if not peer.fingerprint:
-        return "a pacsnode peer needs the fingerprint its `pacsnode identity` prints"
-    if peer.url is not None and not peer.url.startswith("https://"):
-        return "url must start with https://"
-    return None
 
 
 def _peering(source: str, base: Path, table: dict[str, Any]) -> PeeringSettings:

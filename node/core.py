@@ -19,7 +19,6 @@ from typing import Any, BinaryIO
 from pydicom.dataset import Dataset
 
 from pacsnode.node.annotations import Annotations
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.deletion import Deleter
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
@@ -27,6 +26,7 @@ from pacsnode.node.index.annotation_keys import MetadataNames
 from pacsnode.node.ingest import Ingestor, IngestResult
 from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
+from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.attachments import AttachmentStore
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.results import MergeResult
@@ -238,4 +238,3 @@ class NodeCore:
     def check_stored_study(self, study_uid: str) -> tuple[list[str], dict[str, str]]:
         """(problems found in the study's files, SOP UID -> digest of what they hold)."""
         return self._store.check_study(study_uid)
-

@@ -32,11 +32,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO
 
-from pacsnode.node.config import ConflictPolicy
 from pacsnode.node.errors import InstanceConflict, StorageFull
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Index, Origin
 from pacsnode.node.recycling import Limits, StorageMode
+from pacsnode.node.settings import ConflictPolicy
 from pacsnode.storage.results import MergeResult, PreparedInstance, PutStatus, StoredInstance
 from pacsnode.storage.store import StudyStore
 

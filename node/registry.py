@@ -14,8 +14,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 
-from pacsnode.node.config import Modality, NodeConfig, PeerSettings, peer_problem
 from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.settings import Modality, NodeConfig, PeerSettings, peer_problem
 
 
 class Registry:

@@ -11,13 +11,13 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from pacsnode.node.config import NodeConfig, PeerSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dates import now_string
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.jobs import Job, JobContext, JobRegistry
 from pacsnode.node.peering import NodePeering
 from pacsnode.node.registry import Registry
+from pacsnode.node.settings import NodeConfig, PeerSettings
 from pacsnode.peer.clients import open_replica
 from pacsnode.peer.cursors import Direction, cursor_name
 from pacsnode.peer.grants import PeerGrant

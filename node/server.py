@@ -15,9 +15,9 @@ import ssl
 
 from aiohttp import web
 
-from pacsnode.node.config import NodeConfig
 from pacsnode.node.core import NodeCore
 from pacsnode.node.rest.app import create_app
+from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
 

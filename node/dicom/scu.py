@@ -9,12 +9,12 @@ from pynetdicom import AE, build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
-from pacsnode.node.config import Modality
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
 from pacsnode.node.errors import DomainError
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.jobs import JobContext
+from pacsnode.node.settings import Modality
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from pynetdicom.sop_class import (
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from pacsnode.node.config import NodeConfig
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
 from pacsnode.node.dicom.network import set_nodelay
 from pacsnode.node.registry import Registry
+from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
 

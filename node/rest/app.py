@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pacsnode.node.config import NodeConfig
 from pacsnode.node.core import NodeCore
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
@@ -25,6 +24,7 @@ from pacsnode.node.rest import jobs as job_routes
 from pacsnode.node.rest.auth import basic_auth
 from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, ReplicatorSlot
 from pacsnode.node.rest.errors import errors_as_json
+from pacsnode.node.settings import NodeConfig
 
 _ROUTES = (resources, upload, annotations, tools, system, modalities, job_routes, peers)
 

@@ -9,8 +9,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pacsnode.node.auth import verify_password
-from pacsnode.node.config import User
 from pacsnode.node.rest.errors import error_response
+from pacsnode.node.settings import User
 
 _REMEMBERED = 1024
 

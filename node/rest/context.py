@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from pacsnode.node.config import NodeConfig
 from pacsnode.node.core import NodeCore
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
+from pacsnode.node.settings import NodeConfig
 
 if TYPE_CHECKING:
     from pacsnode.node.replication import Replicator

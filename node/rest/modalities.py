@@ -13,12 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from pacsnode.node.config import Modality
 from pacsnode.node.dicom import scu
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.jobs import JobContext
 from pacsnode.node.rest.context import CONFIG, JOBS, REGISTRY, blocking, core_of
 from pacsnode.node.rest.params import json_body, json_or_text
+from pacsnode.node.settings import Modality
 
 
 def _modality(request: web.Request) -> Modality:

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from pacsnode.node.config import PeerSettings
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.rest.context import CONFIG, REGISTRY, REPLICATOR, blocking
 from pacsnode.node.rest.params import json_body, json_or_text
+from pacsnode.node.settings import PeerSettings
 
 if TYPE_CHECKING:
     from pacsnode.node.replication import Replicator

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from pacsnode.node.config import NodeConfig
 from pacsnode.node.dicom.services import start_dicom_server, stop_dicom_server
 from pacsnode.node.rest.context import CONFIG, CORE, REGISTRY, REPLICATOR, blocking
+from pacsnode.node.settings import NodeConfig
 
 if TYPE_CHECKING:
     from pacsnode.node.replication import Replicator

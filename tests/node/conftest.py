@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
+from pacsnode.node.settings import CoreSettings
 from tests.node.server import NodeProcess
 
 MakeCore = Callable[..., NodeCore]

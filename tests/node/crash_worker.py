@@ -14,9 +14,9 @@ import warnings
 from pathlib import Path
 
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
+from pacsnode.node.settings import CoreSettings
 
 
 def main() -> None:

@@ -15,9 +15,9 @@ import warnings
 from pathlib import Path
 
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.index import Origin, OriginKind
+from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.store import StudyStore
 
 STUDIES_PER_ROUND = 40

@@ -8,9 +8,9 @@ import threading
 import time
 from pathlib import Path
 
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
+from pacsnode.node.settings import CoreSettings
 from pacsnode.node.verify import verify
 from tests.crash import run_and_kill
 from tests.node.conftest import MakeCore

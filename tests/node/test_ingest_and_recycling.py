@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from pacsnode.node.config import ConflictPolicy
 from pacsnode.node.errors import InstanceConflict, StorageFull
 from pacsnode.node.ids import Level
 from pacsnode.node.ingest import IngestStatus
 from pacsnode.node.recycling import StorageMode
+from pacsnode.node.settings import ConflictPolicy
 from pacsnode.node.verify import verify
 from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_bytes, ct_instance, to_bytes

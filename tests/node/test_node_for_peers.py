@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pacsnode.node.config import CoreSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
 from pacsnode.node.peering import NodePeering
+from pacsnode.node.settings import CoreSettings
 from pacsnode.peer.interface import NodeForPeers
 from pacsnode.peer.sync import plan_missing
 from pacsnode.storage.errors import StorageError

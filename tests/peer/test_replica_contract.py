@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from pacsnode.node.config import CoreSettings, PeerSettings
 from pacsnode.node.core import NodeCore
 from pacsnode.node.peering import NodePeering
+from pacsnode.node.settings import CoreSettings, PeerSettings
 from pacsnode.peer.clients import open_replica
 from pacsnode.peer.errors import PeerError, Unsupported, UntrustedPeer
 from pacsnode.peer.identity import Identity, load_or_create, normalize_fingerprint

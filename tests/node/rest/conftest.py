@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pacsnode.node.config import CoreSettings, NodeConfig, load_config
+from pacsnode.node.config import load_config
 from pacsnode.node.core import NodeCore
 from pacsnode.node.rest.app import create_app
+from pacsnode.node.settings import CoreSettings, NodeConfig
 
 MakeClient = Callable[..., Awaitable[TestClient]]
 MakeCore = Callable[..., NodeCore]

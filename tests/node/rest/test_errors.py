@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from pacsnode.node.auth import hash_password
-from pacsnode.node.config import User
 from pacsnode.node.rest.app import create_app
+from pacsnode.node.settings import User
 from tests.node.rest.conftest import MakeClient, MakeCore, assert_error, node_config
 
 MISSING = "00000000-00000000-00000000-00000000-00000000"

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pacsnode.node.config import Modality
 from pacsnode.node.rest.context import REGISTRY
+from pacsnode.node.settings import Modality
 from tests.node.rest.conftest import MakeClient, assert_error, get_json, upload
 from tests.node.server import free_port
 from tests.storage.helpers import ct_bytes

@@ -13,15 +13,16 @@ from typing import Any
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from pacsnode.node.config import DicomSettings, PeeringSettings, PeerSettings
 from pacsnode.node.rest.app import create_app
 from pacsnode.node.rest.context import REPLICATOR
+from pacsnode.node.settings import DicomSettings, PeeringSettings, PeerSettings
 from tests.node.rest.conftest import MakeClient, MakeCore, get_json, node_config
 from tests.node.server import REPO, free_port
 
 # What only a node with peers needs (scheduler, TLS identity, protocol): idle memory matters.
 PEERING_MODULES = (
-    "apscheduler.schedulers",
+    "apscheduler",
+    "pacsnode.peer.schedule",
     "cryptography",
     "pacsnode.node.peering",
     "pacsnode.node.replication",
@@ -127,7 +128,8 @@ def test_a_node_without_peers_loads_no_peering_code(tmp_path: Path) -> None:
         f"""
         import asyncio, dataclasses, sys
         from aiohttp import web
-        from pacsnode.node.config import CoreSettings, load_config
+        from pacsnode.node.config import load_config
+        from pacsnode.node.settings import CoreSettings
         from pacsnode.node.core import NodeCore
         from pacsnode.node.server import create_app
 
