@@ -8,8 +8,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.node.server import REPO, NodeProcess
 from tests.storage.helpers import ct_bytes
+
+pytestmark = pytest.mark.e2e  # starts real node processes
 
 
 def pacsnode(

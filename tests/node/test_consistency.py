@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
 from pacsnode.node.settings import CoreSettings
@@ -126,6 +128,7 @@ def test_recovery_finishes_what_a_crash_interrupted(make_core: MakeCore) -> None
     assert reopened.statistics()["CountInstances"] == 2
 
 
+@pytest.mark.e2e
 def test_sigkill_during_ingest_then_recovery(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "acks.log"
     log.write_text("")
@@ -136,6 +139,7 @@ def test_sigkill_during_ingest_then_recovery(tmp_path: Path) -> None:
             check_consistent(core, log)
 
 
+@pytest.mark.e2e
 def test_sigkill_during_peer_merges_then_recovery(tmp_path: Path) -> None:
     """Killed while merging peers' study ZIPs (with sealing and recycling under way):
     after restart every merged instance the peer was told about is there, unless

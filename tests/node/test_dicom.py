@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
 from tests.node.server import DCMTK_ENV, NodeProcess, free_port
 from tests.storage.helpers import ct_bytes
+
+pytestmark = pytest.mark.e2e  # starts real node processes
 
 SAMPLES = ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small_jpeg_ls_lossless.dcm"]
 

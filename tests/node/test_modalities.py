@@ -15,6 +15,8 @@ import pytest
 from tests.node.server import DCMTK_ENV, NodeProcess, free_port
 from tests.storage.helpers import ct_bytes
 
+pytestmark = pytest.mark.e2e  # starts real node processes
+
 
 @pytest.fixture
 def storescp(tmp_path: Path) -> Iterator[tuple[int, Path]]:

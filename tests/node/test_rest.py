@@ -14,6 +14,8 @@ from tests.node.server import NodeProcess
 from tests.storage.dicom_compare import differences
 from tests.storage.helpers import ct_bytes
 
+pytestmark = pytest.mark.e2e  # starts real node processes
+
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 
 

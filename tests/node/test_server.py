@@ -10,6 +10,8 @@ import pytest
 
 from tests.node.server import NodeProcess, free_port
 
+pytestmark = pytest.mark.e2e  # starts real node processes
+
 PEER = {"Url": "https://127.0.0.1:9", "Fingerprint": "AB-CD", "IntervalSeconds": 3600}
 
 

@@ -19,7 +19,10 @@ from tests.storage.helpers import ct_bytes
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 CREDENTIALS = ("orthanc", "s3cret")
-pytestmark = pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed"),
+]
 
 
 class OrthancProcess:

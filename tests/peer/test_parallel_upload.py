@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pacsnode.peer.identity import load_or_create
 from pacsnode.peer.ranges import add_range, contiguous_prefix, missing_ranges, split_range
 from pacsnode.peer.tls import client_context
@@ -16,6 +18,8 @@ from pacsnode.storage.store import StudyStore
 from tests.node.server import NodeProcess
 from tests.peer.test_replication import inventory, linked_sites
 from tests.storage.helpers import ct_bytes
+
+pytestmark = pytest.mark.e2e  # starts real node processes
 
 
 def test_ranges_merge_and_report_gaps() -> None:

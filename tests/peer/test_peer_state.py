@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.node.server import REPO, NodeProcess
 from tests.peer.test_replication import linked_sites, sync
 from tests.storage.helpers import ct_bytes, to_bytes
+
+pytestmark = pytest.mark.e2e  # starts real node processes
 
 
 def state(node: NodeProcess, peer: str) -> dict:

@@ -32,6 +32,8 @@ from tests.peer.test_peer_state import mr_bytes
 from tests.peer.test_replication import peer_toml
 from tests.storage.helpers import ct_bytes, ct_instance
 
+pytestmark = pytest.mark.e2e  # starts real node processes
+
 UNKNOWN_STUDY = "1.2.826.0.1.3680043.8.498.424242424242"
 
 

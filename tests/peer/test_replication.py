@@ -16,6 +16,8 @@ from tests.node.server import REPO, NodeProcess, free_port
 from tests.peer.proxy import CuttingProxy
 from tests.storage.helpers import ct_bytes, to_bytes
 
+pytestmark = pytest.mark.e2e  # starts real node processes
+
 
 def identity_of(directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ import random
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from pacsnode.storage.layout import study_zip_path
 from pacsnode.storage.store import StudyStore
 from tests.crash import run_and_kill
@@ -25,6 +27,7 @@ def acknowledged(log: Path) -> dict[str, tuple[str, str, str]]:
     return alive
 
 
+@pytest.mark.e2e
 def test_sigkill_during_store_and_seal_loses_no_acknowledged_instance(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "acks.log"
     rng = random.Random(1234)
