@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RecoveryReport:
-    #: studies that still have staged instances to seal
+    #: studies a mutation may have left unfinished (a marker was found): they stay
+    #: pending until sealed, and whoever indexes them reconciles them first
     pending: list[str] = field(default_factory=list)
     removed_temp_files: int = 0
     #: staged instances that a finished seal had already folded into the study ZIP
@@ -52,10 +53,11 @@ def recover(root: Path) -> RecoveryReport:
         if is_temp(marker) or not is_valid_uid(marker.name):
             remove_leftover(marker)
             continue
-        if _recover_study(root, marker.name, report):
-            report.pending.append(marker.name)
-        else:
-            remove_durable(marker)
+        _recover_study(root, marker.name, report)
+        # The marker stays even when nothing is left staged: whoever wrote to the study
+        # (say, a merge not yet indexed) may not have finished, so the study stays
+        # pending, for the node to reconcile, until its next seal clears the marker.
+        report.pending.append(marker.name)
     return report
 
 
@@ -70,8 +72,8 @@ def _remove_temps(directory: Path) -> int:
     return removed
 
 
-def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> bool:
-    """Clean one pending study; return whether staged instances remain."""
+def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> None:
+    """Clean one pending study: temp files, staging already sealed, unreadable files."""
     directory = study_dir(root, study_uid)
     report.removed_temp_files += _remove_temps(directory)
     report.removed_temp_files += _remove_temps(staging_dir(root, study_uid))
@@ -85,7 +87,6 @@ def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> bool:
     except StorageError as exc:
         # Cannot happen with atomic renames unless the disk lies; keep the file, say so.
         log.error("study %s: sealed ZIP unreadable: %s", study_uid, exc)
-    remaining = 0
     try:
         staged_paths = sorted(staging_dir(root, study_uid).iterdir())
     except FileNotFoundError:
@@ -99,8 +100,6 @@ def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> bool:
             report.removed_sealed_staging += 1
         elif state == "unreadable":
             report.quarantined.append(_quarantine(root, path))
-        else:
-            remaining += 1
     if archive is not None:
         archive.close()
     for empty in (staging_dir(root, study_uid), directory):
@@ -108,7 +107,6 @@ def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> bool:
             empty.rmdir()
         except OSError:
             pass  # not empty, or absent
-    return remaining > 0
 
 
 def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:
