@@ -234,15 +234,32 @@ def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> in
     return EXIT_OK
 
 
+CONFIG_VARIABLE = "PACSNODE_CONFIG"
+
+
+def _config_from_environment() -> Path | None:
+    value = os.environ.get(CONFIG_VARIABLE, "").strip()
+    return Path(value) if value else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pacsnode", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, help="TOML configuration (default: built-in)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"TOML configuration (default: ${CONFIG_VARIABLE}, else the built-in defaults)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: object, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(handler=handler)
+        # Accepted after the command too (`pacsnode serve --config FILE`); SUPPRESS keeps
+        # a value given before the command when none is given after it.
+        sub.add_argument(
+            "--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration"
+        )
         return sub
 
     add("serve", cmd_serve, "run the node: REST API and DICOM services")
@@ -284,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "hash-password":
             return cmd_hash_password(None, args)
-        config = load_config(args.config)
+        config = load_config(args.config or _config_from_environment())
         return int(args.handler(config, args))
     except DomainError as exc:
         print(f"pacsnode: {exc.message}", file=sys.stderr)

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pacsnode.node.encodings import check_encoding
 from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.query import parse_query
 from pacsnode.node.recycling import StorageMode
@@ -34,7 +35,13 @@ from pacsnode.node.settings import (
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "": {"data_dir": (str,)},
     "http": {"host": (str,), "port": (int,), "tls_cert": (str,), "tls_key": (str,)},
-    "dicom": {"aet": (str,), "host": (str,), "port": (int,), "accept_unknown_callers": (bool,)},
+    "dicom": {
+        "aet": (str,),
+        "host": (str,),
+        "port": (int,),
+        "accept_unknown_callers": (bool,),
+        "default_encoding": (str,),
+    },
     "storage": {
         "compression": (bool,),
         "compression_level": (int,),
@@ -180,6 +187,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             dicom["host"],
             _port(source, "dicom.port", dicom["port"]),
             dicom["accept_unknown_callers"],
+            _encoding(source, dicom["default_encoding"]),
         ),
         users=users,
         modalities=modalities,
@@ -253,6 +261,13 @@ def _aet(source: str, value: str) -> str:
     if not 0 < len(value) <= 16 or not value.isascii() or "\\" in value:
         raise ConfigError(f"{source}: 'dicom.aet' must be 1..16 ASCII characters")
     return value
+
+
+def _encoding(source: str, value: str) -> str:
+    try:
+        return check_encoding(value)
+    except DomainError as exc:
+        raise ConfigError(f"{source}: 'dicom.default_encoding': {exc.message}") from None
 
 
 def _path(base: Path, value: str | None) -> Path | None:

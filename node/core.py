@@ -184,8 +184,42 @@ class NodeCore:
     def last_change(self) -> int:
         return self.index.last_change()
 
+    def last_change_page(self) -> ChangePage:
+        """Only the newest change (``/changes?last``)."""
+        return self.index.last_change_page()
+
+    # --- settings changed at run time ----------------------------------------------------
+
+    def setting(self, name: str, default: str) -> str:
+        """A setting changed over REST (kept across restarts), or ``default``."""
+        value = self.index.setting(name)
+        return default if value is None else value
+
+    def save_setting(self, name: str, value: str) -> None:
+        self.index.save_setting(name, value)
+
+    # --- exports log -------------------------------------------------------------------------
+
+    def log_exports(self, resource_ids: Iterable[str], remote: str) -> None:
+        """Log resources sent to modality or peer ``remote`` (``/exports``)."""
+        self.index.log_exports(resource_ids, remote)
+
+    def exports(self, since: int = 0, limit: int = 100) -> ChangePage:
+        return self.index.exports(since, limit)
+
+    def last_export_page(self) -> ChangePage:
+        return self.index.last_export_page()
+
+    def clear_exports(self) -> None:
+        self.index.clear_exports()
+
     def statistics(self) -> dict[str, int]:
         return self.index.statistics()
+
+    def resource_statistics(self, resource_id: str, level: Level) -> dict[str, int]:
+        """Counts below a resource and its sizes; UnknownResource if absent at ``level``."""
+        self.resource(resource_id, level)
+        return self.index.resource_statistics(resource_id)
 
     # --- instance content ------------------------------------------------------------------
 

@@ -138,11 +138,15 @@ class Replicator:
         return self._jobs.submit(
             "PeerStore",
             {"Peer": name, "Resources": resource_ids},
-            lambda context: self._store(peer, by_study, context),
+            lambda context: self._store(peer, resource_ids, by_study, context),
         )
 
     def _store(
-        self, peer: PeerSettings, by_study: dict[str, set[str]], context: JobContext
+        self,
+        peer: PeerSettings,
+        resource_ids: list[str],
+        by_study: dict[str, set[str]],
+        context: JobContext,
     ) -> dict[str, Any]:
         assert peer.url is not None
         result = SyncResult()
@@ -155,6 +159,7 @@ class Replicator:
         finally:
             client.close()
         self.heard_from(peer.name)
+        self._core.log_exports(resource_ids, peer.name)
         return {
             "Instances": sum(len(s) for s in by_study.values()),
             "PushedInstances": result.pushed_instances,

@@ -60,6 +60,8 @@ class DicomSettings:
     host: str = "127.0.0.1"
     port: int = 4242
     accept_unknown_callers: bool = True
+    #: Orthanc's DefaultEncoding: files without a character set, and C-FIND answers
+    default_encoding: str = "Latin1"
 
 
 @dataclass(frozen=True)

@@ -55,19 +55,44 @@ def append(
 
 @dataclass(frozen=True)
 class ChangePage:
+    """One page of a numbered feed (the change feed, or the exports log)."""
+
     changes: list[dict[str, Any]]
     done: bool
     last: int
 
-    def as_json(self) -> dict[str, Any]:
-        return {"Changes": self.changes, "Done": self.done, "Last": self.last}
+    def as_json(self, key: str = "Changes") -> dict[str, Any]:
+        return {key: self.changes, "Done": self.done, "Last": self.last}
 
 
-def page_after(txn: Txn, since: int, limit: int) -> ChangePage:
-    """Changes after ``since`` (a cursor: the ``Last`` of the previous page)."""
+def page_after(txn: Txn, since: int, limit: int, feed: str = "changes") -> ChangePage:
+    """Entries after ``since`` (a cursor: the ``Last`` of the previous page)."""
     limit = max(1, min(limit, MAX_LIMIT))
-    changes = txn.changes_after(since, limit + 1)
-    done = len(changes) <= limit
-    changes = changes[:limit]
-    last = changes[-1]["Seq"] if changes else max(since, 0)
-    return ChangePage(changes, done, last)
+    entries = txn.feed_after(feed, since, limit + 1)
+    done = len(entries) <= limit
+    entries = entries[:limit]
+    last = entries[-1]["Seq"] if entries else max(since, 0)
+    return ChangePage(entries, done, last)
+
+
+def last_page(txn: Txn, feed: str = "changes") -> ChangePage:
+    """Only the newest entry (Orthanc's ``?last``); ``Last`` is 0 for an empty feed."""
+    entry = txn.feed_last_entry(feed)
+    return ChangePage([entry] if entry else [], True, entry["Seq"] if entry else 0)
+
+
+def append_export(
+    txn: Txn, level: Level, resource_id: str, remote: str, uids: dict[str, str], date: str
+) -> int:
+    """Log a resource sent to a modality or a peer, as Orthanc's ``/exports`` shows it."""
+    return txn.append_to_feed(
+        "exports",
+        {
+            "ResourceType": level.value,
+            "ID": resource_id,
+            "Path": f"/{level.plural}/{resource_id}",
+            "RemoteModality": remote,
+            "Date": date,
+            **uids,
+        },
+    )

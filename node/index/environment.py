@@ -35,6 +35,8 @@ _MAX_KEY = 480  # LMDB's default key limit is 511 bytes
 _SEPARATOR = "\x1f"
 _ALL = "*"
 _SEQ = struct.Struct(">Q")
+#: feed database -> the global counter holding its last sequence number
+_LAST_OF_FEED = {"changes": "last_change", "exports": "last_export"}
 
 _DATABASES = {
     "resources": False,  # id -> JSON record
@@ -43,6 +45,7 @@ _DATABASES = {
     "metadata": False,  # id \x1f key -> value
     "attachments": False,  # id \x1f content type -> JSON attachment info
     "changes": False,  # seq -> JSON change
+    "exports": False,  # seq -> JSON exported resource (Orthanc's /exports)
     "recycle_order": False,  # seq -> patient id
     "recycle_position": False,  # patient id -> seq
     "protected": False,  # patient id -> b"1"
@@ -203,15 +206,27 @@ class Txn:
     # --- change feed -----------------------------------------------------------------
 
     def append_change(self, change: dict[str, Any]) -> int:
-        seq = self.counter("last_change") + 1
-        self.set_global("last_change", str(seq))
-        self._txn.put(_SEQ.pack(seq), _dumps({"Seq": seq, **change}), db=self._db["changes"])
-        return seq
+        return self.append_to_feed("changes", change)
 
     def changes_after(self, since: int, limit: int) -> list[dict[str, Any]]:
-        cursor = self._txn.cursor(db=self._db["changes"])
+        return self.feed_after("changes", since, limit)
+
+    def last_change(self) -> int:
+        return self.counter("last_change")
+
+    # Numbered feeds: the change feed, and the log of exported resources. Sequence
+    # numbers keep growing when a feed is cleared, so a client's cursor stays valid.
+
+    def append_to_feed(self, feed: str, entry: dict[str, Any]) -> int:
+        seq = self.counter(_LAST_OF_FEED[feed]) + 1
+        self.set_global(_LAST_OF_FEED[feed], str(seq))
+        self._txn.put(_SEQ.pack(seq), _dumps({"Seq": seq, **entry}), db=self._db[feed])
+        return seq
+
+    def feed_after(self, feed: str, since: int, limit: int) -> list[dict[str, Any]]:
+        cursor = self._txn.cursor(db=self._db[feed])
         found: list[dict[str, Any]] = []
-        if not cursor.set_range(_SEQ.pack(since + 1)):
+        if not cursor.set_range(_SEQ.pack(max(since, 0) + 1)):
             return found
         for _, raw in cursor:
             if len(found) >= limit:
@@ -219,8 +234,12 @@ class Txn:
             found.append(json.loads(raw))
         return found
 
-    def last_change(self) -> int:
-        return self.counter("last_change")
+    def feed_last_entry(self, feed: str) -> dict[str, Any] | None:
+        cursor = self._txn.cursor(db=self._db[feed])
+        return json.loads(cursor.value()) if cursor.last() else None
+
+    def clear_feed(self, feed: str) -> None:
+        self._txn.drop(self._db[feed], delete=False)
 
     # --- recycling order and protection ---------------------------------------------
 

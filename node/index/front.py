@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pacsnode.node.ids import Level
 from pacsnode.node.index import reads, updates
-from pacsnode.node.index.changes import ChangePage, page_after
+from pacsnode.node.index.changes import ChangePage, last_page, page_after
 from pacsnode.node.index.environment import Environment, Txn
 from pacsnode.node.index.hierarchy import instance_ids
 from pacsnode.node.index.lookups import find
@@ -33,6 +33,7 @@ from pacsnode.storage.results import StoredInstance
 
 T = TypeVar("T")
 _CURSOR_PREFIX = "peer_cursor:"
+_SETTING_PREFIX = "setting:"
 
 
 class Index:
@@ -109,8 +110,31 @@ class Index:
     def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
         return self._read(lambda txn: page_after(txn, since, limit))
 
+    def last_change_page(self) -> ChangePage:
+        return self._read(last_page)
+
+    # --- exports log (Orthanc's /exports) ----------------------------------------------
+
+    def log_exports(self, resource_ids: Iterable[str], remote: str) -> None:
+        """Log resources sent to a modality or peer named ``remote``, one entry each."""
+        ids = list(resource_ids)
+        self._write(lambda txn: updates.log_exports(txn, ids, remote))
+
+    def exports(self, since: int = 0, limit: int = 100) -> ChangePage:
+        return self._read(lambda txn: page_after(txn, since, limit, "exports"))
+
+    def last_export_page(self) -> ChangePage:
+        return self._read(lambda txn: last_page(txn, "exports"))
+
+    def clear_exports(self) -> None:
+        self._write(lambda txn: txn.clear_feed("exports"))
+
     def last_change(self) -> int:
         return self._read(lambda txn: txn.last_change())
+
+    def resource_statistics(self, resource_id: str) -> dict[str, int]:
+        """Counts of what is below a resource, and its sizes (attachments included)."""
+        return self._read(lambda txn: reads.resource_statistics(txn, resource_id))
 
     def statistics(self) -> dict[str, int]:
         stats = self._read(reads.statistics)
@@ -246,6 +270,14 @@ class Index:
     def study_annotations(self, study_uid: str) -> list[ResourceAnnotations]:
         """Metadata, attachments and protection of a study's resources, in one snapshot."""
         return self._read(lambda txn: reads.study_annotations(txn, study_uid))
+
+    # --- settings changed at run time (Orthanc's /tools/default-encoding, ...) ----------
+
+    def setting(self, name: str) -> str | None:
+        return self._read(lambda txn: txn.get_global(_SETTING_PREFIX + name))
+
+    def save_setting(self, name: str, value: str) -> None:
+        self._write(lambda txn: txn.set_global(_SETTING_PREFIX + name, value))
 
     # --- replication cursors -------------------------------------------------------------
 

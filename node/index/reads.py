@@ -207,3 +207,26 @@ def statistics(txn: Txn) -> dict[str, int]:
         "TotalUncompressedSize": txn.counter(TOTAL_UNCOMPRESSED),
         "LastChange": txn.last_change(),
     }
+
+
+def resource_statistics(txn: Txn, resource_id: str) -> dict[str, int]:
+    """Counts below a resource and its sizes, attachments included (as Orthanc counts)."""
+    record = existing(txn, resource_id)
+    counts = {level: 0 for level in Level}
+    attached = attached_uncompressed = 0
+    pending = [record]
+    while pending:
+        current = pending.pop()
+        counts[Level(current["level"])] += 1
+        for info in txn.attachments(current["id"]).values():
+            attached += info["compressed_size"]
+            attached_uncompressed += info["size"]
+        if current["level"] != Level.INSTANCE.value:
+            pending.extend(r for r in map(txn.resource, txn.children(current["id"])) if r)
+    return {
+        **{f"Count{level.plural.capitalize()}": counts[level] for level in Level},
+        "DiskSize": record["size"] + attached,
+        "UncompressedSize": record["uncompressed"] + attached_uncompressed,
+        "DicomDiskSize": record["size"],
+        "DicomUncompressedSize": record["uncompressed"],
+    }

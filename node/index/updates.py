@@ -11,9 +11,9 @@ from typing import Any
 from pacsnode.node.dates import now_string
 from pacsnode.node.errors import NotFound
 from pacsnode.node.ids import Level
-from pacsnode.node.index.changes import NEW_CHANGE_OF_LEVEL, ChangeType, append
+from pacsnode.node.index.changes import NEW_CHANGE_OF_LEVEL, ChangeType, append, append_export
 from pacsnode.node.index.environment import Txn
-from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource
+from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource, uids_of
 from pacsnode.node.index.reads import existing, existing_patient
 from pacsnode.node.index.records import AddedInstance, DeletionReason, Origin, Removed
 from pacsnode.storage.results import StoredInstance
@@ -55,6 +55,15 @@ def reconcile_study(
         remove_logged(txn, resource_id, DeletionReason.RECONCILE)
     index_instances(txn, items, origin)
     txn.clear_dirty(study_uid)
+
+
+def log_exports(txn: Txn, resource_ids: list[str], remote: str) -> None:
+    now = now_string()
+    for resource_id in resource_ids:
+        record = txn.resource(resource_id)
+        if record is not None:  # deleted since it was sent: nothing left to name
+            level = Level(record["level"])
+            append_export(txn, level, resource_id, remote, uids_of(txn, record), now)
 
 
 def announce_stable(txn: Txn, study_uid: str) -> None:

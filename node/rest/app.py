@@ -12,11 +12,14 @@ from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.rest import (
     annotations,
+    hierarchy,
     modalities,
     peers,
     resources,
+    runtime_settings,
     services,
     system,
+    tag_views,
     tools,
     upload,
 )
@@ -24,9 +27,22 @@ from pacsnode.node.rest import jobs as job_routes
 from pacsnode.node.rest.auth import basic_auth
 from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, ReplicatorSlot
 from pacsnode.node.rest.errors import errors_as_json
+from pacsnode.node.rest.paths import orthanc_paths
 from pacsnode.node.settings import NodeConfig
 
-_ROUTES = (resources, upload, annotations, tools, system, modalities, job_routes, peers)
+_ROUTES = (
+    resources,
+    hierarchy,
+    tag_views,
+    upload,
+    annotations,
+    tools,
+    system,
+    runtime_settings,
+    modalities,
+    job_routes,
+    peers,
+)
 
 
 def create_app(
@@ -46,6 +62,7 @@ def create_app(
     middlewares = [errors_as_json]
     if config.users:  # authentication answers with the error envelope: it runs inside it
         middlewares.append(basic_auth(config.users))
+    middlewares.append(orthanc_paths)  # innermost: it dispatches again, after the others
     app = web.Application(middlewares=middlewares, client_max_size=1024**4)
     app[CORE] = core
     app[CONFIG] = config

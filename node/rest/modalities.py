@@ -100,7 +100,9 @@ async def store(request: web.Request) -> web.Response:
     aet = request.app[CONFIG].dicom.aet
 
     def work(context: JobContext) -> dict[str, Any]:
-        return scu.send(core, aet, modality, chosen, context)
+        sent = scu.send(core, aet, modality, chosen, context)
+        core.log_exports(resources, modality.name)
+        return sent
 
     job = request.app[JOBS].submit(
         "DicomModalityStore", {"Modality": modality.name, "Resources": resources}, work

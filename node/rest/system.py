@@ -1,28 +1,51 @@
-"""``/changes``, ``/statistics``, ``/system``."""
+"""``/changes``, ``/exports``, ``/statistics``, ``/system``."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
-from pacsnode.node.rest.params import int_param
+from pacsnode.node.rest.params import flag_param, int_param
 
 VERSION = "0.1.0"
 API_VERSION = 1
 
 
 async def changes(request: web.Request) -> web.Response:
+    """The change feed after ``since`` (``limit`` entries), or only the newest (``last``)."""
+    core = core_of(request)
+    if flag_param(request, "last"):
+        return web.json_response((await blocking(core.last_change_page)).as_json())
     since = int_param(request, "since", 0)
     limit = int_param(request, "limit", 100)
-    page = await blocking(core_of(request).changes, since, limit)
+    page = await blocking(core.changes, since, limit)
     return web.json_response(page.as_json())
 
 
+async def exports(request: web.Request) -> web.Response:
+    """What was sent to modalities and peers, as a feed like ``/changes``."""
+    core = core_of(request)
+    if flag_param(request, "last"):
+        page = await blocking(core.last_export_page)
+    else:
+        since = int_param(request, "since", 0)
+        page = await blocking(core.exports, since, int_param(request, "limit", 100))
+    return web.json_response(page.as_json("Exports"))
+
+
+async def clear_exports(request: web.Request) -> web.Response:
+    await blocking(core_of(request).clear_exports)
+    return web.json_response({})
+
+
 async def statistics(request: web.Request) -> web.Response:
-    stats = await blocking(core_of(request).statistics)
+    """Orthanc's shape: sizes in bytes as strings (they may pass 2**53), in MiB as numbers."""
+    stats: dict[str, object] = dict(await blocking(core_of(request).statistics))
     mib = 1024 * 1024
-    stats["TotalDiskSizeMB"] = stats["TotalDiskSize"] // mib
-    stats["TotalUncompressedSizeMB"] = stats["TotalUncompressedSize"] // mib
+    for key in ("TotalDiskSize", "TotalUncompressedSize"):
+        size = int(stats[key])  # type: ignore[call-overload]
+        stats[key] = str(size)
+        stats[f"{key}MB"] = size // mib
     return web.json_response(stats)
 
 
@@ -46,5 +69,7 @@ async def system(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/changes", changes)
+    app.router.add_get("/exports", exports)
+    app.router.add_delete("/exports", clear_exports)
     app.router.add_get("/statistics", statistics)
     app.router.add_get("/system", system)

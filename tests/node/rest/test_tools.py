@@ -87,8 +87,9 @@ async def test_statistics(client: TestClient) -> None:
     stats = await get_json(client, "/statistics")
     assert stats["CountPatients"] == 2 and stats["CountStudies"] == 2
     assert stats["CountSeries"] == 2 and stats["CountInstances"] == 2
-    assert stats["TotalDiskSize"] > 0 and stats["TotalUncompressedSize"] > 0
-    assert stats["TotalDiskSizeMB"] == stats["TotalDiskSize"] // (1024 * 1024)
+    # Orthanc's shape: byte sizes are strings, MiB sizes numbers
+    assert int(stats["TotalDiskSize"]) > 0 and int(stats["TotalUncompressedSize"]) > 0
+    assert stats["TotalDiskSizeMB"] == int(stats["TotalDiskSize"]) // (1024 * 1024)
     assert stats["LastChange"] > 0 and stats["IndexDiskSize"] > 0
 
 
