@@ -23,6 +23,7 @@ from typing import Any
 
 from pacsnode.node.config import load_config
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dictionary import register_private_tags
 from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "hash-password":
             return cmd_hash_password(None, args)
         config = load_config(args.config or _config_from_environment())
+        register_private_tags(config.private_tags)
         return int(args.handler(config, args))
     except DomainError as exc:
         print(f"pacsnode: {exc.message}", file=sys.stderr)

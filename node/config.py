@@ -8,6 +8,7 @@ defaults; a user's file only needs the keys it changes.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from enum import StrEnum
 from importlib import resources
@@ -22,11 +23,13 @@ from pacsnode.node.settings import (
     ConflictPolicy,
     CoreSettings,
     DicomSettings,
+    FindSettings,
     HttpSettings,
     Modality,
     NodeConfig,
     PeeringSettings,
     PeerSettings,
+    PrivateTag,
     User,
     peer_problem,
 )
@@ -52,7 +55,16 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "conflict_policy": (str,),
     },
     "users": {"name": (str,), "password_hash": (str,)},
-    "modalities": {"name": (str,), "aet": (str,), "host": (str,), "port": (int,)},
+    "modalities": {
+        "name": (str,),
+        "aet": (str,),
+        "host": (str,),
+        "port": (int,),
+        "local_aet": (str,),
+        "manufacturer": (str,),
+    },
+    "find": {"limit_results": (int,), "limit_instances": (int,)},
+    "private_tags": {"tag": (str,), "vr": (str,), "name": (str,), "creator": (str,)},
     "peering": {"host": (str,), "port": (int,), "shared_ca": (str,)},
     "peers": {
         "name": (str,),
@@ -75,10 +87,11 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
 _REQUIRED = {
     "users": {"name", "password_hash"},
     "modalities": {"name", "aet", "host", "port"},
+    "private_tags": {"tag", "vr", "name", "creator"},
     "peers": {"name"},
 }
-_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering"}
-_LISTS = {"users", "modalities", "peers"}
+_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering", "find"}
+_LISTS = {"users", "modalities", "peers", "private_tags"}
 
 
 def default_config_text() -> str:
@@ -194,6 +207,8 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         source=source,
         peering=_peering(source, base, _table(source, merged, "peering")),
         peers=tuple(_peer(source, p) for p in merged.get("peers", [])),
+        find=_find(source, _table(source, merged, "find")),
+        private_tags=tuple(_private_tag(source, t) for t in merged.get("private_tags", [])),
     )
     _check_secure(config)
     return config
@@ -261,6 +276,34 @@ def _aet(source: str, value: str) -> str:
     if not 0 < len(value) <= 16 or not value.isascii() or "\\" in value:
         raise ConfigError(f"{source}: 'dicom.aet' must be 1..16 ASCII characters")
     return value
+
+
+def _find(source: str, table: dict[str, Any]) -> FindSettings:
+    return FindSettings(
+        _ranged(source, "find.limit_results", table.get("limit_results", 0), 0, 1 << 31),
+        _ranged(source, "find.limit_instances", table.get("limit_instances", 0), 0, 1 << 31),
+    )
+
+
+_TAG = re.compile(r"([0-9a-fA-F]{4}),([0-9a-fA-F]{4})")
+
+
+def _private_tag(source: str, table: Any) -> PrivateTag:
+    entry = _entry(source, "private_tags", table)
+    match = _TAG.fullmatch(entry["tag"].strip())
+    if match is None or int(match.group(1), 16) % 2 == 0:
+        raise ConfigError(f"{source}: private tag {entry['tag']!r} must be 'gggg,eeee', odd group")
+    if entry["vr"] not in _VRS:
+        raise ConfigError(f"{source}: private tag {entry['tag']}: unknown VR {entry['vr']!r}")
+    tag = int(match.group(1), 16) << 16 | int(match.group(2), 16)
+    return PrivateTag(tag, entry["vr"], entry["name"], entry["creator"])
+
+
+_VRS = {
+    "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT", "OB", "OD", "OF",
+    "OL", "OV", "OW", "PN", "SH", "SL", "SQ", "SS", "ST", "SV", "TM", "UC", "UI", "UL", "UN",
+    "UR", "US", "UT", "UV",
+}  # fmt: skip
 
 
 def _encoding(source: str, value: str) -> str:

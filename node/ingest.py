@@ -110,15 +110,21 @@ class Ingestor:
         prepared = self._store.prepare_instance(source)
         instance = prepared.instance
         ids = self._index.ids_of(instance)
-        known = self._index.instance_known(ids[Level.INSTANCE])
+        known: bool | None = None  # whether the index has it: read at most once, if needed
         with self._room():
-            if not known:
-                self._make_room(instance.stored_size, {ids[Level.PATIENT]})
+            if self._limits.enabled:
+                known = self._index.instance_known(ids[Level.INSTANCE])
+                if not known:
+                    self._make_room(instance.stored_size, {ids[Level.PATIENT]})
             with self._storing(instance.study_uid):
                 return self._store_and_index(prepared, ids, known, origin or Origin())
 
     def _store_and_index(
-        self, prepared: PreparedInstance, ids: dict[Level, str], known: bool, origin: Origin
+        self,
+        prepared: PreparedInstance,
+        ids: dict[Level, str],
+        known: bool | None,
+        origin: Origin,
     ) -> IngestResult:
         instance = prepared.instance
         put = self._store.put_prepared(prepared, overwrite=self._policy is ConflictPolicy.OVERWRITE)
@@ -131,8 +137,11 @@ class Ingestor:
                 "instance %s: different content under a known UID; kept the first", instance.sop_uid
             )
             return IngestResult(IngestStatus.ALREADY_STORED, ids, instance, conflict=True)
-        if put.status is PutStatus.ALREADY_STORED and known:
-            return IngestResult(IngestStatus.ALREADY_STORED, ids, instance)
+        if put.status is PutStatus.ALREADY_STORED:
+            if known is None:
+                known = self._index.instance_known(ids[Level.INSTANCE])
+            if known:
+                return IngestResult(IngestStatus.ALREADY_STORED, ids, instance)
         try:
             self._index.add_instances([(instance, ids)], origin)
         except Exception:

@@ -76,6 +76,33 @@ class Modality:
     aet: str
     host: str
     port: int
+    #: the AE title pacsnode calls it with (Orthanc's LocalAet); empty: the node's own
+    local_aet: str = ""
+    #: Orthanc's manufacturer quirks name (kept and shown; pacsnode speaks plain DICOM)
+    manufacturer: str = "Generic"
+
+
+@dataclass(frozen=True)
+class FindSettings:
+    """Caps on query answers (Orthanc's LimitFindResults / LimitFindInstances); 0: none."""
+
+    limit_results: int = 0
+    limit_instances: int = 0
+
+    def cap(self, instance_level: bool) -> int | None:
+        """The most answers a query at that level gives when it asks no limit itself."""
+        return (self.limit_instances if instance_level else self.limit_results) or None
+
+
+@dataclass(frozen=True)
+class PrivateTag:
+    """A private attribute for the dictionary (Orthanc's ``Dictionary``): its VR and
+    name, under its private creator, so files without VRs read and show it right."""
+
+    tag: int  # group << 16 | element, the element's low byte is what the creator reserves
+    vr: str
+    name: str
+    creator: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,8 @@ class NodeConfig:
     source: str = "embedded defaults"
     peering: PeeringSettings = PeeringSettings()
     peers: tuple[PeerSettings, ...] = ()
+    find: FindSettings = FindSettings()
+    private_tags: tuple[PrivateTag, ...] = ()
 
     @property
     def data_dir(self) -> Path:

@@ -19,6 +19,7 @@ from pacsnode.node.errors import DomainError
 from pacsnode.node.ids import Level
 from pacsnode.node.index import InstanceRef, Origin, OriginKind
 from pacsnode.node.registry import Registry
+from pacsnode.node.settings import FindSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +57,22 @@ def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset
     return SUCCESS
 
 
-def _matches(core: NodeCore, identifier: Dataset) -> tuple[Level, list[str], list[str]] | None:
+def _matches(
+    core: NodeCore, identifier: Dataset, limits: FindSettings | None = None
+) -> tuple[Level, list[str], list[str]] | None:
     level = query_level(identifier)
     if level is None:
         return None
     constraints, requested = query_of(identifier)
-    return level, core.find(level, constraints), requested
+    cap = limits.cap(level is Level.INSTANCE) if limits is not None else None
+    return level, core.find(level, constraints, limit=cap), requested
 
 
-def handle_find(event: events.Event, core: NodeCore) -> Iterator[tuple[int, Dataset | None]]:
+def handle_find(
+    event: events.Event, core: NodeCore, limits: FindSettings
+) -> Iterator[tuple[int, Dataset | None]]:
     try:
-        found = _matches(core, event.identifier)
+        found = _matches(core, event.identifier, limits)
     except DomainError as exc:
         log.warning("C-FIND refused: %s", exc.message)
         yield IDENTIFIER_DOES_NOT_MATCH, None

@@ -27,7 +27,7 @@ class RemoteDicomError(DomainError):
 
 
 def _associate(aet: str, modality: Modality, contexts: list[PresentationContext]) -> Any:
-    ae = AE(ae_title=aet)
+    ae = AE(ae_title=modality.local_aet or aet)
     association = ae.associate(
         modality.host,
         modality.port,

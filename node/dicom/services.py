@@ -71,7 +71,7 @@ def start_dicom_server(
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
-        (evt.EVT_C_FIND, handlers.handle_find, [core]),
+        (evt.EVT_C_FIND, handlers.handle_find, [core, config.find]),
         (evt.EVT_C_GET, handlers.handle_get, [core]),
         (evt.EVT_C_MOVE, handlers.handle_move, [core, registry]),
     ]

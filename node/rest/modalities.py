@@ -17,7 +17,7 @@ from pacsnode.node.dicom import scu
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.jobs import JobContext
 from pacsnode.node.rest.context import CONFIG, JOBS, REGISTRY, blocking, core_of
-from pacsnode.node.rest.params import json_body, json_or_text
+from pacsnode.node.rest.params import flag_param, json_body, json_or_text
 from pacsnode.node.settings import Modality
 
 
@@ -25,27 +25,54 @@ def _modality(request: web.Request) -> Modality:
     return request.app[REGISTRY].modality(request.match_info["name"])
 
 
-def _shown(modality: Modality) -> dict[str, Any]:
-    return {"AET": modality.aet, "Host": modality.host, "Port": modality.port}
+#: Orthanc's ModalityManufacturer values (its DICOM quirks; pacsnode stores the name)
+MANUFACTURERS = (
+    "Generic",
+    "GenericNoWildcardInDates",
+    "GenericNoUniversalWildcard",
+    "StoreScp",
+    "Vitrea",
+    "GE",
+)
+_OBSOLETE_MANUFACTURERS = {"MedInria", "ClearCanvas", "Dcm4Chee", "SyngoVia", "AgfaImpax", "EFilm2"}
+#: what GET /modalities/{name} lists: the operations under it
+_OPERATIONS = ["configuration", "echo", "find", "find-instance", "find-patient", "find-series",
+               "find-study", "get", "move", "query", "store", "store-straight"]  # fmt: skip
+
+
+def configuration(modality: Modality) -> dict[str, Any]:
+    """A modality as Orthanc's ``/modalities?expand`` and ``/configuration`` show it."""
+    shown: dict[str, Any] = {
+        "AET": modality.aet,
+        "Host": modality.host,
+        "Port": modality.port,
+        "Manufacturer": modality.manufacturer,
+        **{f"Allow{kind}": True for kind in ("Echo", "Find", "Get", "Move", "Store")},
+        "AllowTranscoding": False,
+        "UseDicomTls": False,
+    }
+    if modality.local_aet:
+        shown["LocalAet"] = modality.local_aet
+    return shown
 
 
 async def list_modalities(request: web.Request) -> web.Response:
     known = request.app[REGISTRY].modalities()
-    if "expand" in request.query:
-        return web.json_response({name: _shown(m) for name, m in known.items()})
+    if flag_param(request, "expand"):
+        return web.json_response({name: configuration(m) for name, m in known.items()})
     return web.json_response(list(known))
 
 
 async def show_modality(request: web.Request) -> web.Response:
-    return web.json_response(_shown(_modality(request)))
+    _modality(request)
+    return web.json_response(_OPERATIONS)
 
 
-def _parse_modality(name: str, body: Any) -> Modality:
-    if isinstance(body, list) and len(body) >= 3:
-        body = {"AET": body[0], "Host": body[1], "Port": body[2]}
-    if not isinstance(body, dict):
-        raise BadRequest('send {"AET": ..., "Host": ..., "Port": ...}')
-    aet, host, port = body.get("AET"), body.get("Host"), body.get("Port")
+async def show_configuration(request: web.Request) -> web.Response:
+    return web.json_response(configuration(_modality(request)))
+
+
+def _checked_aet(aet: Any, name: str) -> str:
     # What DICOM allows in an AE title; pynetdicom refuses the rest as a caller to accept.
     if (
         not isinstance(aet, str)
@@ -54,20 +81,49 @@ def _parse_modality(name: str, body: Any) -> Modality:
         or "\\" in aet
         or not (aet.isascii() and aet.isprintable())
     ):
-        raise BadRequest("AET must be 1..16 ASCII characters, not all spaces, no backslash")
+        raise BadRequest(f"{name} must be 1..16 ASCII characters, not all spaces, no backslash")
+    return aet
+
+
+def _manufacturer(value: Any) -> str:
+    if value is None:
+        return "Generic"
+    if value in _OBSOLETE_MANUFACTURERS:  # Orthanc still accepts these, as Generic
+        return "Generic"
+    if value not in MANUFACTURERS:
+        raise BadRequest(f"Manufacturer must be one of {', '.join(MANUFACTURERS)}")
+    return str(value)
+
+
+def parse_modality(name: str, body: Any) -> Modality:
+    """Orthanc's forms: ``[AET, Host, Port(, Manufacturer)]`` or an object."""
+    if isinstance(body, list) and len(body) >= 3:
+        keys = ("AET", "Host", "Port", "Manufacturer")
+        body = dict(zip(keys, body, strict=False))
+    if not isinstance(body, dict):
+        raise BadRequest('send {"AET": ..., "Host": ..., "Port": ...}')
+    host, port = body.get("Host"), body.get("Port")
     if not isinstance(host, str) or not host:
         raise BadRequest("Host must be a host name or address")
     if isinstance(port, str) and port.isdigit():
         port = int(port)
-    if not isinstance(port, int) or not 0 < port < 65536:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise BadRequest("Port must be 1..65535")
-    return Modality(name, aet, host, port)
+    local = body.get("LocalAet")
+    return Modality(
+        name,
+        _checked_aet(body.get("AET"), "AET"),
+        host,
+        port,
+        local_aet=_checked_aet(local, "LocalAet") if local else "",
+        manufacturer=_manufacturer(body.get("Manufacturer")),
+    )
 
 
 async def put_modality(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = request.match_info["name"]
-    request.app[REGISTRY].put_modality(_parse_modality(name, body))
+    request.app[REGISTRY].put_modality(parse_modality(name, body))
     return web.json_response({})
 
 
@@ -78,6 +134,13 @@ async def delete_modality(request: web.Request) -> web.Response:
 
 async def echo(request: web.Request) -> web.Response:
     await blocking(scu.echo, request.app[CONFIG].dicom.aet, _modality(request))
+    return web.json_response({})
+
+
+async def echo_any(request: web.Request) -> web.Response:
+    """Orthanc's ``/tools/dicom-echo``: a C-ECHO to a modality given in the body."""
+    modality = parse_modality("(echo)", await json_body(request))
+    await blocking(scu.echo, request.app[CONFIG].dicom.aet, modality)
     return web.json_response({})
 
 
@@ -117,7 +180,9 @@ def setup_routes(app: web.Application) -> None:
     route = app.router
     route.add_get("/modalities", list_modalities)
     route.add_get("/modalities/{name}", show_modality)
+    route.add_get("/modalities/{name}/configuration", show_configuration)
     route.add_put("/modalities/{name}", put_modality)
     route.add_delete("/modalities/{name}", delete_modality)
     route.add_post("/modalities/{name}/echo", echo)
+    route.add_post("/tools/dicom-echo", echo_any)
     route.add_post("/modalities/{name}/store", store)

@@ -70,7 +70,7 @@ async def put_accepted_syntaxes(request: web.Request) -> web.Response:
 
 async def get_unknown_sop_class(request: web.Request) -> web.Response:
     value = await blocking(core_of(request).setting, UNKNOWN_SOP_CLASS_SETTING, "0")
-    return _text(value)
+    return web.json_response(int(value))  # 0 or 1, as Orthanc answers
 
 
 async def put_unknown_sop_class(request: web.Request) -> web.Response:
@@ -79,7 +79,7 @@ async def put_unknown_sop_class(request: web.Request) -> web.Response:
         raise BadRequest("send 1, 0, true or false")
     value = "1" if text in _TRUE else "0"
     await blocking(core_of(request).save_setting, UNKNOWN_SOP_CLASS_SETTING, value)
-    return _text(value)
+    return web.json_response(int(value))
 
 
 async def execute_script(request: web.Request) -> web.Response:

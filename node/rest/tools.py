@@ -9,7 +9,7 @@ from aiohttp import web
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.params import json_body
 from pacsnode.node.rest.resources import describe
 
@@ -36,8 +36,9 @@ async def tools_find(request: web.Request) -> web.Response:
     core = core_of(request)
 
     def work() -> list[Any]:
+        cap = request.app[CONFIG].find.cap(level is Level.INSTANCE)
         ids = core.find(
-            level, query, case_sensitive=case_sensitive, since=since, limit=limit or None
+            level, query, case_sensitive=case_sensitive, since=since, limit=limit or cap
         )
         if not expand:
             return ids

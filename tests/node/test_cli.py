@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -134,3 +135,30 @@ def test_help_everywhere() -> None:
     for command in ("serve", "import", "export", "verify", "reindex", "protect", "stats"):
         result = pacsnode(None, command, "--help")
         assert result.returncode == 0 and "usage: pacsnode" in result.stdout
+
+
+def test_config_after_the_command_and_from_the_environment(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    (tmp_path / "a.dcm").write_bytes(ct_bytes(0))
+    command = ["import", str(tmp_path / "a.dcm"), "--config", str(config)]
+    after = subprocess.run(
+        [sys.executable, "-m", "pacsnode.node.cli", *command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert after.returncode == 0, after.stderr
+    assert (tmp_path / "data").is_dir()
+    from_environment = subprocess.run(
+        [sys.executable, "-m", "pacsnode.node.cli", "stats"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PACSNODE_CONFIG": str(config)},
+    )
+    assert from_environment.returncode == 0, from_environment.stderr
+    assert json.loads(from_environment.stdout)["CountInstances"] == 1
+    missing = pacsnode(None, "stats", "--config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "nope.toml" in missing.stderr

@@ -16,25 +16,48 @@ from tests.storage.helpers import ct_bytes
 VIEWER = {"AET": "VIEWER", "Host": "127.0.0.1", "Port": 104}
 
 
+def _subset(shown: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return {key: shown.get(key) for key in expected} == expected
+
+
 async def test_crud(client: TestClient) -> None:
     assert await get_json(client, "/modalities") == []
     assert (await client.put("/modalities/viewer", json=VIEWER)).status == 200
-    assert await get_json(client, "/modalities/viewer") == VIEWER
-    assert await get_json(client, "/modalities?expand") == {"viewer": VIEWER}
+    # Orthanc's shapes: the operations under a modality, its configuration apart
+    assert "store" in await get_json(client, "/modalities/viewer")
+    configuration = await get_json(client, "/modalities/viewer/configuration")
+    assert _subset(configuration, {**VIEWER, "Manufacturer": "Generic"})
+    assert await get_json(client, "/modalities?expand") == {"viewer": configuration}
     # Orthanc's list form, and a port as text
     assert (await client.put("/modalities/a", json=["A", "host", "11112"])).status == 200
     assert await get_json(client, "/modalities") == ["a", "viewer"]
-    assert await get_json(client, "/modalities/a") == {"AET": "A", "Host": "host", "Port": 11112}
+    shown = await get_json(client, "/modalities/a/configuration")
+    assert _subset(shown, {"AET": "A", "Host": "host", "Port": 11112})
     assert (await client.delete("/modalities/viewer")).status == 200
     await assert_error(await client.get("/modalities/viewer"), 404, "not-found")
     await assert_error(await client.delete("/modalities/viewer"), 404, "not-found")
 
 
+async def test_manufacturer_and_local_aet(client: TestClient) -> None:
+    body = ["STORESCP", "localhost", 2000, "GenericNoWildcardInDates"]
+    assert (await client.put("/modalities/tata", json=body)).status == 200
+    expanded = await get_json(client, "/modalities?expand")
+    assert expanded["tata"]["Manufacturer"] == "GenericNoWildcardInDates"
+    obsolete = ["STORESCP", "localhost", 2000, "MedInria"]  # Orthanc takes it as Generic
+    assert (await client.put("/modalities/toto", json=obsolete)).status == 200
+    bad = ["STORESCP", "localhost", 2000, "InvalidManufacturerName"]
+    await assert_error(await client.put("/modalities/toto", json=bad), 400, "bad-request")
+    local = {**VIEWER, "LocalAet": "FROM-PACSNODE"}
+    assert (await client.put("/modalities/local", json=local)).status == 200
+    shown = await get_json(client, "/modalities/local/configuration")
+    assert shown["LocalAet"] == "FROM-PACSNODE"
+
+
 async def test_configured_modalities_are_listed(make_client: MakeClient) -> None:
     client = await make_client(modalities=(Modality("dest", "DEST", "127.0.0.1", 104),))
-    assert await get_json(client, "/modalities?expand") == {
-        "dest": {"AET": "DEST", "Host": "127.0.0.1", "Port": 104}
-    }
+    expanded = await get_json(client, "/modalities?expand")
+    assert list(expanded) == ["dest"]
+    assert _subset(expanded["dest"], {"AET": "DEST", "Host": "127.0.0.1", "Port": 104})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,212 @@
+"""Behaviours Orthanc's integration suite and client libraries rely on, in-process.
+
+Paths (``//x``, trailing slashes, method override), the exports log, the run-time
+settings under ``/tools``, walks up and down the hierarchy, per-resource
+statistics, tag views, and the find limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from pacsnode.node.rest.context import CORE
+from pacsnode.node.settings import FindSettings
+from tests.node.rest.conftest import MakeClient, assert_error, get_json, upload
+from tests.node.server import free_port
+from tests.storage.helpers import ct_bytes
+
+
+async def _three_instances(client: TestClient) -> list[dict[str, Any]]:
+    return [await upload(client, ct_bytes(index, series=1 + index % 2)) for index in range(3)]
+
+
+async def _raw(client: TestClient, method: str, path: str) -> Any:
+    """A request whose path is sent as written (the test client refuses ``//x``)."""
+    url = str(client.make_url("/")).rstrip("/") + path
+    async with client.session.request(method, url) as response:
+        return response.status, await response.json()
+
+
+async def test_orthanc_paths(client: TestClient) -> None:
+    status, system = await _raw(client, "GET", "//system")
+    assert status == 200 and "Version" in system
+    stored = await upload(client, ct_bytes(0))
+    assert await get_json(client, "/patients/") == [stored["ParentPatient"]]
+    assert await _raw(client, "GET", "//patients//") == (200, [stored["ParentPatient"]])
+    assert (await _raw(client, "DELETE", "//exports"))[0] == 200
+    overridden = await client.post(
+        f"/patients/{stored['ParentPatient']}", headers={"X-HTTP-Method-Override": "DELETE"}
+    )
+    assert overridden.status == 200
+    assert await get_json(client, "/patients") == []
+    status, error = await _raw(client, "GET", "//nothing/here/")
+    assert status == 404 and error["Uri"] == "//nothing/here/"
+
+
+async def test_changes_last(client: TestClient) -> None:
+    assert (await get_json(client, "/changes?last")) == {"Changes": [], "Done": True, "Last": 0}
+    await upload(client, ct_bytes(0))
+    page = await get_json(client, "/changes?last")
+    assert len(page["Changes"]) == 1 and page["Changes"][0]["Seq"] == page["Last"]
+    assert page["Changes"][0]["ChangeType"] == "NewInstance"
+
+
+async def test_run_time_settings(client: TestClient) -> None:
+    assert (await client.get("/tools/default-encoding")).status == 200
+    assert await (await client.get("/tools/default-encoding")).text() == "Latin1"
+    assert await (await client.put("/tools/default-encoding", data="Windows1251")).text() == (
+        "Windows1251"
+    )
+    assert await (await client.get("/tools/default-encoding")).text() == "Windows1251"
+    await assert_error(await client.put("/tools/default-encoding", data="nope"), 400, "bad-request")
+
+    three = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
+    answer = await client.put("/tools/accepted-transfer-syntaxes", json=three)
+    assert sorted(await answer.json()) == sorted(three)
+    assert sorted(await get_json(client, "/tools/accepted-transfer-syntaxes")) == sorted(three)
+    everything = await client.put("/tools/accepted-transfer-syntaxes", data="*")
+    assert len(await everything.json()) >= 20
+
+    bad = await client.put("/tools/unknown-sop-class-accepted", data="nope")
+    await assert_error(bad, 400, "bad-request")
+    assert await (await client.put("/tools/unknown-sop-class-accepted", data="true")).text() == "1"
+    assert await get_json(client, "/tools/unknown-sop-class-accepted") == 1
+
+    lua = await client.post("/tools/execute-script", data="print(1)")
+    error = await assert_error(lua, 400, "no-lua")
+    assert "Lua" in error["Message"]
+
+
+async def test_settings_survive_a_restart(make_client: MakeClient) -> None:
+    client = await make_client()
+    await client.put("/tools/default-encoding", data="Cyrillic")
+    await client.close()
+    client.app[CORE].close()
+    again = await make_client()
+    assert await (await again.get("/tools/default-encoding")).text() == "Cyrillic"
+
+
+async def test_statistics_are_orthanc_shaped(client: TestClient) -> None:
+    stored = await _three_instances(client)
+    total = await get_json(client, "/statistics")
+    assert isinstance(total["TotalDiskSize"], str) and int(total["TotalDiskSize"]) > 0
+    patient = await get_json(client, f"/patients/{stored[0]['ParentPatient']}/statistics")
+    assert (patient["CountStudies"], patient["CountSeries"], patient["CountInstances"]) == (1, 2, 3)
+    assert patient["DiskSize"] == total["TotalDiskSize"]
+    series = await get_json(client, f"/series/{stored[0]['ParentSeries']}/statistics")
+    assert series["CountInstances"] == 2 and "CountSeries" not in series
+    uncompressed = 0
+    for series_id in await get_json(client, "/series"):
+        shown = await get_json(client, f"/series/{series_id}/statistics")
+        uncompressed += int(shown["UncompressedSize"])
+    assert uncompressed == int(total["TotalUncompressedSize"])
+    await assert_error(
+        await client.get(f"/studies/{stored[0]['ParentPatient']}/statistics"),
+        404,
+        "unknown-resource",
+    )
+
+
+async def test_walks_up_and_down(client: TestClient) -> None:
+    stored = await _three_instances(client)
+    instance, study = stored[0]["ID"], stored[0]["ParentStudy"]
+    assert (await get_json(client, f"/instances/{instance}/study"))["ID"] == study
+    assert (await get_json(client, f"/instances/{instance}/patient"))["Type"] == "Patient"
+    series = await get_json(client, f"/instances/{instance}/series")
+    assert series["ID"] == stored[0]["ParentSeries"]
+    below = await get_json(client, f"/studies/{study}/instances")
+    assert sorted(i["ID"] for i in below) == sorted(s["ID"] for s in stored)
+    assert len(await get_json(client, f"/patients/{stored[0]['ParentPatient']}/series")) == 2
+    await assert_error(await client.get(f"/instances/{instance}/instances"), 400, "bad-request")
+
+
+async def test_tag_views(client: TestClient) -> None:
+    stored = await _three_instances(client)
+    study = stored[0]["ParentStudy"]
+    every = await get_json(client, f"/studies/{study}/instances-tags?simplify")
+    assert sorted(every) == sorted(s["ID"] for s in stored)
+    assert all(tags["StudyInstanceUID"] for tags in every.values())
+    shared = await get_json(client, f"/studies/{study}/shared-tags?simplify")
+    assert "StudyInstanceUID" in shared and "SOPInstanceUID" not in shared
+    full = await get_json(client, f"/studies/{study}/shared-tags")
+    assert full["0020,000d"]["Name"] == "StudyInstanceUID"
+    module = await get_json(client, f"/studies/{study}/module?simplify")
+    assert "StudyInstanceUID" in module and "PatientName" not in module
+    patient_module = await get_json(client, f"/studies/{study}/module-patient?simplify")
+    assert "PatientName" in patient_module and "StudyInstanceUID" not in patient_module
+
+
+async def test_find_limits_apply_when_no_limit_is_asked(make_client: MakeClient) -> None:
+    client = await make_client(find=FindSettings(limit_results=1, limit_instances=2))
+    await _three_instances(client)
+    query = {"Query": {"PatientID": "*"}}
+    found = await client.post("/tools/find", json={"Level": "Instance", **query})
+    assert len(await found.json()) == 2
+    found = await client.post("/tools/find", json={"Level": "Series", **query})
+    assert len(await found.json()) == 1
+    found = await client.post("/tools/find", json={"Level": "Instance", "Limit": 3, **query})
+    assert len(await found.json()) == 3
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[int, list[str]]]:
+    """A real DICOM store SCP (pynetdicom) on a free port; yields (port, SOP UIDs received)."""
+    received: list[str] = []
+
+    def on_store(event: evt.Event) -> int:
+        received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="RECEIVER")
+    ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context(Verification)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    yield port, received
+    server.shutdown()
+
+
+async def test_stores_to_a_modality_are_logged_in_exports(
+    client: TestClient, receiver: tuple[int, list[str]]
+) -> None:
+    port, received = receiver
+    empty = await get_json(client, "/exports")
+    assert empty == {"Exports": [], "Done": True, "Last": 0}
+    stored = await _three_instances(client)
+    body = {"AET": "RECEIVER", "Host": "127.0.0.1", "Port": port}
+    assert (await client.put("/modalities/dest", json=body)).status == 200
+    for resource in (stored[0]["ID"], stored[0]["ParentSeries"], stored[0]["ParentPatient"]):
+        job = await client.post("/modalities/dest/store", data=resource)
+        assert job.status == 200, await job.text()
+    assert len(received) == 1 + 2 + 3
+    log = await get_json(client, "/exports")
+    kinds = [entry["ResourceType"] for entry in log["Exports"]]
+    assert kinds == ["Instance", "Series", "Patient"] and log["Done"]
+    first = log["Exports"][0]
+    assert len(first) == 10 and first["RemoteModality"] == "dest"
+    assert first["Path"] == f"/instances/{stored[0]['ID']}" and first["SOPInstanceUID"]
+    assert len(log["Exports"][2]) == 7  # a patient: only its PatientID among the UIDs
+    page = await get_json(client, "/exports?limit=1&since=0")
+    assert len(page["Exports"]) == 1 and not page["Done"]
+    last = await get_json(client, "/exports?last")
+    assert last["Exports"][0]["Seq"] == last["Last"] == log["Last"]
+    assert (await client.delete("/exports")).status == 200
+    assert (await get_json(client, "/exports"))["Exports"] == []
+
+
+async def test_dicom_echo_to_a_modality_in_the_body(
+    client: TestClient, receiver: tuple[int, list[str]]
+) -> None:
+    port, _ = receiver
+    answer = await client.post("/tools/dicom-echo", json=["RECEIVER", "127.0.0.1", port])
+    assert answer.status == 200, await answer.text()
+    unreachable = await client.post("/tools/dicom-echo", json=["X", "127.0.0.1", free_port()])
+    await assert_error(unreachable, 502, "dicom-network-error")
