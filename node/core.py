@@ -185,8 +185,17 @@ class NodeCore:
         return self.index.last_change()
 
     def last_change_page(self) -> ChangePage:
-        """Only the newest change (``/changes?last``)."""
+        """Only the newest change."""
         return self.index.last_change_page()
+
+    def orthanc_changes(
+        self, since: int = 0, limit: int = 100, *, last: bool = False
+    ) -> ChangePage:
+        """The feed as Orthanc shows it (``/changes``): a resource's changes go when it is
+        deleted, and deletions are not listed. ``last``: only the newest such change."""
+        if last:
+            return self.index.last_visible_change_page()
+        return self.index.visible_changes(since, limit)
 
     # --- settings changed at run time ----------------------------------------------------
 

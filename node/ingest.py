@@ -141,7 +141,14 @@ class Ingestor:
             if known is None:
                 known = self._index.instance_known(ids[Level.INSTANCE])
             if known:
-                return IngestResult(IngestStatus.ALREADY_STORED, ids, instance)
+                # With overwrite, a copy sent again "replaces" the stored one, as Orthanc's
+                # OverwriteInstances answers; being identical, nothing needs writing.
+                status = (
+                    IngestStatus.SUCCESS
+                    if self._policy is ConflictPolicy.OVERWRITE
+                    else IngestStatus.ALREADY_STORED
+                )
+                return IngestResult(status, ids, instance)
         try:
             self._index.add_instances([(instance, ids)], origin)
         except Exception:

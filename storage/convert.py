@@ -23,7 +23,7 @@ from pydicom.filewriter import correct_ambiguous_vr, dcmwrite
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
-from pacsnode.storage.errors import InvalidDicom, MissingUid
+from pacsnode.storage.errors import InvalidDicom, MissingUid, NotDicom
 from pacsnode.storage.layout import check_uid, instance_path
 
 PIXEL_DATA = 0x7FE00010
@@ -89,7 +89,7 @@ def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
     handle.seek(start)
     has_preamble = len(head) == 132 and head[128:132] == b"DICM"
     if not has_preamble and not _looks_like_raw_dataset(head):
-        raise InvalidDicom("not a DICOM file: no 'DICM' prefix and no DICOM data set found")
+        raise NotDicom("not a DICOM file: no 'DICM' prefix and no DICOM data set found")
     end = handle.seek(0, io.SEEK_END)
     handle.seek(start)
     try:

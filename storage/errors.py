@@ -32,6 +32,11 @@ class InvalidDicom(StorageError):
 
     code = "invalid-dicom"
     http_status = 400
+
+
+class NotDicom(InvalidDicom):
+    """The bytes do not even start like DICOM (no preamble, no data set): another file."""
+
     #: "Cannot understand"
     dimse_status = 0xC000
 

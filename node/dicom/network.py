@@ -21,17 +21,18 @@ def set_nodelay(event: events.Event) -> None:
 
 
 def contexts_for(refs: list[InstanceRef]) -> list[PresentationContext]:
-    """Each SOP class in its stored transfer syntax, with the uncompressed ones as fallback."""
-    syntaxes: dict[str, list[str]] = {}
+    """Presentation contexts to send these instances as they are stored.
+
+    Each (SOP class, stored transfer syntax) gets a context of its own, and each SOP
+    class one more with the uncompressed syntaxes: offered together in one context, a
+    receiver would pick one syntax for all and a JPEG instance could not be sent on it.
+    """
+    uncompressed = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    wanted: dict[tuple[str, ...], None] = {}  # ordered set of (SOP class, syntaxes...)
     for ref in refs:
         if not ref.sop_class_uid:
             continue
-        wanted = syntaxes.setdefault(
-            ref.sop_class_uid, [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
-        )
-        if ref.transfer_syntax and ref.transfer_syntax not in wanted:
-            wanted.insert(0, ref.transfer_syntax)
-    return [
-        build_context(sop_class, wanted)
-        for sop_class, wanted in list(syntaxes.items())[:_MAX_CONTEXTS]
-    ]
+        if ref.transfer_syntax and ref.transfer_syntax not in uncompressed:
+            wanted[(ref.sop_class_uid, ref.transfer_syntax)] = None
+        wanted[(ref.sop_class_uid, *uncompressed)] = None
+    return [build_context(key[0], list(key[1:])) for key in list(wanted)[:_MAX_CONTEXTS]]

@@ -6,6 +6,7 @@ unlike Orthanc, deletions are logged too, with the UIDs of what was deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -65,20 +66,40 @@ class ChangePage:
         return {key: self.changes, "Done": self.done, "Last": self.last}
 
 
-def page_after(txn: Txn, since: int, limit: int, feed: str = "changes") -> ChangePage:
-    """Entries after ``since`` (a cursor: the ``Last`` of the previous page)."""
+Shown = Callable[[dict[str, Any]], bool]
+
+
+def page_after(
+    txn: Txn, since: int, limit: int, feed: str = "changes", shown: Shown | None = None
+) -> ChangePage:
+    """Entries after ``since`` (a cursor: the ``Last`` of the previous page); with
+    ``shown``, only those it accepts (``Last`` still moves past the others)."""
     limit = max(1, min(limit, MAX_LIMIT))
     entries = txn.feed_after(feed, since, limit + 1)
     done = len(entries) <= limit
     entries = entries[:limit]
     last = entries[-1]["Seq"] if entries else max(since, 0)
+    if shown is not None:
+        entries = [entry for entry in entries if shown(entry)]
     return ChangePage(entries, done, last)
 
 
-def last_page(txn: Txn, feed: str = "changes") -> ChangePage:
-    """Only the newest entry (Orthanc's ``?last``); ``Last`` is 0 for an empty feed."""
-    entry = txn.feed_last_entry(feed)
-    return ChangePage([entry] if entry else [], True, entry["Seq"] if entry else 0)
+def last_page(txn: Txn, feed: str = "changes", shown: Shown | None = None) -> ChangePage:
+    """Only the newest entry (``shown`` accepts) as Orthanc's ``?last``; ``Last`` 0 if none."""
+    for entry in txn.feed_newest_first(feed):
+        if shown is None or shown(entry):
+            return ChangePage([entry], True, entry["Seq"])
+    return ChangePage([], True, 0)
+
+
+def of_existing_resource(txn: Txn) -> Shown:
+    """Orthanc's view of the change feed: a resource's changes go with it, and deletions
+    are not changes. (The node keeps both, for peers that mirror deletions.)"""
+
+    def shown(entry: dict[str, Any]) -> bool:
+        return entry["ChangeType"] != ChangeType.DELETED and txn.resource(entry["ID"]) is not None
+
+    return shown
 
 
 def append_export(

@@ -234,9 +234,12 @@ class Txn:
             found.append(json.loads(raw))
         return found
 
-    def feed_last_entry(self, feed: str) -> dict[str, Any] | None:
+    def feed_newest_first(self, feed: str) -> Iterator[dict[str, Any]]:
         cursor = self._txn.cursor(db=self._db[feed])
-        return json.loads(cursor.value()) if cursor.last() else None
+        if not cursor.last():
+            return
+        for _, raw in cursor.iterprev():
+            yield json.loads(raw)
 
     def clear_feed(self, feed: str) -> None:
         self._txn.drop(self._db[feed], delete=False)

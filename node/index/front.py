@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pacsnode.node.ids import Level
 from pacsnode.node.index import reads, updates
-from pacsnode.node.index.changes import ChangePage, last_page, page_after
+from pacsnode.node.index.changes import ChangePage, last_page, of_existing_resource, page_after
 from pacsnode.node.index.environment import Environment, Txn
 from pacsnode.node.index.hierarchy import instance_ids
 from pacsnode.node.index.lookups import find
@@ -112,6 +112,15 @@ class Index:
 
     def last_change_page(self) -> ChangePage:
         return self._read(last_page)
+
+    def visible_changes(self, since: int = 0, limit: int = 100) -> ChangePage:
+        """Orthanc's view of the feed: changes of resources that still exist, no deletions."""
+        return self._read(
+            lambda txn: page_after(txn, since, limit, shown=of_existing_resource(txn))
+        )
+
+    def last_visible_change_page(self) -> ChangePage:
+        return self._read(lambda txn: last_page(txn, shown=of_existing_resource(txn)))
 
     # --- exports log (Orthanc's /exports) ----------------------------------------------
 

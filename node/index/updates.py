@@ -27,10 +27,11 @@ def index_instance(
     """Add an instance to the index with its change entries."""
     now = now_string()
     added = add_instance(txn, instance, ids, origin, now)
-    for level in added.created:
+    # Orthanc's order: the instance first, then each level it created, upwards.
+    append(txn, ChangeType.NEW_INSTANCE, Level.INSTANCE, added.ids[Level.INSTANCE], now)
+    for level in reversed(added.created):
         if level is not Level.INSTANCE:
             append(txn, NEW_CHANGE_OF_LEVEL[level], level, added.ids[level], now)
-    append(txn, ChangeType.NEW_INSTANCE, Level.INSTANCE, added.ids[Level.INSTANCE], now)
     return added
 
 

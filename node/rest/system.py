@@ -12,13 +12,20 @@ API_VERSION = 1
 
 
 async def changes(request: web.Request) -> web.Response:
-    """The change feed after ``since`` (``limit`` entries), or only the newest (``last``)."""
+    """The change feed after ``since`` (``limit`` entries), or only the newest (``last``).
+
+    As in Orthanc, a deleted resource's changes are gone from it; ``?deleted`` shows the
+    node's whole feed, with the deletions (their UIDs and reason) and what they removed.
+    """
     core = core_of(request)
-    if flag_param(request, "last"):
-        return web.json_response((await blocking(core.last_change_page)).as_json())
-    since = int_param(request, "since", 0)
-    limit = int_param(request, "limit", 100)
-    page = await blocking(core.changes, since, limit)
+    last = flag_param(request, "last")
+    since, limit = int_param(request, "since", 0), int_param(request, "limit", 100)
+    if not flag_param(request, "deleted"):
+        page = await blocking(core.orthanc_changes, since, limit, last=last)
+    elif last:
+        page = await blocking(core.last_change_page)
+    else:
+        page = await blocking(core.changes, since, limit)
     return web.json_response(page.as_json())
 
 

@@ -18,6 +18,7 @@ from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestResult
 from pacsnode.node.rest.context import blocking, core_of
 from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
+from pacsnode.storage.errors import NotDicom
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
@@ -49,9 +50,12 @@ def _failure_json(outcome: FileOutcome) -> dict[str, Any]:
 
 def _ingest_body(core: NodeCore, body: IO[bytes], origin: Origin) -> Any:
     if is_zip(body):
+        # As Orthanc does, files of a ZIP that are not DICOM at all (a README, a
+        # DICOMDIR's companions) are passed over; DICOM files refused are reported.
         return [
             result_json(o.result) if o.result is not None else _failure_json(o)
             for o in ingest_zip(core, body, origin)
+            if not isinstance(o.error, NotDicom)
         ]
     return result_json(core.ingest(body, origin))
 

@@ -36,13 +36,12 @@ def test_change_feed_is_ordered_under_concurrent_ingest(core: NodeCore) -> None:
     kinds = [c["ChangeType"] for c in feed.changes]
     assert kinds.count("NewInstance") == 60 and kinds.count("NewSeries") == 8
     assert kinds.count("NewPatient") == 4 and kinds.count("NewStudy") == 4
-    first_seen: dict[str, int] = {}
-    for change in feed.changes:
-        first_seen.setdefault(change["ID"], change["Seq"])
-    for change in feed.changes:  # a parent is announced before anything below it
-        if change["ChangeType"] == "NewInstance":
-            record = core.resource(change["ID"])
-            assert first_seen[record["parent"]] < change["Seq"]
+    by_seq = {change["Seq"]: change for change in feed.changes}
+    for change in feed.changes:  # as in Orthanc: a new series right after its first instance
+        if change["ChangeType"] == "NewSeries":
+            before = by_seq[change["Seq"] - 1]
+            assert before["ChangeType"] == "NewInstance"
+            assert core.resource(before["ID"])["parent"] == change["ID"]
 
 
 def test_changes_paging_with_a_cursor(core: NodeCore) -> None:

@@ -61,7 +61,7 @@ def test_rest_dicom_and_peer_zip_index_the_same(tmp_path: Path) -> None:
         assert _resources(by_dicom) == rest_view
         assert _resources(by_peer) == rest_view
         expected = _changes(by_rest)
-        assert [c[0] for c in expected] == ["NewPatient", "NewStudy", "NewSeries", "NewInstance"]
+        assert [c[0] for c in expected] == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
         assert _changes(by_dicom) == expected
         assert _changes(by_peer) == expected
         origins = {

@@ -78,10 +78,12 @@ def test_zip_upload_reports_each_file(node_process: NodeProcess) -> None:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("a.dcm", ct_bytes(0))
         archive.writestr("b.dcm", ct_bytes(1))
-        archive.writestr("notes.txt", b"not dicom")
+        archive.writestr("notes.txt", b"not dicom")  # passed over, as Orthanc does
+        archive.writestr("c.dcm", ct_bytes(2)[:400])  # DICOM, but cut short: reported
     answers = upload(node_process, buffer.getvalue())
     assert [a["Status"] for a in answers] == ["Success", "Success", "Failure"]
-    assert answers[2]["ErrorCode"] == "invalid-dicom"
+    assert answers[2]["ErrorCode"] in ("invalid-dicom", "missing-uid")
+    assert answers[2]["Path"] == "c.dcm"
 
 
 def test_metadata_attachments_protection(node_process: NodeProcess) -> None:

@@ -54,7 +54,21 @@ async def test_changes_last(client: TestClient) -> None:
     await upload(client, ct_bytes(0))
     page = await get_json(client, "/changes?last")
     assert len(page["Changes"]) == 1 and page["Changes"][0]["Seq"] == page["Last"]
-    assert page["Changes"][0]["ChangeType"] == "NewInstance"
+    assert page["Changes"][0]["ChangeType"] == "NewPatient"  # Orthanc's order: upwards
+
+
+async def test_changes_as_orthanc_shows_them(client: TestClient) -> None:
+    stored = await upload(client, ct_bytes(0))
+    kinds = [c["ChangeType"] for c in (await get_json(client, "/changes"))["Changes"]]
+    assert kinds == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
+    assert (await client.delete(f"/patients/{stored['ParentPatient']}")).status == 200
+    shown = await get_json(client, "/changes")
+    assert shown["Changes"] == [] and shown["Done"] and shown["Last"] > 0
+    assert (await get_json(client, "/changes?last"))["Changes"] == []
+    everything = await get_json(client, "/changes?deleted")  # the node's own feed
+    deleted = [c for c in everything["Changes"] if c["ChangeType"] == "Deleted"]
+    assert [c["ResourceType"] for c in deleted] == ["Patient"]  # with the UIDs of what went
+    assert all(c["Reason"] == "Request" for c in deleted)
 
 
 async def test_run_time_settings(client: TestClient) -> None:

@@ -76,8 +76,9 @@ async def test_changes(client: TestClient) -> None:
     kinds = [change["ChangeType"] for change in (await get_json(client, "/changes"))["Changes"]]
     assert "NewInstance" in kinds and "NewStudy" in kinds
     await client.delete(f"/patients/{ids['ParentPatient']}")
-    everything = await get_json(client, "/changes?limit=100")
+    everything = await get_json(client, "/changes?limit=100&deleted")  # the node's own feed
     assert everything["Done"] is True and everything["Changes"][-1]["ChangeType"] == "Deleted"
+    assert (await get_json(client, "/changes?limit=100"))["Changes"] == []  # Orthanc's view
     await assert_error(await client.get("/changes?since=abc"), 400, "bad-request")
 
 
