@@ -69,19 +69,38 @@ class ChangePage:
 Shown = Callable[[dict[str, Any]], bool]
 
 
+_SCAN_CHUNK = 1000
+#: hidden entries one request may pass over before answering a partial page (Done false)
+_MAX_SCANNED = 100_000
+
+
 def page_after(
     txn: Txn, since: int, limit: int, feed: str = "changes", shown: Shown | None = None
 ) -> ChangePage:
-    """Entries after ``since`` (a cursor: the ``Last`` of the previous page); with
-    ``shown``, only those it accepts (``Last`` still moves past the others)."""
+    """Entries after ``since`` (a cursor: the ``Last`` of the previous page).
+
+    With ``shown``, only the entries it accepts count: the page fills with ``limit`` of
+    them, passing over the others, so ``Done`` means no accepted entry is left.
+    """
     limit = max(1, min(limit, MAX_LIMIT))
-    entries = txn.feed_after(feed, since, limit + 1)
-    done = len(entries) <= limit
-    entries = entries[:limit]
-    last = entries[-1]["Seq"] if entries else max(since, 0)
-    if shown is not None:
-        entries = [entry for entry in entries if shown(entry)]
-    return ChangePage(entries, done, last)
+    if shown is None:
+        entries = txn.feed_after(feed, since, limit + 1)
+        done = len(entries) <= limit
+        entries = entries[:limit]
+        return ChangePage(entries, done, entries[-1]["Seq"] if entries else max(since, 0))
+    found: list[dict[str, Any]] = []
+    cursor, scanned = max(since, 0), 0
+    while scanned < _MAX_SCANNED:
+        chunk = txn.feed_after(feed, cursor, _SCAN_CHUNK)
+        for entry in chunk:
+            if len(found) == limit:
+                return ChangePage(found, False, cursor)
+            cursor, scanned = entry["Seq"], scanned + 1
+            if shown(entry):
+                found.append(entry)
+        if len(chunk) < _SCAN_CHUNK:
+            return ChangePage(found, True, cursor)
+    return ChangePage(found, False, cursor)
 
 
 def last_page(txn: Txn, feed: str = "changes", shown: Shown | None = None) -> ChangePage:
