@@ -155,7 +155,6 @@ def test_find_lookup_changes_statistics(node_process: NodeProcess) -> None:
             "unknown-resource",
         ),
         ("POST", "/instances", b"", 400, "bad-request"),
-        ("DELETE", "/system", None, 405, "http-error"),
     ],
 )
 def test_errors_are_json(

@@ -57,7 +57,17 @@ async def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert response.status == status, await response.text()
     assert response.content_type == "application/json"
     error = await response.json()
-    assert set(error) == {"HttpStatus", "HttpError", "ErrorCode", "Message", "Method", "Uri"}
+    assert set(error) == {
+        "HttpStatus",
+        "HttpError",
+        "ErrorCode",
+        "Message",
+        "Method",
+        "Uri",
+        "OrthancStatus",
+        "OrthancError",
+    }
+    assert isinstance(error["OrthancStatus"], int) and error["OrthancError"]
     assert error["HttpStatus"] == status and error["ErrorCode"] == code
     assert error["HttpError"] and error["Message"] and "Traceback" not in error["Message"]
     assert error["Method"] == response.method and error["Uri"] == response.url.path

@@ -48,8 +48,6 @@ MISSING = "00000000-00000000-00000000-00000000-00000000"
         ("PUT", "/peers/p", b"{not json", 400, "bad-request"),
         ("PUT", "/peers/p", b'{"Fingerprint": "AB"}', 400, "bad-request"),
         ("GET", "/no/such/route", None, 404, "http-error"),
-        ("DELETE", "/system", None, 405, "http-error"),
-        ("PUT", "/instances", b"", 405, "http-error"),
     ],
 )
 async def test_errors_are_the_json_envelope(
@@ -57,6 +55,22 @@ async def test_errors_are_the_json_envelope(
 ) -> None:
     response = await client.request(method, path, data=body)
     await assert_error(response, status, code)
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/system"), ("PUT", "/instances")])
+async def test_a_wrong_method_is_a_bare_405(client: TestClient, method: str, path: str) -> None:
+    """As Orthanc answers it: no body (so no content type), the allowed methods named."""
+    response = await client.request(method, path, data=b"x")
+    assert response.status == 405 and await response.read() == b""
+    assert "GET" in response.headers["Allow"] or "POST" in response.headers["Allow"]
+
+
+async def test_orthanc_error_fields(client: TestClient) -> None:
+    unknown = await client.get("/studies/00000000-00000000-00000000-00000000-00000000")
+    error = await assert_error(unknown, 404, "unknown-resource")
+    assert (error["OrthancStatus"], error["OrthancError"]) == (17, "Unknown resource")
+    bad = await assert_error(await client.post("/instances", data=b"nope"), 400, "invalid-dicom")
+    assert bad["OrthancStatus"] == 15
 
 
 async def test_an_unexpected_failure_is_a_bland_500(
