@@ -82,6 +82,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "username": (str,),
         "password": (str,),
         "ca_file": (str,),
+        "remote_self": (str,),
     },
 }
 _REQUIRED = {

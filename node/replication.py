@@ -93,6 +93,12 @@ class Replicator:
         return {
             "Name": peer.name,
             "Url": peer.url,
+            # Orthanc's fields for a peer; secrets are never shown
+            "Username": peer.username,
+            "Password": None,
+            "Pkcs11": False,
+            "RemoteSelf": peer.remote_self or None,
+            "Kind": peer.kind,
             "Fingerprint": peer.fingerprint,
             "Push": peer.push,
             "Pull": peer.pull,

@@ -129,6 +129,7 @@ class PeerSettings:
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None  # an Orthanc peer's CA, for https
+    remote_self: str = ""  # Orthanc's RemoteSelf: the name the peer knows us by
 
 
 @dataclass(frozen=True)

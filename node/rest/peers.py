@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.rest.context import CONFIG, REGISTRY, REPLICATOR, blocking
-from pacsnode.node.rest.params import json_body, json_or_text
+from pacsnode.node.rest.params import flag_param, json_body, json_or_text
 from pacsnode.node.settings import PeerSettings
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ def _replicator(request: web.Request, name: str | None = None) -> Replicator:
 
 async def list_peers(request: web.Request) -> web.Response:
     names = list(request.app[REGISTRY].peers())
-    if "expand" not in request.query:
+    if not flag_param(request, "expand"):
         return web.json_response(names)
     if not names:
         return web.json_response({})
@@ -33,7 +33,17 @@ async def list_peers(request: web.Request) -> web.Response:
     return web.json_response({name: await blocking(replicator.describe, name) for name in names})
 
 
+#: what GET /peers/{name} lists, as Orthanc does: the operations under it
+_OPERATIONS = ["configuration", "store", "store-straight", "sync", "system"]
+
+
 async def show_peer(request: web.Request) -> web.Response:
+    request.app[REGISTRY].peer(request.match_info["name"])  # NotFound if unknown
+    return web.json_response(_OPERATIONS)
+
+
+async def show_configuration(request: web.Request) -> web.Response:
+    """The peer's settings (secrets left out) and its replication state, as ``?expand``."""
     name = request.match_info["name"]
     return web.json_response(await blocking(_replicator(request, name).describe, name))
 
@@ -71,18 +81,21 @@ async def store_to_peer(request: web.Request) -> web.Response:
     return web.json_response(job.as_json(), status=200 if job.error is None else 502)
 
 
-async def put_peer(request: web.Request) -> web.Response:
-    """Orthanc's PUT /peers/{id}: {"Url", "Username", "Password"} makes an Orthanc peer;
-    with "Fingerprint" a pacsnode peer ("Push", "Pull", "IntervalSeconds" optional)."""
-    name = request.match_info["name"]
-    body = await json_body(request)
+def parse_peer(name: str, body: Any) -> PeerSettings:
+    """Orthanc's forms: ``[Url]``, ``[Url, Username, Password]`` or ``{"Url", "Username",
+    "Password", "RemoteSelf"}`` make an Orthanc peer; with ``"Fingerprint"`` a pacsnode one
+    (``"Push"``, ``"Pull"``, ``"IntervalSeconds"`` optional)."""
+    if isinstance(body, list):
+        if len(body) not in (1, 3) or not all(isinstance(item, str) for item in body):
+            raise BadRequest("send [Url] or [Url, Username, Password]")
+        body = dict(zip(("Url", "Username", "Password"), body, strict=False))
     if not isinstance(body, dict) or not isinstance(body.get("Url"), str):
         raise BadRequest('send {"Url": ..., "Fingerprint": ...} or Orthanc\'s {"Url", ...}')
     fingerprint = body.get("Fingerprint")
     try:
-        peer = PeerSettings(
+        return PeerSettings(
             name=name,
-            url=body["Url"].rstrip("/"),
+            url=body["Url"],
             kind="pacsnode" if fingerprint else "orthanc",
             fingerprint=str(fingerprint or ""),
             username=body.get("Username"),
@@ -90,9 +103,14 @@ async def put_peer(request: web.Request) -> web.Response:
             push=bool(body.get("Push", True)),
             pull=bool(body.get("Pull", True)),
             interval_s=int(body.get("IntervalSeconds", 0)),
+            remote_self=str(body.get("RemoteSelf") or ""),
         )
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"bad peer settings: {exc}") from None
+
+
+async def put_peer(request: web.Request) -> web.Response:
+    peer = parse_peer(request.match_info["name"], await json_body(request))
     # The first peer of a node configured without any makes the replicator, which then
     # follows the registry.
     await blocking(request.app[REPLICATOR].ensure)
@@ -108,6 +126,7 @@ async def delete_peer(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/peers", list_peers)
     app.router.add_get("/peers/{name}", show_peer)
+    app.router.add_get("/peers/{name}/configuration", show_configuration)
     app.router.add_post("/peers/{name}/sync", sync_peer)
     app.router.add_post("/peers/{name}/store", store_to_peer)
     app.router.add_put("/peers/{name}", put_peer)

@@ -98,11 +98,11 @@ def test_push_to_and_pull_from_orthanc(tmp_path: Path, orthanc: OrthancProcess) 
         for index in range(3):
             node.request("POST", "/instances", ct_bytes(index, patient=1))
         orthanc.call("POST", "/instances", ct_bytes(0, patient=2))
-        before = node.request("GET", "/peers/legacy").json()
+        before = node.request("GET", "/peers/legacy/configuration").json()
         assert before["QueuedStudies"] == 1 and before["LastContact"] is None
         result = sync(node, "legacy")
         assert result["State"] == "Success", result
-        after = node.request("GET", "/peers/legacy").json()
+        after = node.request("GET", "/peers/legacy/configuration").json()
         assert after["LastContact"] == after["LastSuccess"]
         # The study pulled after the push is in our feed now; the next push checks it.
         assert after["QueuedStudies"] == 1
@@ -115,7 +115,7 @@ def test_push_to_and_pull_from_orthanc(tmp_path: Path, orthanc: OrthancProcess) 
         )
         again = sync(node, "legacy")["Content"]
         assert again["PushedInstances"] == 0 and again["PulledInstances"] == 0
-        assert node.request("GET", "/peers/legacy").json()["QueuedStudies"] == 0
+        assert node.request("GET", "/peers/legacy/configuration").json()["QueuedStudies"] == 0
     finally:
         node.stop()
 

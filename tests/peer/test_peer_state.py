@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e  # starts real node processes
 
 
 def state(node: NodeProcess, peer: str) -> dict:
-    answer = node.request("GET", f"/peers/{peer}")
+    answer = node.request("GET", f"/peers/{peer}/configuration")
     assert answer.status == 200, answer.body
     return answer.json()
 

@@ -224,3 +224,21 @@ async def test_dicom_echo_to_a_modality_in_the_body(
     assert answer.status == 200, await answer.text()
     unreachable = await client.post("/tools/dicom-echo", json=["X", "127.0.0.1", free_port()])
     await assert_error(unreachable, 502, "dicom-network-error")
+
+
+async def test_peers_in_orthanc_forms(client: TestClient) -> None:
+    assert (await client.put("/peers/toto", json=["http://localhost:8042/"])).status == 200
+    tata = {"Url": "http://localhost:8042/", "Username": "user", "Password": "pass"}
+    assert (await client.put("/peers/tata", json={**tata, "RemoteSelf": "self"})).status == 200
+    expanded = await get_json(client, "/peers?expand")
+    shown = expanded["tata"]
+    assert (shown["Url"], shown["Username"], shown["RemoteSelf"]) == (tata["Url"], "user", "self")
+    assert shown["Password"] is None and shown["Pkcs11"] is False  # no secret is shown
+    assert "store" in await get_json(client, "/peers/tata")
+    assert await get_json(client, "/peers/tata/configuration") == shown
+    for wrong in (["http://localhost:8042/", "a"], ["http://localhost:8042/", "a", "b", "c"]):
+        await assert_error(await client.put("/peers/toto", json=wrong), 400, "bad-request")
+    assert await get_json(client, "/peers?expand=false") == ["tata", "toto"]
+    for name in ("toto", "tata"):
+        assert (await client.delete(f"/peers/{name}")).status == 200
+        await assert_error(await client.get(f"/peers/{name}"), 404, "not-found")

@@ -80,7 +80,7 @@ async def test_peers_put_and_deleted_over_rest_reach_the_listener_pins_and_sched
     assert (await client.put("/peers/siteb", json=changed)).status == 200
     assert replicator.pins["siteb"].fingerprint == "EF-01"
     assert not replicator.pins["siteb"].may_pull
-    shown = await get_json(client, "/peers/siteb")
+    shown = await get_json(client, "/peers/siteb/configuration")
     assert shown["Fingerprint"] == "EF-01" and shown["Pull"] is False
     assert (await client.delete("/peers/siteb")).status == 200
     assert "siteb" not in replicator.pins and replicator._scheduler.get_job("siteb") is None
