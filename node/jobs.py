@@ -66,6 +66,10 @@ class JobContext:
     def __init__(self, job: Job) -> None:
         self._job = job
 
+    @property
+    def job_id(self) -> str:
+        return self._job.id
+
     def progress(self, done: int, total: int, **content: Any) -> None:
         if self._job.cancelled.is_set():
             raise JobCancelled

@@ -12,6 +12,8 @@ from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.rest import (
     annotations,
+    archives,
+    content,
     hierarchy,
     modalities,
     peers,
@@ -34,8 +36,10 @@ _ROUTES = (
     resources,
     hierarchy,
     tag_views,
+    content,
     upload,
     annotations,
+    archives,
     tools,
     system,
     runtime_settings,

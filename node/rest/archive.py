@@ -1,16 +1,21 @@
-"""Streaming a ZIP of regenerated P10 files without holding the study in memory or on disk.
+"""ZIP archives of regenerated P10 files: streamed to the client, or written to a file.
 
 A thread builds the ZIP (``zipfile`` writes to an unseekable stream with data
-descriptors) into a bounded queue; the handler sends chunks as they come.
+descriptors) into a bounded queue; the handler sends chunks as they come, so a
+study is never held in memory or on disk. Entries are named as Orthanc names them,
+``{PatientID} {PatientName}/{Accession} {StudyDescription}/{Modality} {SeriesDescription}/
+{MO}{n}.dcm``, so scripts that unpack Orthanc's archives find the same folders.
 """
 
 from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import threading
 import zipfile
-from typing import Any
+from collections.abc import Iterable
+from typing import IO, Any
 
 from aiohttp import web
 
@@ -19,6 +24,7 @@ from pacsnode.node.index import InstanceRef
 
 _DONE = object()
 _QUEUE_CHUNKS = 16
+_UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]+")
 
 
 class _QueueWriter:
@@ -36,41 +42,92 @@ class _QueueWriter:
         pass
 
 
-def _entry_name(ref: InstanceRef) -> str:
-    return f"{ref.study_uid}/{ref.series_uid}/{ref.sop_uid}.dcm"
+def instances_of_all(core: NodeCore, resource_ids: Iterable[str]) -> list[InstanceRef]:
+    """The instances below the resources, each once (a patient and its study overlap)."""
+    seen: dict[str, InstanceRef] = {}
+    for ref in core.instances_of(resource_ids):
+        seen.setdefault(ref.id, ref)
+    return list(seen.values())
+
+
+def _part(*values: str) -> str:
+    text = " ".join(v.strip() for v in values if v and v.strip())
+    return _UNSAFE.sub("_", text).strip(" .") or "Unknown"
+
+
+class _Namer:
+    """Orthanc's folder names, from the index records of each instance's ancestors."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self._core = core
+        self._records: dict[str, dict[str, Any]] = {}
+        self._counts: dict[str, int] = {}
+
+    def _record(self, resource_id: str) -> dict[str, Any]:
+        if resource_id not in self._records:
+            self._records[resource_id] = self._core.resource(resource_id)
+        return self._records[resource_id]
+
+    def name(self, ref: InstanceRef) -> str:
+        series = self._record(self._record(ref.id)["parent"])
+        study = self._record(series["parent"])
+        patient = self._record(study["parent"])
+        tags, study_tags, patient_tags = series["tags"], study["tags"], patient["tags"]
+        modality = tags.get("Modality", "")
+        number = self._counts[series["id"]] = self._counts.get(series["id"], 0) + 1
+        prefix = (modality[:2] or "IM").upper()
+        return "/".join(
+            (
+                _part(patient_tags.get("PatientID", ""), patient_tags.get("PatientName", "")),
+                _part(
+                    study_tags.get("AccessionNumber", ""), study_tags.get("StudyDescription", "")
+                ),
+                _part(modality, tags.get("SeriesDescription", "")),
+                f"{prefix}{number:06d}.dcm",
+            )
+        )
+
+
+def write_archive(
+    core: NodeCore, refs: list[InstanceRef], handle: IO[bytes], cancelled: threading.Event
+) -> int:
+    """Write the ZIP of these instances to ``handle``; return the bytes of DICOM put in."""
+    namer, total = _Namer(core), 0
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        for ref in refs:
+            if cancelled.is_set():
+                break
+            data = core.instance_p10(ref)
+            archive.writestr(namer.name(ref), data)
+            total += len(data)
+    return total
 
 
 def _produce(
-    core: NodeCore, resource_id: str, chunks: queue.Queue[Any], cancelled: threading.Event
+    core: NodeCore, refs: list[InstanceRef], chunks: queue.Queue[Any], cancelled: threading.Event
 ) -> None:
     try:
-        refs = core.instances_of([resource_id])
-        with zipfile.ZipFile(_QueueWriter(chunks), "w", zipfile.ZIP_STORED) as archive:
-            for ref in refs:
-                if cancelled.is_set():
-                    return
-                archive.writestr(_entry_name(ref), core.instance_p10(ref))
+        write_archive(core, refs, _QueueWriter(chunks), cancelled)  # type: ignore[arg-type]
     except Exception as exc:  # the client sees a cut response; the log says why
         chunks.put(exc)
     finally:
         chunks.put(_DONE)
 
 
-async def stream_archive(
-    request: web.Request, core: NodeCore, record: dict[str, Any]
+async def stream_refs(
+    request: web.Request, core: NodeCore, refs: list[InstanceRef], filename: str
 ) -> web.StreamResponse:
+    """Send the ZIP of these instances as it is built."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{record["id"]}.zip"',
+            "Content-Disposition": f'attachment; filename="{_part(filename)}"',
         }
     )
     await response.prepare(request)
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
     cancelled = threading.Event()
-    producer = threading.Thread(
-        target=_produce, args=(core, record["id"], chunks, cancelled), daemon=True
-    )
+    producer = threading.Thread(target=_produce, args=(core, refs, chunks, cancelled), daemon=True)
     producer.start()
     try:
         while True:
@@ -89,3 +146,10 @@ async def stream_archive(
                 await asyncio.sleep(0.01)
     await response.write_eof()
     return response
+
+
+async def stream_archive(
+    request: web.Request, core: NodeCore, record: dict[str, Any]
+) -> web.StreamResponse:
+    refs = await asyncio.to_thread(instances_of_all, core, [record["id"]])
+    return await stream_refs(request, core, refs, f"{record['id']}.zip")

@@ -242,3 +242,56 @@ async def test_peers_in_orthanc_forms(client: TestClient) -> None:
     for name in ("toto", "tata"):
         assert (await client.delete(f"/peers/{name}")).status == 200
         await assert_error(await client.get(f"/peers/{name}"), 404, "not-found")
+
+
+async def _zip_names(response: Any) -> list[str]:
+    import io
+    import zipfile
+
+    assert response.status == 200, await response.text()
+    return zipfile.ZipFile(io.BytesIO(await response.read())).namelist()
+
+
+async def test_archives_of_several_resources(client: TestClient) -> None:
+    stored = await _three_instances(client)
+    other = await upload(client, ct_bytes(0, patient=2))
+    assert await _zip_names(await client.post("/tools/create-archive", json=[])) == []
+    patient = stored[0]["ParentPatient"]
+    overlapping = [patient, stored[0]["ParentStudy"], other["ParentSeries"]]
+    names = await _zip_names(await client.post("/tools/create-archive", json=overlapping))
+    assert len(names) == 4  # the patient's study is not written twice
+    assert all(name.count("/") == 3 and name.endswith(".dcm") for name in names)
+    by_body = await client.post("/tools/create-archive", json={"Resources": [other["ID"]]})
+    assert len(await _zip_names(by_body)) == 1
+    posted = await client.post(f"/series/{stored[0]['ParentSeries']}/archive", json={})
+    assert len(await _zip_names(posted)) == 2
+    missing = await client.post("/tools/create-archive", json=["0" * 8 + "-" + "0" * 32])
+    await assert_error(missing, 404, "unknown-resource")
+
+
+async def test_an_archive_made_by_a_job(client: TestClient) -> None:
+    import asyncio
+
+    stored = await _three_instances(client)
+    body = {"Resources": [stored[0]["ParentStudy"]], "Synchronous": False}
+    started = await get_json_post(client, "/tools/create-archive", body)
+    for _ in range(100):
+        job = await get_json(client, f"/jobs/{started['ID']}")
+        if job["State"] in ("Success", "Failure"):
+            break
+        await asyncio.sleep(0.05)
+    assert job["State"] == "Success" and job["Content"]["InstancesCount"] == 3
+    assert len(await _zip_names(await client.get(f"/jobs/{started['ID']}/archive"))) == 3
+    second = await get_json_post(client, "/tools/create-archive", body)
+    for _ in range(100):
+        if (await get_json(client, f"/jobs/{second['ID']}"))["State"] == "Success":
+            break
+        await asyncio.sleep(0.05)
+    # only the newest archive is kept: each is a whole copy of what it holds
+    await assert_error(await client.get(f"/jobs/{started['ID']}/archive"), 404, "not-found")
+
+
+async def get_json_post(client: TestClient, path: str, body: Any) -> Any:
+    response = await client.post(path, json=body)
+    assert response.status == 200, await response.text()
+    return await response.json()
