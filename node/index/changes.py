@@ -98,17 +98,18 @@ def page_after(
             cursor, scanned = entry["Seq"], scanned + 1
             if shown(entry):
                 found.append(entry)
-        if len(chunk) < _SCAN_CHUNK:
-            return ChangePage(found, True, cursor)
+        if len(chunk) < _SCAN_CHUNK:  # the end: Last is the feed's, as Orthanc answers
+            return ChangePage(found, True, txn.feed_last_seq(feed))
     return ChangePage(found, False, cursor)
 
 
 def last_page(txn: Txn, feed: str = "changes", shown: Shown | None = None) -> ChangePage:
-    """Only the newest entry (``shown`` accepts) as Orthanc's ``?last``; ``Last`` 0 if none."""
+    """Only the newest entry (``shown`` accepts) as Orthanc's ``?last``; when there is none,
+    ``Last`` is 0 for a plain feed and the feed's last number for a filtered view."""
     for entry in txn.feed_newest_first(feed):
         if shown is None or shown(entry):
             return ChangePage([entry], True, entry["Seq"])
-    return ChangePage([], True, 0)
+    return ChangePage([], True, txn.feed_last_seq(feed) if shown is not None else 0)
 
 
 def of_existing_resource(txn: Txn) -> Shown:
@@ -116,7 +117,9 @@ def of_existing_resource(txn: Txn) -> Shown:
     are not changes. (The node keeps both, for peers that mirror deletions.)"""
 
     def shown(entry: dict[str, Any]) -> bool:
-        return entry["ChangeType"] != ChangeType.DELETED and txn.resource(entry["ID"]) is not None
+        if entry["ChangeType"] == ChangeType.DELETED or txn.resource(entry["ID"]) is None:
+            return False
+        return entry["Seq"] > txn.removed_at(entry["ID"])  # not about an earlier incarnation
 
     return shown
 

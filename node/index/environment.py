@@ -51,6 +51,7 @@ _DATABASES = {
     "protected": False,  # patient id -> b"1"
     "globals": False,  # name -> value
     "dirty": False,  # study UID -> b"" while a deletion is under way
+    "removed_at": False,  # resource id -> seq of the change feed when it was last removed
 }
 
 
@@ -234,6 +235,9 @@ class Txn:
             found.append(json.loads(raw))
         return found
 
+    def feed_last_seq(self, feed: str) -> int:
+        return self.counter(_LAST_OF_FEED[feed])
+
     def feed_newest_first(self, feed: str) -> Iterator[dict[str, Any]]:
         cursor = self._txn.cursor(db=self._db[feed])
         if not cursor.last():
@@ -243,6 +247,14 @@ class Txn:
 
     def clear_feed(self, feed: str) -> None:
         self._txn.drop(self._db[feed], delete=False)
+
+    def mark_removed(self, resource_id: str, seq: int) -> None:
+        self._txn.put(resource_id.encode(), _SEQ.pack(seq), db=self._db["removed_at"])
+
+    def removed_at(self, resource_id: str) -> int:
+        """The feed's sequence number when the resource was last removed (0: never)."""
+        raw = self._txn.get(resource_id.encode(), db=self._db["removed_at"])
+        return int(_SEQ.unpack(raw)[0]) if raw is not None else 0
 
     # --- recycling order and protection ---------------------------------------------
 

@@ -267,6 +267,7 @@ def _remove_subtree(txn: Txn, record: dict[str, Any], removed: Removed) -> None:
         txn.set_protected(record["id"], False)
     txn.delete_resource(record["id"])
     txn.add_to_counter(count_name(level), -1)
+    removed.gone.append(record["id"])
 
 
 def _shrink_ancestors(

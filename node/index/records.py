@@ -81,6 +81,8 @@ class Removed:
     attachment_ids: list[str] = field(default_factory=list)
     #: (level, id, uids) of every resource removed, top-down
     resources: list[tuple[Level, str, dict[str, str]]] = field(default_factory=list)
+    #: the id of every resource removed, descendants included
+    gone: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

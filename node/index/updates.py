@@ -45,6 +45,11 @@ def remove_logged(txn: Txn, resource_id: str, reason: DeletionReason) -> Removed
     now = now_string()
     for level, removed_id, uids in removed.resources:
         append(txn, ChangeType.DELETED, level, removed_id, now, Uids=uids, Reason=reason.value)
+    # Ids derive from UIDs: a resource stored again gets its old id. What the feed said of
+    # the removed one must not show as the new one's (Orthanc deletes those changes).
+    seq = txn.last_change()
+    for gone_id in removed.gone:
+        txn.mark_removed(gone_id, seq)
     return removed
 
 

@@ -69,6 +69,9 @@ async def test_changes_as_orthanc_shows_them(client: TestClient) -> None:
     deleted = [c for c in everything["Changes"] if c["ChangeType"] == "Deleted"]
     assert [c["ResourceType"] for c in deleted] == ["Patient"]  # with the UIDs of what went
     assert all(c["Reason"] == "Request" for c in deleted)
+    await upload(client, ct_bytes(0))  # the same ids again: only the new changes show
+    again = [c["ChangeType"] for c in (await get_json(client, "/changes"))["Changes"]]
+    assert again == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
 
 
 async def test_run_time_settings(client: TestClient) -> None:
