@@ -13,15 +13,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dates import now_string
-from pacsnode.node.errors import BadRequest
+from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.jobs import Job, JobContext, JobRegistry
 from pacsnode.node.peering import NodePeering
 from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig, PeerSettings
 from pacsnode.peer.clients import open_replica
 from pacsnode.peer.cursors import Direction, cursor_name
+from pacsnode.peer.errors import PeerError
 from pacsnode.peer.grants import PeerGrant
 from pacsnode.peer.identity import Identity, load_or_create
+from pacsnode.peer.orthanc import OrthancClient
 from pacsnode.peer.replica import ReplicaClient
 from pacsnode.peer.retry import with_retries
 from pacsnode.peer.schedule import in_window, parse_window, trigger_for
@@ -34,6 +36,13 @@ from pacsnode.peer.sync import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class PeerUnavailable(DomainError):
+    """The peer could not be reached, or refused what we sent it."""
+
+    code = "peer-unavailable"
+    http_status = 502
 
 
 def node_identity(config: NodeConfig) -> Identity:
@@ -170,7 +179,36 @@ class Replicator:
             "Instances": sum(len(s) for s in by_study.values()),
             "PushedInstances": result.pushed_instances,
             "Conflicts": result.conflicts,
+            # Orthanc's fields for a peer store (the password is never reported)
+            "Peer": [peer.url, peer.username or "", ""],
+            "Compress": False,
+            "Size": str(client.bytes_sent),
         }
+
+    # --- Orthanc peers: their own REST API, reached through us --------------------------
+
+    def _orthanc(self, name: str) -> OrthancClient:
+        peer = self.peer(name)
+        if peer.kind != "orthanc" or peer.url is None:
+            raise BadRequest(f"peer {name} is not an Orthanc server: use its sync and store")
+        return OrthancClient(peer.url, peer.username, peer.password, peer.ca_file)
+
+    def peer_system(self, name: str) -> dict[str, Any]:
+        """The peer's ``/system`` (Orthanc's ``GET /peers/{name}/system``)."""
+        try:
+            return dict(self._orthanc(name).json("GET", "/system"))
+        except PeerError as exc:
+            raise PeerUnavailable(f"peer {name}: {exc}") from exc
+
+    def store_straight(self, name: str, data: bytes) -> dict[str, Any]:
+        """POST one DICOM file to the peer as it is, and answer what it answered."""
+        client = self._orthanc(name)
+        try:
+            answer = client.json_body("POST", "/instances", data, "application/dicom")
+        except PeerError as exc:
+            raise PeerUnavailable(f"peer {name}: {exc}") from exc
+        self.heard_from(name)
+        return dict(answer)
 
     def sync(self, name: str) -> Job:
         peer = self.peer(name)

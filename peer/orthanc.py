@@ -89,6 +89,13 @@ class OrthancClient:
             raise PeerRefused(message, response.status)
         return data
 
+    def json_body(self, method: str, path: str, body: bytes, content_type: str) -> Any:
+        """Send ``body`` as it is; the peer's JSON answer."""
+        try:
+            return json.loads(self._call(method, path, body, content_type))
+        except ValueError as exc:
+            raise PeerError(f"Orthanc {method} {path}: not JSON", transient=True) from exc
+
     def json(self, method: str, path: str, document: Any = None) -> Any:
         body = json.dumps(document).encode() if document is not None else None
         try:

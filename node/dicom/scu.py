@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
+import pydicom
 from pynetdicom import AE, build_context, evt
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
-from pacsnode.node.errors import DomainError
+from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.jobs import JobContext
 from pacsnode.node.settings import Modality
@@ -69,3 +71,21 @@ def send(
     if failed:
         raise RemoteDicomError(f"{modality.aet} refused {len(failed)} of {len(refs)} instances")
     return {"Instances": len(refs), "Failed": failed}
+
+
+def store_straight(aet: str, modality: Modality, data: bytes) -> tuple[str, str]:
+    """C-STORE one DICOM file as it is (not stored here); its (SOP class, instance) UIDs."""
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        sop_class, sop_instance = str(dataset.SOPClassUID), str(dataset.SOPInstanceUID)
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+    except Exception as exc:  # anything pydicom cannot read is a bad request here
+        raise BadRequest(f"the body is not a DICOM file: {exc}") from None
+    association = _associate(aet, modality, [build_context(sop_class, [syntax])])
+    try:
+        status = association.send_c_store(dataset)
+    finally:
+        association.release()
+    if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
+        raise RemoteDicomError(f"{modality.aet} refused the instance")
+    return sop_class, sop_instance

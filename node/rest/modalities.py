@@ -137,6 +137,16 @@ async def echo(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def store_straight(request: web.Request) -> web.Response:
+    """C-STORE the DICOM file in the body as it is, without storing it here."""
+    modality = _modality(request)
+    data = await request.read()
+    sop_class, sop_instance = await blocking(
+        scu.store_straight, request.app[CONFIG].dicom.aet, modality, data
+    )
+    return web.json_response({"SOPClassUID": sop_class, "SOPInstanceUID": sop_instance})
+
+
 async def echo_any(request: web.Request) -> web.Response:
     """Orthanc's ``/tools/dicom-echo``: a C-ECHO to a modality given in the body."""
     modality = parse_modality("(echo)", await json_body(request))
@@ -186,3 +196,4 @@ def setup_routes(app: web.Application) -> None:
     route.add_post("/modalities/{name}/echo", echo)
     route.add_post("/tools/dicom-echo", echo_any)
     route.add_post("/modalities/{name}/store", store)
+    route.add_post("/modalities/{name}/store-straight", store_straight)

@@ -69,7 +69,8 @@ async def store_to_peer(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     body = await json_or_text(request)
     if isinstance(body, dict):
-        resources, asynchronous = body.get("Resources"), bool(body.get("Asynchronous"))
+        asynchronous = bool(body.get("Asynchronous", not body.get("Synchronous", True)))
+        resources = body.get("Resources")
     else:
         resources, asynchronous = ([body] if isinstance(body, str) else body), False
     if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
@@ -79,6 +80,20 @@ async def store_to_peer(request: web.Request) -> web.Response:
         return web.json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     await asyncio.to_thread(job.finished.wait)
     return web.json_response(job.as_json(), status=200 if job.error is None else 502)
+
+
+async def peer_system(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    return web.json_response(await blocking(_replicator(request, name).peer_system, name))
+
+
+async def store_straight(request: web.Request) -> web.Response:
+    """POST a DICOM file to an Orthanc peer as it is (Orthanc's ``/store-straight``)."""
+    name = request.match_info["name"]
+    data = await request.read()
+    if not data:
+        raise BadRequest("send the DICOM file in the body")
+    return web.json_response(await blocking(_replicator(request, name).store_straight, name, data))
 
 
 def parse_peer(name: str, body: Any) -> PeerSettings:
@@ -127,6 +142,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/peers", list_peers)
     app.router.add_get("/peers/{name}", show_peer)
     app.router.add_get("/peers/{name}/configuration", show_configuration)
+    app.router.add_get("/peers/{name}/system", peer_system)
+    app.router.add_post("/peers/{name}/store-straight", store_straight)
     app.router.add_post("/peers/{name}/sync", sync_peer)
     app.router.add_post("/peers/{name}/store", store_to_peer)
     app.router.add_put("/peers/{name}", put_peer)

@@ -161,3 +161,36 @@ def test_peers_declared_over_rest_as_in_orthanc(tmp_path: Path, orthanc: Orthanc
         assert node.request("GET", "/peers/legacy").status == 404
     finally:
         node.stop()
+
+
+def test_an_orthanc_peer_through_its_own_rest_api(tmp_path: Path, orthanc: OrthancProcess) -> None:
+    node = NodeProcess(tmp_path / "node").start()
+    try:
+        url = f"http://127.0.0.1:{orthanc.port}/"
+        as_list = json.dumps([url, *CREDENTIALS])  # Orthanc's list form
+        assert node.request("PUT", "/peers/legacy", as_list).status == 200
+        system = node.request("GET", "/peers/legacy/system")
+        assert system.status == 200 and "Version" in system.json()
+        straight = node.request("POST", "/peers/legacy/store-straight", ct_bytes(0, patient=5))
+        assert straight.status == 200 and straight.json()["Status"] == "Success"
+        assert node.request("GET", "/instances").json() == []  # sent, not stored here
+        ids = node.request("POST", "/instances", ct_bytes(1, patient=5)).json()
+        body = {"Resources": [ids["ID"]], "Synchronous": False}
+        started = node.request("POST", "/peers/legacy/store", body).json()
+        job = wait_for_job(node, started["ID"])
+        assert job["State"] == "Success" and job["Content"]["Compress"] is False
+        assert job["Content"]["Peer"] == [url, CREDENTIALS[0], ""]  # never the password
+        assert int(job["Content"]["Size"]) > 0
+    finally:
+        node.stop()
+
+
+def wait_for_job(node: NodeProcess, job_id: str) -> dict:
+    import time
+
+    for _ in range(200):
+        job = node.request("GET", f"/jobs/{job_id}").json()
+        if job["State"] in ("Success", "Failure"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")

@@ -298,3 +298,22 @@ async def get_json_post(client: TestClient, path: str, body: Any) -> Any:
     response = await client.post(path, json=body)
     assert response.status == 200, await response.text()
     return await response.json()
+
+
+async def test_store_straight_to_a_modality(
+    client: TestClient, receiver: tuple[int, list[str]]
+) -> None:
+    port, received = receiver
+    body = {"AET": "RECEIVER", "Host": "127.0.0.1", "Port": port}
+    assert (await client.put("/modalities/dest", json=body)).status == 200
+    bad = await client.post("/modalities/dest/store-straight", data=b"nope")
+    await assert_error(bad, 400, "bad-request")
+    answer = await get_json_post_raw(client, "/modalities/dest/store-straight", ct_bytes(0))
+    assert answer["SOPInstanceUID"] == received[0] and answer["SOPClassUID"]
+    assert await get_json(client, "/instances") == []  # sent as it is, not stored here
+
+
+async def get_json_post_raw(client: TestClient, path: str, body: bytes) -> Any:
+    response = await client.post(path, data=body)
+    assert response.status == 200, await response.text()
+    return await response.json()
