@@ -11,8 +11,10 @@ from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.archive import stream_archive
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.formats import ResourceView, resource_view, writer_for
 from pacsnode.node.rest.params import flag_param, int_param, level_of
-from pacsnode.node.rest.tags import orthanc_tags, simplified_tags
+from pacsnode.node.rest.requested import requested_tags
+from pacsnode.node.rest.tags import TagFormat, main_tags
 
 _CHILDREN_FIELD = {
     Level.PATIENT: "Studies",
@@ -27,17 +29,24 @@ _PARENT_FIELD = {
 
 
 def describe(
-    core: NodeCore, resource_id: str, level: Level | None = None, pending: set[str] | None = None
+    core: NodeCore,
+    resource_id: str,
+    level: Level | None = None,
+    pending: set[str] | None = None,
+    view: ResourceView | None = None,
 ) -> dict[str, Any]:
-    """A resource as Orthanc's ``GET /{level}/{id}`` shows it."""
+    """A resource as Orthanc's ``GET /{level}/{id}`` shows it (``view``: the tags' format
+    and the tags requested besides the main ones)."""
     record = core.resource(resource_id, level)
     level = Level(record["level"])
     pending = pending if pending is not None else core.pending_studies()
+    view = view or ResourceView()
     shown: dict[str, Any] = {
         "ID": resource_id,
         "Type": level.value,
-        "MainDicomTags": record["tags"],
+        "MainDicomTags": main_tags(record["tags"], view.fmt),
         "LastUpdate": record["last_update"],
+        "Labels": [],  # pacsnode has no labels (Orthanc 1.12's field, always present)
     }
     if level in _PARENT_FIELD:
         shown[_PARENT_FIELD[level]] = record["parent"]
@@ -45,7 +54,7 @@ def describe(
         shown[_CHILDREN_FIELD[level]] = record["children"]
         shown["IsStable"] = not _has_pending(core, record, pending)
     if level is Level.STUDY:
-        shown["PatientMainDicomTags"] = record.get("patient_tags", {})
+        shown["PatientMainDicomTags"] = main_tags(record.get("patient_tags", {}), view.fmt)
     if level is Level.SERIES:
         shown["Status"] = "Unknown"
         shown["ExpectedNumberOfInstances"] = None
@@ -54,6 +63,8 @@ def describe(
         shown["FileUuid"] = record["digest"]
         index = core.annotations.metadata(resource_id).get("IndexInSeries")
         shown["IndexInSeries"] = int(index) if index else None
+    if view.requested is not None:
+        shown["RequestedTags"] = requested_tags(core, record, view)
     return shown
 
 
@@ -74,21 +85,23 @@ async def list_resources(request: web.Request) -> web.Response:
     since = int_param(request, "since", 0)
     limit = int_param(request, "limit", 0)
     expand = flag_param(request, "expand")
+    view = resource_view(request)
 
     def work() -> list[Any]:
         ids = core.list_ids(level, since=since, limit=limit or None)
         if not expand:
             return ids
         pending = core.pending_studies()
-        return [describe(core, resource_id, level, pending) for resource_id in ids]
+        return [describe(core, resource_id, level, pending, view) for resource_id in ids]
 
     return web.json_response(await blocking(work))
 
 
 async def show_resource(request: web.Request) -> web.Response:
     core = core_of(request)
+    view = resource_view(request)
     return web.json_response(
-        await blocking(describe, core, request.match_info["id"], level_of(request))
+        await blocking(describe, core, request.match_info["id"], level_of(request), None, view)
     )
 
 
@@ -125,8 +138,9 @@ async def instance_tags(request: web.Request) -> web.Response:
     core = core_of(request)
     ref = await blocking(core.instance_ref, request.match_info["id"])
     metadata = await blocking(core.instance_json, ref)
-    simplify = request.match_info["kind"] == "simplified-tags" or "simplify" in request.query
-    return web.json_response(simplified_tags(metadata) if simplify else orthanc_tags(metadata))
+    simplified = request.match_info["kind"] == "simplified-tags"
+    writer = writer_for(request, TagFormat.HUMAN if simplified else TagFormat.FULL)
+    return web.json_response(writer.dataset(metadata))
 
 
 async def instance_frames(request: web.Request) -> web.Response:

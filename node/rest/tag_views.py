@@ -5,7 +5,8 @@
 - ``/{level}/{id}/module`` (and ``/studies/{id}/module-patient``): the level's main
   DICOM tags, read from one of its instances, with the tags' full description.
 
-``?simplify`` gives keyword -> value, as ``/simplified-tags`` does.
+Orthanc's full format by default; ``?simplify`` gives keyword -> value and ``?short``
+tag -> value, as ``/instances/{id}/tags`` does.
 """
 
 from __future__ import annotations
@@ -20,16 +21,13 @@ from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
 from pacsnode.node.index.maintags import MAIN_TAGS
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.formats import writer_for
 from pacsnode.node.rest.params import level_of
-from pacsnode.node.rest.tags import orthanc_tags, simplified_tags
+from pacsnode.node.rest.tags import TagFormat, TagWriter
 
 
-def _simplify(request: web.Request) -> bool:
-    return "simplify" in request.query
-
-
-def _shown(metadata: dict[str, Any], simplify: bool) -> dict[str, Any]:
-    return simplified_tags(metadata) if simplify else orthanc_tags(metadata)
+def _writer(request: web.Request) -> TagWriter:
+    return writer_for(request, TagFormat.FULL)
 
 
 def _instances_json(core: NodeCore, resource_id: str, level: Level) -> list[tuple[str, Any]]:
@@ -62,8 +60,8 @@ async def instances_tags(request: web.Request) -> web.Response:
     found = await blocking(
         _instances_json, core_of(request), request.match_info["id"], level_of(request)
     )
-    simplify = _simplify(request)
-    return web.json_response({rid: _shown(metadata, simplify) for rid, metadata in found})
+    writer = _writer(request)
+    return web.json_response({rid: writer.dataset(metadata) for rid, metadata in found})
 
 
 async def shared_tags(request: web.Request) -> web.Response:
@@ -71,7 +69,7 @@ async def shared_tags(request: web.Request) -> web.Response:
         _instances_json, core_of(request), request.match_info["id"], level_of(request)
     )
     shared = _shared([metadata for _, metadata in found])
-    return web.json_response(_shown(shared, _simplify(request)))
+    return web.json_response(_writer(request).dataset(shared))
 
 
 async def module(request: web.Request) -> web.Response:
@@ -79,7 +77,7 @@ async def module(request: web.Request) -> web.Response:
     module_level = Level.PATIENT if request.match_info["kind"] == "module-patient" else level
     found = await blocking(_instances_json, core_of(request), request.match_info["id"], level)
     metadata = found[0][1] if found else {}
-    return web.json_response(_shown(_module(metadata, module_level), _simplify(request)))
+    return web.json_response(_writer(request).dataset(_module(metadata, module_level)))
 
 
 def setup_routes(app: web.Application) -> None:
