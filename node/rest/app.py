@@ -17,6 +17,7 @@ from pacsnode.node.rest import (
     hierarchy,
     modalities,
     peers,
+    queries,
     resources,
     runtime_settings,
     services,
@@ -46,6 +47,7 @@ _ROUTES = (
     modalities,
     job_routes,
     peers,
+    queries,
 )
 
 

@@ -1,0 +1,157 @@
+"""The node as a query/retrieve client: C-FIND, C-MOVE and C-GET to a modality.
+
+What Orthanc's ``/modalities/{name}/query``, ``/move`` and ``/get`` and the
+``/queries`` answers' ``/retrieve`` do. Queries use the Study Root information
+model (Patient Root at patient level); answers come back as pydicom Datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.network import set_nodelay
+from pacsnode.node.dicom.scu import RemoteDicomError
+from pacsnode.node.errors import BadRequest, DomainError
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Origin, OriginKind
+from pacsnode.node.settings import Modality
+
+log = logging.getLogger(__name__)
+DICOM_LEVELS = {
+    Level.PATIENT: "PATIENT",
+    Level.STUDY: "STUDY",
+    Level.SERIES: "SERIES",
+    Level.INSTANCE: "IMAGE",
+}
+#: what identifies an answer at each level (sent back with a retrieve)
+IDENTIFIERS = {
+    Level.PATIENT: ("PatientID",),
+    Level.STUDY: ("StudyInstanceUID",),
+    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+    Level.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+_PENDING = (0xFF00, 0xFF01)
+_MOVE_OK = (0x0000, 0xB000)
+
+
+def identifier(level: Level, query: dict[str, Any]) -> Dataset:
+    """The C-FIND identifier: the query's keys (``*`` or empty: return it) and the level's
+    identifying keys, which every answer must carry."""
+    found = Dataset()
+    found.QueryRetrieveLevel = DICOM_LEVELS[level]
+    for keyword, value in query.items():
+        if not isinstance(value, str):
+            raise BadRequest(f"the value of {keyword} must be a string")
+        try:
+            setattr(found, keyword, value)
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BadRequest(f"cannot query {keyword!r}: {exc}") from None
+    for keyword in IDENTIFIERS[level]:
+        if keyword not in found:
+            setattr(found, keyword, "")
+    return found
+
+
+def _associate(aet: str, modality: Modality, contexts: list[Any], **options: Any) -> Any:
+    ae = AE(ae_title=modality.local_aet or aet)
+    for context in contexts:
+        ae.add_requested_context(context)
+    association = ae.associate(
+        modality.host,
+        modality.port,
+        ae_title=modality.aet,
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *options.pop("handlers", [])],
+        **options,
+    )
+    if not association.is_established:
+        raise RemoteDicomError(
+            f"cannot open an association with {modality.aet} at {modality.host}:{modality.port}"
+        )
+    return association
+
+
+def find(aet: str, modality: Modality, level: Level, query: dict[str, Any]) -> list[Dataset]:
+    model = (
+        PatientRootQueryRetrieveInformationModelFind
+        if level is Level.PATIENT
+        else StudyRootQueryRetrieveInformationModelFind
+    )
+    association = _associate(aet, modality, [model])
+    answers: list[Dataset] = []
+    try:
+        for status, answer in association.send_c_find(identifier(level, query), model):
+            if status and status.Status in _PENDING and answer is not None:
+                answers.append(answer)
+            elif not status or status.Status != 0x0000:
+                raise RemoteDicomError(f"{modality.aet} refused the C-FIND")
+    finally:
+        association.release()
+    return answers
+
+
+def _retrieve_identifier(level: Level, keys: dict[str, str]) -> Dataset:
+    found = Dataset()
+    found.QueryRetrieveLevel = DICOM_LEVELS[level]
+    for keyword in IDENTIFIERS[level]:
+        value = keys.get(keyword)
+        if not value:
+            raise BadRequest(f"a {level.value.lower()} to retrieve needs its {keyword}")
+        setattr(found, keyword, value)
+    return found
+
+
+def move(aet: str, modality: Modality, level: Level, keys: dict[str, str], target: str) -> None:
+    """C-MOVE what ``keys`` identify from the modality to the AE title ``target``."""
+    model = StudyRootQueryRetrieveInformationModelMove
+    association = _associate(aet, modality, [model])
+    try:
+        for status, _ in association.send_c_move(_retrieve_identifier(level, keys), target, model):
+            if status and status.Status in _PENDING:
+                continue
+            if not status or status.Status not in _MOVE_OK:
+                raise RemoteDicomError(f"{modality.aet} could not move it to {target}")
+    finally:
+        association.release()
+
+
+def get(core: NodeCore, aet: str, modality: Modality, level: Level, keys: dict[str, str]) -> int:
+    """C-GET what ``keys`` identify into this node; how many instances arrived."""
+    stored = 0
+
+    def store(event: evt.Event) -> int:
+        nonlocal stored
+        origin = Origin(kind=OriginKind.DICOM, remote_aet=modality.aet, called_aet=aet)
+        try:
+            core.ingest(event.encoded_dataset(include_meta=True), origin)
+        except DomainError as exc:
+            log.warning("C-GET from %s: refused an instance: %s", modality.aet, exc.message)
+            return 0xA700
+        stored += 1
+        return 0x0000
+
+    model = StudyRootQueryRetrieveInformationModelGet
+    contexts = [model, *[c.abstract_syntax for c in StoragePresentationContexts[:120]]]
+    roles = [build_role(c.abstract_syntax, scp_role=True) for c in StoragePresentationContexts]
+    association = _associate(
+        aet, modality, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, store)]
+    )
+    try:
+        for status, _ in association.send_c_get(_retrieve_identifier(level, keys), model):
+            if status and status.Status in _PENDING:
+                continue
+            if not status or status.Status not in _MOVE_OK:
+                raise RemoteDicomError(f"{modality.aet} could not send it (C-GET)")
+    finally:
+        association.release()
+    return stored
