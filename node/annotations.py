@@ -18,6 +18,7 @@ from pacsnode.node.index.annotation_keys import (
     MetadataNames,
     check_user_write,
 )
+from pacsnode.node.revisions import Revision, md5_of
 from pacsnode.storage.attachments import AttachmentInfo, AttachmentStore
 
 
@@ -41,21 +42,34 @@ class Annotations:
         return {self.names.name_of(key): value for key, value in sorted(values.items())}
 
     def get_metadata(self, resource_id: str, name: str) -> str:
+        return self.get_metadata_revision(resource_id, name)[0]
+
+    def get_metadata_revision(self, resource_id: str, name: str) -> tuple[str, Revision]:
+        """The value and its revision (see :mod:`pacsnode.node.revisions`)."""
         key = self.names.key_of(name)
         value = self._index.metadata(resource_id).get(key)
         if value is None:
             raise NotFound(f"resource {resource_id} has no metadata {name}")
-        return value
+        return value, Revision(self._index.metadata_revision(resource_id, key), md5_of(value))
 
-    def set_metadata(self, resource_id: str, name: str, value: str) -> None:
+    def set_metadata(
+        self,
+        resource_id: str,
+        name: str,
+        value: str,
+        if_match: str | None = None,
+        check: bool = False,
+    ) -> Revision:
         key = self.names.key_of(name)
         check_user_write(key, value)
-        self._index.set_metadata(resource_id, key, value)
+        return self._index.set_metadata(resource_id, key, value, if_match, check)
 
-    def delete_metadata(self, resource_id: str, name: str) -> None:
+    def delete_metadata(
+        self, resource_id: str, name: str, if_match: str | None = None, check: bool = False
+    ) -> None:
         key = self.names.key_of(name)
         check_user_write(key)
-        self._index.delete_metadata(resource_id, key)
+        self._index.delete_metadata(resource_id, key, if_match, check)
 
     # --- attachments -------------------------------------------------------------------
 
@@ -86,8 +100,15 @@ class Annotations:
         info = self._index.attachments(resource_id).get(content_type)
         if info is None:
             raise NotFound(f"resource {resource_id} has no attachment {name}")
-        fields = {k: v for k, v in info.items() if k != "uuid"}
+        fields = {k: v for k, v in info.items() if k not in ("uuid", "revision")}
         return AttachmentInfo(id=info["uuid"], **fields)
+
+    def attachment_revision(self, resource_id: str, name: str) -> Revision:
+        content_type = self.content_type_of(name)
+        info = self._index.attachments(resource_id).get(content_type)
+        if info is None:
+            raise NotFound(f"resource {resource_id} has no attachment {name}")
+        return Revision(int(info.get("revision", 0)), info["md5"])
 
     def attachment_data(self, resource_id: str, name: str, *, raw: bool = False) -> bytes:
         info = self.attachment_info(resource_id, name)
@@ -98,7 +119,13 @@ class Annotations:
         return self._blobs.get(info["uuid"], compressed=info["compressed"])
 
     def put_attachment(
-        self, resource_id: str, name: str, data: bytes, compress: bool = True
+        self,
+        resource_id: str,
+        name: str,
+        data: bytes,
+        compress: bool = True,
+        if_match: str | None = None,
+        check: bool = False,
     ) -> AttachmentInfo:
         content_type = self.content_type_of(name)
         self._index.attachments(resource_id)  # UnknownResource before a blob is written
@@ -106,7 +133,9 @@ class Annotations:
         stored = asdict(info)
         stored["uuid"] = stored.pop("id")
         try:
-            replaced = self._index.set_attachment(resource_id, content_type, stored)
+            replaced = self._index.set_attachment(
+                resource_id, content_type, stored, if_match, check
+            )
         except Exception:
             self._blobs.delete(info.id)
             raise
@@ -114,9 +143,12 @@ class Annotations:
             self._blobs.delete(replaced)
         return info
 
-    def delete_attachment(self, resource_id: str, name: str) -> None:
+    def delete_attachment(
+        self, resource_id: str, name: str, if_match: str | None = None, check: bool = False
+    ) -> None:
         content_type = self.content_type_of(name)
-        self._blobs.delete(self._index.delete_attachment(resource_id, content_type))
+        blob = self._index.delete_attachment(resource_id, content_type, if_match, check)
+        self._blobs.delete(blob)
 
     # --- protection --------------------------------------------------------------------
 

@@ -37,7 +37,13 @@ from pacsnode.node.settings import (
 # section -> key -> accepted types; "[[users]]" and "[[modalities]]" are lists of tables
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "": {"data_dir": (str,)},
-    "http": {"host": (str,), "port": (int,), "tls_cert": (str,), "tls_key": (str,)},
+    "http": {
+        "host": (str,),
+        "port": (int,),
+        "tls_cert": (str,),
+        "tls_key": (str,),
+        "check_revisions": (bool,),
+    },
     "dicom": {
         "aet": (str,),
         "host": (str,),
@@ -195,6 +201,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             _port(source, "http.port", http["port"]),
             _path(base, http.get("tls_cert")),
             _path(base, http.get("tls_key")),
+            http.get("check_revisions", False),
         ),
         dicom=DicomSettings(
             _aet(source, dicom["aet"]),

@@ -52,6 +52,8 @@ class HttpSettings:
     port: int = 8042
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: changing or deleting metadata and attachments needs If-Match (Orthanc's CheckRevisions)
+    check_revisions: bool = False
 
 
 @dataclass(frozen=True)

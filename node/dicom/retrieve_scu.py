@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, build_role, evt
 from pynetdicom.sop_class import (
@@ -54,13 +55,27 @@ def identifier(level: Level, query: dict[str, Any]) -> Dataset:
         if not isinstance(value, str):
             raise BadRequest(f"the value of {keyword} must be a string")
         try:
-            setattr(found, keyword, value)
-        except (ValueError, TypeError, AttributeError) as exc:
+            setattr(found, keyword, _typed(keyword, value))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise BadRequest(f"cannot query {keyword!r}: {exc}") from None
     for keyword in IDENTIFIERS[level]:
         if keyword not in found:
             setattr(found, keyword, "")
     return found
+
+
+_BINARY_NUMBERS = {"US": int, "UL": int, "SS": int, "SL": int, "FL": float, "FD": float}
+
+
+def _typed(keyword: str, value: str) -> Any:
+    """Text as the attribute's VR holds it: binary numbers are numbers (or empty)."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise BadRequest(f"unknown DICOM keyword {keyword!r}")
+    kind = _BINARY_NUMBERS.get(dictionary_VR(tag))
+    if kind is None:
+        return value
+    return kind(value) if value.strip() not in ("", "*") else None
 
 
 def _associate(aet: str, modality: Modality, contexts: list[Any], **options: Any) -> Any:

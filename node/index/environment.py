@@ -52,6 +52,7 @@ _DATABASES = {
     "globals": False,  # name -> value
     "dirty": False,  # study UID -> b"" while a deletion is under way
     "removed_at": False,  # resource id -> seq of the change feed when it was last removed
+    "revisions": False,  # id \x1f metadata key -> revision of its value
 }
 
 
@@ -182,6 +183,18 @@ class Txn:
 
     def delete_metadata(self, resource_id: str, key: int) -> bool:
         return bool(self._txn.delete(_key(resource_id, f"{key:05d}"), db=self._db["metadata"]))
+
+    def metadata_revision(self, resource_id: str, key: int) -> int:
+        raw = self._txn.get(_key(resource_id, f"{key:05d}"), db=self._db["revisions"])
+        return int(raw) if raw is not None else 0
+
+    def set_metadata_revision(self, resource_id: str, key: int, revision: int) -> None:
+        if revision:
+            self._txn.put(
+                _key(resource_id, f"{key:05d}"), str(revision).encode(), db=self._db["revisions"]
+            )
+        else:
+            self._txn.delete(_key(resource_id, f"{key:05d}"), db=self._db["revisions"])
 
     def attachments(self, resource_id: str) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

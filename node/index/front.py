@@ -29,6 +29,7 @@ from pacsnode.node.index.records import (
 )
 from pacsnode.node.query import Constraint
 from pacsnode.node.recycling import Limits, Usage, choose_victims
+from pacsnode.node.revisions import Revision
 from pacsnode.storage.results import StoredInstance
 
 T = TypeVar("T")
@@ -250,25 +251,56 @@ class Index:
         """Key -> value of the resource's metadata; UnknownResource if it is absent."""
         return self._read(lambda txn: reads.metadata_of(txn, resource_id))
 
-    def set_metadata(self, resource_id: str, key: int, value: str) -> None:
-        self._write(lambda txn: updates.set_metadata(txn, resource_id, key, value))
+    def metadata_revision(self, resource_id: str, key: int) -> int:
+        return self._read(lambda txn: txn.metadata_revision(resource_id, key))
 
-    def delete_metadata(self, resource_id: str, key: int) -> None:
-        self._write(lambda txn: updates.delete_metadata(txn, resource_id, key))
+    def set_metadata(
+        self,
+        resource_id: str,
+        key: int,
+        value: str,
+        if_match: str | None = None,
+        check: bool = False,
+    ) -> Revision:
+        return self._write(
+            lambda txn: updates.set_metadata(txn, resource_id, key, value, if_match, check)
+        )
+
+    def delete_metadata(
+        self, resource_id: str, key: int, if_match: str | None = None, check: bool = False
+    ) -> None:
+        self._write(lambda txn: updates.delete_metadata(txn, resource_id, key, if_match, check))
 
     def attachments(self, resource_id: str) -> dict[int, dict[str, Any]]:
         """Content type -> attachment info; UnknownResource if the resource is absent."""
         return self._read(lambda txn: reads.attachments_of(txn, resource_id))
 
     def set_attachment(
-        self, resource_id: str, content_type: int, info: dict[str, Any]
+        self,
+        resource_id: str,
+        content_type: int,
+        info: dict[str, Any],
+        if_match: str | None = None,
+        check: bool = False,
     ) -> str | None:
         """Attach a stored blob; return the blob id it replaces, to delete."""
-        return self._write(lambda txn: updates.set_attachment(txn, resource_id, content_type, info))
+        return self._write(
+            lambda txn: updates.set_attachment(
+                txn, resource_id, content_type, info, if_match, check
+            )
+        )
 
-    def delete_attachment(self, resource_id: str, content_type: int) -> str:
+    def delete_attachment(
+        self,
+        resource_id: str,
+        content_type: int,
+        if_match: str | None = None,
+        check: bool = False,
+    ) -> str:
         """Detach; return the blob id to delete."""
-        return self._write(lambda txn: updates.delete_attachment(txn, resource_id, content_type))
+        return self._write(
+            lambda txn: updates.delete_attachment(txn, resource_id, content_type, if_match, check)
+        )
 
     def is_protected(self, patient_id: str) -> bool:
         return self._read(lambda txn: reads.is_protected(txn, patient_id))

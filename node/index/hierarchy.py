@@ -258,6 +258,7 @@ def _remove_subtree(txn: Txn, record: dict[str, Any], removed: Removed) -> None:
     _index_tags(txn, level, record, add=False)
     for key in txn.metadata(record["id"]):
         txn.delete_metadata(record["id"], key)
+        txn.set_metadata_revision(record["id"], key, 0)
     for content_type, info in txn.attachments(record["id"]).items():
         removed.attachment_ids.append(info["uuid"])
         txn.delete_attachment(record["id"], content_type)

@@ -16,6 +16,7 @@ from pacsnode.node.index.environment import Txn
 from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource, uids_of
 from pacsnode.node.index.reads import existing, existing_patient
 from pacsnode.node.index.records import AddedInstance, DeletionReason, Origin, Removed
+from pacsnode.node.revisions import Revision, md5_of, next_revision
 from pacsnode.storage.results import StoredInstance
 
 IndexedItem = tuple[StoredInstance, dict[Level, str]]
@@ -88,37 +89,78 @@ def _log_update(txn: Txn, record: dict[str, Any], change_type: ChangeType) -> No
     append(txn, change_type, Level(record["level"]), record["id"], now_string())
 
 
-def set_metadata(txn: Txn, resource_id: str, key: int, value: str) -> None:
+def _metadata_revision(txn: Txn, resource_id: str, key: int) -> Revision | None:
+    value = txn.metadata_value(resource_id, key)
+    if value is None:
+        return None
+    return Revision(txn.metadata_revision(resource_id, key), md5_of(value))
+
+
+def set_metadata(
+    txn: Txn,
+    resource_id: str,
+    key: int,
+    value: str,
+    if_match: str | None = None,
+    check: bool = False,
+) -> Revision:
+    """Write a metadata value; its new revision (RevisionConflict: see node.revisions)."""
     record = existing(txn, resource_id)
+    number = next_revision(_metadata_revision(txn, resource_id, key), if_match, check)
     txn.set_metadata(resource_id, key, value)
+    txn.set_metadata_revision(resource_id, key, number)
     _log_update(txn, record, ChangeType.UPDATED_METADATA)
+    return Revision(number, md5_of(value))
 
 
-def delete_metadata(txn: Txn, resource_id: str, key: int) -> None:
+def delete_metadata(
+    txn: Txn, resource_id: str, key: int, if_match: str | None = None, check: bool = False
+) -> None:
     record = existing(txn, resource_id)
-    if not txn.delete_metadata(resource_id, key):
+    current = _metadata_revision(txn, resource_id, key)
+    if current is None:
         raise NotFound(f"resource {resource_id} has no metadata {key}")
+    next_revision(current, if_match, check)
+    txn.delete_metadata(resource_id, key)
+    txn.set_metadata_revision(resource_id, key, 0)
     _log_update(txn, record, ChangeType.UPDATED_METADATA)
+
+
+def _attachment_revision(old: dict[str, Any] | None) -> Revision | None:
+    return Revision(int(old.get("revision", 0)), old["md5"]) if old is not None else None
 
 
 def set_attachment(
-    txn: Txn, resource_id: str, content_type: int, info: dict[str, Any]
+    txn: Txn,
+    resource_id: str,
+    content_type: int,
+    info: dict[str, Any],
+    if_match: str | None = None,
+    check: bool = False,
 ) -> str | None:
     """Point the resource at a stored blob; return the blob id it replaces, if any."""
     record = existing(txn, resource_id)
     old = txn.attachments(resource_id).get(content_type)
+    info = {**info, "revision": next_revision(_attachment_revision(old), if_match, check)}
     txn.set_attachment(resource_id, content_type, info)
     txn.add_to_counter(TOTAL_SIZE, info["compressed_size"] - (old["compressed_size"] if old else 0))
     _log_update(txn, record, ChangeType.UPDATED_ATTACHMENT)
     return str(old["uuid"]) if old else None
 
 
-def delete_attachment(txn: Txn, resource_id: str, content_type: int) -> str:
-    """Drop the resource's attachment; return the blob id to delete."""
+def delete_attachment(
+    txn: Txn,
+    resource_id: str,
+    content_type: int,
+    if_match: str | None = None,
+    check: bool = False,
+) -> str:
+    """Detach; return the blob id to delete."""
     record = existing(txn, resource_id)
     old = txn.attachments(resource_id).get(content_type)
     if old is None:
         raise NotFound(f"resource {resource_id} has no attachment {content_type}")
+    next_revision(_attachment_revision(old), if_match, check)
     txn.delete_attachment(resource_id, content_type)
     txn.add_to_counter(TOTAL_SIZE, -old["compressed_size"])
     _log_update(txn, record, ChangeType.UPDATED_ATTACHMENT)

@@ -7,8 +7,9 @@ import hashlib
 from aiohttp import web
 
 from pacsnode.node.errors import BadRequest
-from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.params import level_of
+from pacsnode.node.revisions import Revision, unchanged
 
 _LEVEL = "{level:patients|studies|series|instances}"
 _MAX_INLINE_BODY = 64 * 1024 * 1024
@@ -34,10 +35,29 @@ async def list_metadata(request: web.Request) -> web.Response:
     return web.json_response(sorted(values))
 
 
+def _revisions_checked(request: web.Request) -> bool:
+    return request.app[CONFIG].http.check_revisions
+
+
+def _revised(response: web.Response, revision: Revision) -> web.Response:
+    response.headers["ETag"] = revision.etag
+    return response
+
+
+def _not_modified(request: web.Request, revision: Revision) -> web.Response | None:
+    """304 with the ETag when the reader's If-None-Match names the current revision."""
+    if unchanged(revision, request.headers.get("If-None-Match")):
+        return _revised(web.Response(status=304), revision)
+    return None
+
+
 async def get_metadata(request: web.Request) -> web.Response:
     await _checked(request)
-    value = await blocking(core_of(request).annotations.get_metadata, *_ids(request))
-    return web.Response(text=value, content_type="text/plain")
+    annotations = core_of(request).annotations
+    value, revision = await blocking(annotations.get_metadata_revision, *_ids(request))
+    return _not_modified(request, revision) or _revised(
+        web.Response(text=value, content_type="text/plain"), revision
+    )
 
 
 async def put_metadata(request: web.Request) -> web.Response:
@@ -47,14 +67,25 @@ async def put_metadata(request: web.Request) -> web.Response:
         value = body.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest("metadata values are UTF-8 text") from None
-    await blocking(core_of(request).annotations.set_metadata, *_ids(request), value)
-    return web.json_response({})
+    revision = await blocking(
+        core_of(request).annotations.set_metadata,
+        *_ids(request),
+        value,
+        request.headers.get("If-Match"),
+        _revisions_checked(request),
+    )
+    return _revised(web.Response(), revision)  # as Orthanc: an empty body, the new ETag
 
 
 async def delete_metadata(request: web.Request) -> web.Response:
     await _checked(request)
-    await blocking(core_of(request).annotations.delete_metadata, *_ids(request))
-    return web.json_response({})
+    await blocking(
+        core_of(request).annotations.delete_metadata,
+        *_ids(request),
+        request.headers.get("If-Match"),
+        _revisions_checked(request),
+    )
+    return web.Response()
 
 
 async def list_attachments(request: web.Request) -> web.Response:
@@ -66,17 +97,23 @@ async def list_attachments(request: web.Request) -> web.Response:
 
 async def attachment_operations(request: web.Request) -> web.Response:
     await _checked(request)
-    return web.json_response(
-        [
-            "compressed-data",
-            "compressed-md5",
-            "compressed-size",
-            "data",
-            "is-compressed",
-            "md5",
-            "size",
-            "verify-md5",
-        ]
+    revision = await blocking(core_of(request).annotations.attachment_revision, *_ids(request))
+    if (not_modified := _not_modified(request, revision)) is not None:
+        return not_modified
+    return _revised(
+        web.json_response(
+            [
+                "compressed-data",
+                "compressed-md5",
+                "compressed-size",
+                "data",
+                "is-compressed",
+                "md5",
+                "size",
+                "verify-md5",
+            ]
+        ),
+        revision,
     )
 
 
@@ -86,15 +123,28 @@ async def put_attachment(request: web.Request) -> web.Response:
     if len(body) > _MAX_INLINE_BODY:
         raise BadRequest("attachments are limited to 64 MiB")
     compress = request.query.get("compress", "true").lower() not in ("false", "0")
+    annotations = core_of(request).annotations
     info = await blocking(
-        core_of(request).annotations.put_attachment, *_ids(request), body, compress
+        annotations.put_attachment,
+        *_ids(request),
+        body,
+        compress,
+        request.headers.get("If-Match"),
+        _revisions_checked(request),
     )
-    return web.json_response({"ID": info.id, "Size": info.size, "MD5": info.md5})
+    revision = await blocking(annotations.attachment_revision, *_ids(request))
+    answer = web.json_response({"ID": info.id, "Size": info.size, "MD5": info.md5})
+    return _revised(answer, revision)
 
 
 async def delete_attachment(request: web.Request) -> web.Response:
     await _checked(request)
-    await blocking(core_of(request).annotations.delete_attachment, *_ids(request))
+    await blocking(
+        core_of(request).annotations.delete_attachment,
+        *_ids(request),
+        request.headers.get("If-Match"),
+        _revisions_checked(request),
+    )
     return web.json_response({})
 
 
@@ -111,11 +161,14 @@ async def _attachment_detail(request: web.Request, what: str) -> web.Response:
     annotations = core_of(request).annotations
     resource_id, name = _ids(request)
     if what in ("data", "compressed-data"):
+        revision = await blocking(annotations.attachment_revision, resource_id, name)
+        if (not_modified := _not_modified(request, revision)) is not None:
+            return not_modified
         data = await blocking(
             annotations.attachment_data, resource_id, name, raw=what == "compressed-data"
         )
         mime = annotations.mime_type_of(annotations.content_type_of(name))
-        return web.Response(body=data, content_type=mime)
+        return _revised(web.Response(body=data, content_type=mime), revision)
     info = await blocking(annotations.attachment_info, resource_id, name)
     if what == "verify-md5":
         data = await blocking(annotations.attachment_data, resource_id, name)

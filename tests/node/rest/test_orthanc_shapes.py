@@ -317,3 +317,42 @@ async def get_json_post_raw(client: TestClient, path: str, body: bytes) -> Any:
     response = await client.post(path, data=body)
     assert response.status == 200, await response.text()
     return await response.json()
+
+
+async def test_revisions_of_metadata_and_attachments(make_client: MakeClient) -> None:
+    import dataclasses
+
+    from pacsnode.node.config import load_config
+
+    http = dataclasses.replace(load_config().http, check_revisions=True)
+    client = await make_client(http=http)
+    instance = (await upload(client, ct_bytes(0)))["ID"]
+    path = f"/instances/{instance}/metadata/1024"
+    created = await client.put(path, data="hello")
+    assert (
+        created.status == 200 and created.headers["ETag"] == '"0-5d41402abc4b2a76b9719d911017c592"'
+    )
+    cached = await client.get(path, headers={"If-None-Match": created.headers["ETag"]})
+    assert cached.status == 304 and await cached.read() == b""
+    await assert_error(
+        await client.get(path, headers={"If-None-Match": '"aaa"'}), 400, "bad-request"
+    )
+    await assert_error(await client.put(path, data="x"), 409, "revision-conflict")
+    await assert_error(await client.delete(path), 409, "revision-conflict")
+    changed = await client.put(path, data="hello2", headers={"If-Match": created.headers["ETag"]})
+    assert changed.headers["ETag"].startswith('"1-')
+    stale = await client.put(path, data="x", headers={"If-Match": created.headers["ETag"]})
+    await assert_error(stale, 409, "revision-conflict")
+    gone = await client.delete(path, headers={"If-Match": changed.headers["ETag"]})
+    assert gone.status == 200
+    await assert_error(await client.get(path), 404, "not-found")
+
+    attachment = f"/instances/{instance}/attachments/1025"
+    put = await client.put(attachment, data=b"report")
+    assert put.status == 200 and put.headers["ETag"].startswith('"0-')
+    info = await client.get(attachment)
+    assert info.headers["ETag"] == put.headers["ETag"]
+    await assert_error(await client.delete(attachment), 409, "revision-conflict")
+    assert (
+        await client.delete(attachment, headers={"If-Match": put.headers["ETag"]})
+    ).status == 200
