@@ -136,7 +136,7 @@ def test_push_pull_and_no_ping_pong(two_sites: tuple[NodeProcess, NodeProcess, s
     incremental = sync(site_a, "siteb")
     assert incremental["Content"]["PushedInstances"] == 1
     assert len(inventory(site_b)) == 6
-    state = site_a.request("GET", "/peers/siteb").json()
+    state = site_a.request("GET", "/peers/siteb/configuration").json()
     assert state["LastError"] is None and state["PushCursor"] > 0
     shown = subprocess.run(
         [sys.executable, "-m", "pacsnode.node.cli", "--config", str(site_a.config), "peers"],
