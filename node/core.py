@@ -222,6 +222,10 @@ class NodeCore:
     def clear_exports(self) -> None:
         self.index.clear_exports()
 
+    def clear_changes(self) -> None:
+        """Forget the change feed so far; numbering goes on, so peers' cursors stay valid."""
+        self.index.clear_changes()
+
     def statistics(self) -> dict[str, int]:
         return self.index.statistics()
 

@@ -28,6 +28,7 @@ class ChangeType(StrEnum):
     UPDATED_METADATA = "UpdatedMetadata"
     UPDATED_ATTACHMENT = "UpdatedAttachment"
     NEW_PROTECTION = "NewProtection"
+    COMPLETED_SERIES = "CompletedSeries"
 
 
 NEW_CHANGE_OF_LEVEL = {

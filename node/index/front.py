@@ -139,6 +139,9 @@ class Index:
     def clear_exports(self) -> None:
         self._write(lambda txn: txn.clear_feed("exports"))
 
+    def clear_changes(self) -> None:
+        self._write(lambda txn: txn.clear_feed("changes"))
+
     def last_change(self) -> int:
         return self._read(lambda txn: txn.last_change())
 

@@ -11,12 +11,14 @@ from typing import Any
 from pacsnode.node.dates import now_string
 from pacsnode.node.errors import NotFound
 from pacsnode.node.ids import Level
+from pacsnode.node.index.annotation_keys import CoreKey
 from pacsnode.node.index.changes import NEW_CHANGE_OF_LEVEL, ChangeType, append, append_export
 from pacsnode.node.index.environment import Txn
 from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource, uids_of
 from pacsnode.node.index.reads import existing, existing_patient
 from pacsnode.node.index.records import AddedInstance, DeletionReason, Origin, Removed
 from pacsnode.node.revisions import Revision, md5_of, next_revision
+from pacsnode.node.series_status import series_status
 from pacsnode.storage.results import StoredInstance
 
 IndexedItem = tuple[StoredInstance, dict[Level, str]]
@@ -33,6 +35,11 @@ def index_instance(
     for level in reversed(added.created):
         if level is not Level.INSTANCE:
             append(txn, NEW_CHANGE_OF_LEVEL[level], level, added.ids[level], now)
+    series = txn.resource(ids[Level.SERIES])
+    expected = txn.metadata_value(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES)
+    completed = series is not None and series_status(expected, series["instances"]) == "Complete"
+    if completed and not added.replaced:  # the instance that made it complete
+        append(txn, ChangeType.COMPLETED_SERIES, Level.SERIES, ids[Level.SERIES], now)
     return added
 
 

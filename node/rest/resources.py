@@ -15,6 +15,7 @@ from pacsnode.node.rest.formats import ResourceView, resource_view, writer_for
 from pacsnode.node.rest.params import flag_param, int_param, level_of
 from pacsnode.node.rest.requested import requested_tags
 from pacsnode.node.rest.tags import TagFormat, main_tags
+from pacsnode.node.series_status import series_status
 
 _CHILDREN_FIELD = {
     Level.PATIENT: "Studies",
@@ -56,8 +57,9 @@ def describe(
     if level is Level.STUDY:
         shown["PatientMainDicomTags"] = main_tags(record.get("patient_tags", {}), view.fmt)
     if level is Level.SERIES:
-        shown["Status"] = "Unknown"
-        shown["ExpectedNumberOfInstances"] = None
+        expected = core.annotations.metadata(resource_id).get("ExpectedNumberOfInstances")
+        shown["Status"] = series_status(expected, record["instances"])
+        shown["ExpectedNumberOfInstances"] = int(expected) if expected else None
     if level is Level.INSTANCE:
         shown["FileSize"] = record["size"]
         shown["FileUuid"] = record["digest"]
@@ -83,12 +85,15 @@ async def list_resources(request: web.Request) -> web.Response:
     core = core_of(request)
     level = level_of(request)
     since = int_param(request, "since", 0)
-    limit = int_param(request, "limit", 0)
+    # As Orthanc 1.10: an explicit limit=0 lists nothing; no limit lists everything.
+    limit = int_param(request, "limit", 0) if "limit" in request.query else None
     expand = flag_param(request, "expand")
     view = resource_view(request)
 
     def work() -> list[Any]:
-        ids = core.list_ids(level, since=since, limit=limit or None)
+        if limit == 0:
+            return []
+        ids = core.list_ids(level, since=since, limit=limit)
         if not expand:
             return ids
         pending = core.pending_studies()

@@ -29,6 +29,12 @@ async def changes(request: web.Request) -> web.Response:
     return web.json_response(page.as_json())
 
 
+async def clear_changes(request: web.Request) -> web.Response:
+    """Orthanc's DELETE /changes: forget the feed so far (numbering goes on from there)."""
+    await blocking(core_of(request).clear_changes)
+    return web.json_response({})
+
+
 async def exports(request: web.Request) -> web.Response:
     """What was sent to modalities and peers, as a feed like ``/changes``."""
     core = core_of(request)
@@ -76,6 +82,7 @@ async def system(request: web.Request) -> web.Response:
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/changes", changes)
+    app.router.add_delete("/changes", clear_changes)
     app.router.add_get("/exports", exports)
     app.router.add_delete("/exports", clear_exports)
     app.router.add_get("/statistics", statistics)

@@ -356,3 +356,23 @@ async def test_revisions_of_metadata_and_attachments(make_client: MakeClient) ->
     assert (
         await client.delete(attachment, headers={"If-Match": put.headers["ETag"]})
     ).status == 200
+
+
+async def test_series_status_limit_zero_and_clearing_changes(client: TestClient) -> None:
+    from tests.storage.helpers import ct_instance, to_bytes
+
+    for index in range(2):
+        dataset = ct_instance(index)
+        dataset.ImagesInAcquisition = 2
+        stored = await upload(client, to_bytes(dataset))
+        series = await get_json(client, f"/series/{stored['ParentSeries']}")
+        assert series["Status"] == ("Missing", "Complete")[index]
+        assert series["ExpectedNumberOfInstances"] == 2
+    kinds = [c["ChangeType"] for c in (await get_json(client, "/changes"))["Changes"]]
+    assert kinds.count("CompletedSeries") == 1
+    assert await get_json(client, "/patients?limit=0") == []
+    assert len(await get_json(client, "/instances")) == 2
+    last = (await get_json(client, "/changes"))["Last"]
+    assert (await client.delete("/changes")).status == 200
+    cleared = await get_json(client, "/changes")
+    assert cleared["Changes"] == [] and cleared["Last"] == last  # numbering goes on
