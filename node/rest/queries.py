@@ -100,7 +100,8 @@ async def query_modality(request: web.Request) -> web.Response:
     body = await json_body(request)
     if not isinstance(body, dict) or not isinstance(body.get("Query", {}), dict):
         raise BadRequest('send {"Level": ..., "Query": {keyword: value}}')
-    return await _run_query(request, request.match_info["name"], _level(body), body["Query"])
+    query = body.get("Query", {})  # no Query: every answer at that level
+    return await _run_query(request, request.match_info["name"], _level(body), query)
 
 
 def _query(request: web.Request) -> Query:
