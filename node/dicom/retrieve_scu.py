@@ -131,13 +131,19 @@ def move(aet: str, modality: Modality, level: Level, keys: dict[str, str], targe
     model = StudyRootQueryRetrieveInformationModelMove
     association = _associate(aet, modality, [model])
     try:
-        for status, _ in association.send_c_move(_retrieve_identifier(level, keys), target, model):
-            if status and status.Status in _PENDING:
-                continue
-            if not status or status.Status not in _MOVE_OK:
-                raise RemoteDicomError(f"{modality.aet} could not move it to {target}")
+        responses = association.send_c_move(_retrieve_identifier(level, keys), target, model)
+        _until_done(responses, f"{modality.aet} could not move it to {target}")
     finally:
         association.release()
+
+
+def _until_done(responses: Any, failure: str) -> None:
+    """Read C-MOVE or C-GET responses to the end; RemoteDicomError unless it succeeded."""
+    for status, _ in responses:
+        if status and status.Status in _PENDING:
+            continue
+        if not status or status.Status not in _MOVE_OK:
+            raise RemoteDicomError(failure)
 
 
 def get(core: NodeCore, aet: str, modality: Modality, level: Level, keys: dict[str, str]) -> int:
@@ -162,11 +168,8 @@ def get(core: NodeCore, aet: str, modality: Modality, level: Level, keys: dict[s
         aet, modality, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, store)]
     )
     try:
-        for status, _ in association.send_c_get(_retrieve_identifier(level, keys), model):
-            if status and status.Status in _PENDING:
-                continue
-            if not status or status.Status not in _MOVE_OK:
-                raise RemoteDicomError(f"{modality.aet} could not send it (C-GET)")
+        responses = association.send_c_get(_retrieve_identifier(level, keys), model)
+        _until_done(responses, f"{modality.aet} could not send it (C-GET)")
     finally:
         association.release()
     return stored

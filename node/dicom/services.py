@@ -24,7 +24,8 @@ from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
 
-_QUERY_MODELS = (
+#: the query/retrieve models the node answers (also listed by /tools/dicom-conformance)
+QUERY_MODELS = (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelMove,
     PatientRootQueryRetrieveInformationModelGet,
@@ -42,7 +43,7 @@ def make_ae(config: NodeConfig, registry: Registry) -> AE:
         ae.add_supported_context(
             context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
         )
-    for model in _QUERY_MODELS:
+    for model in QUERY_MODELS:
         ae.add_supported_context(model)
     if not config.dicom.accept_unknown_callers:
         _follow_callers(ae, registry)

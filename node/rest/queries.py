@@ -26,6 +26,7 @@ from pacsnode.node.rest.context import CONFIG, REGISTRY, blocking, core_of
 from pacsnode.node.rest.formats import writer_for
 from pacsnode.node.rest.params import flag_param, json_body
 from pacsnode.node.rest.tags import TagFormat
+from pacsnode.node.settings import Modality
 
 _KEPT_QUERIES = 100
 _CHILD = {"query-studies": Level.STUDY, "query-series": Level.SERIES,
@@ -206,32 +207,32 @@ async def query_children(request: web.Request) -> web.Response:
     return await _run_query(request, query.modality, child, asked)
 
 
+async def _retrieve_request(
+    request: web.Request,
+) -> tuple[Level, Modality, str, list[dict[str, str]], dict[str, Any]]:
+    """(level, modality, our AE title, resources, body) of a ``/move`` or ``/get`` body."""
+    body = await json_body(request)
+    resources = body.get("Resources") if isinstance(body, dict) else None
+    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
+        raise BadRequest('send {"Level": ..., "Resources": [{"StudyInstanceUID": ...}, ...]}')
+    modality = request.app[REGISTRY].modality(request.match_info["name"])
+    return _level(body), modality, request.app[CONFIG].dicom.aet, resources, body
+
+
 async def move_from_modality(request: web.Request) -> web.Response:
     """Orthanc's ``POST /modalities/{name}/move``: {"Level", "Resources": [uids], "TargetAet"}."""
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
-        raise BadRequest('send {"Level": ..., "Resources": [{"StudyInstanceUID": ...}, ...]}')
-    level, registry = _level(body), request.app[REGISTRY]
-    modality, aet = registry.modality(request.match_info["name"]), request.app[CONFIG].dicom.aet
+    level, modality, aet, resources, body = await _retrieve_request(request)
     target = str(body.get("TargetAet") or aet)
-    for keys in body["Resources"]:
-        if not isinstance(keys, dict):
-            raise BadRequest("each resource is an object of UIDs")
+    for keys in resources:
         await blocking(retrieve_scu.move, aet, modality, level, keys, target)
     return web.json_response({})
 
 
 async def get_from_modality(request: web.Request) -> web.Response:
     """Orthanc's ``POST /modalities/{name}/get``: C-GET the resources into this node."""
-    body = await json_body(request)
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
-        raise BadRequest('send {"Level": ..., "Resources": [{"StudyInstanceUID": ...}, ...]}')
-    level, registry = _level(body), request.app[REGISTRY]
-    modality, aet = registry.modality(request.match_info["name"]), request.app[CONFIG].dicom.aet
+    level, modality, aet, resources, _ = await _retrieve_request(request)
     core, received = core_of(request), 0
-    for keys in body["Resources"]:
-        if not isinstance(keys, dict):
-            raise BadRequest("each resource is an object of UIDs")
+    for keys in resources:
         received += await blocking(retrieve_scu.get, core, aet, modality, level, keys)
     return web.json_response({"ReceivedInstancesCount": received})
 
