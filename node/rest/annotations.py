@@ -74,7 +74,8 @@ async def put_metadata(request: web.Request) -> web.Response:
         request.headers.get("If-Match"),
         _revisions_checked(request),
     )
-    return _revised(web.Response(), revision)  # as Orthanc: an empty body, the new ETag
+    # as Orthanc: an empty body, the new ETag
+    return _revised(web.Response(text="", content_type="text/plain"), revision)
 
 
 async def delete_metadata(request: web.Request) -> web.Response:
@@ -85,7 +86,7 @@ async def delete_metadata(request: web.Request) -> web.Response:
         request.headers.get("If-Match"),
         _revisions_checked(request),
     )
-    return web.Response()
+    return web.Response(text="", content_type="text/plain")
 
 
 async def list_attachments(request: web.Request) -> web.Response:
