@@ -7,8 +7,9 @@ import hashlib
 from aiohttp import web
 
 from pacsnode.node.errors import BadRequest
+from pacsnode.node.ids import Level
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
-from pacsnode.node.rest.params import level_of
+from pacsnode.node.rest.params import flag_param, level_of
 from pacsnode.node.revisions import Revision, unchanged
 
 _LEVEL = "{level:patients|studies|series|instances}"
@@ -90,10 +91,18 @@ async def delete_metadata(request: web.Request) -> web.Response:
 
 
 async def list_attachments(request: web.Request) -> web.Response:
+    """The attachments' names (``?full``: name -> content type); an instance also has
+    Orthanc's ``dicom`` attachment, its file (see :mod:`.dicom_attachment`)."""
     resource_id = await _checked(request)
-    return web.json_response(
-        await blocking(core_of(request).annotations.attachment_names, resource_id)
-    )
+    annotations = core_of(request).annotations
+    names = await blocking(annotations.attachment_names, resource_id)
+    if level_of(request) is Level.INSTANCE:
+        names = ["dicom", *names]
+    if flag_param(request, "full"):
+        return web.json_response(
+            {n: 1 if n == "dicom" else annotations.content_type_of(n) for n in names}
+        )
+    return web.json_response(names)
 
 
 async def attachment_operations(request: web.Request) -> web.Response:

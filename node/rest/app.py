@@ -14,6 +14,7 @@ from pacsnode.node.rest import (
     annotations,
     archives,
     content,
+    dicom_attachment,
     hierarchy,
     modalities,
     peers,
@@ -39,6 +40,7 @@ _ROUTES = (
     tag_views,
     content,
     upload,
+    dicom_attachment,  # before annotations: its routes answer the "dicom" attachment
     annotations,
     archives,
     tools,

@@ -376,3 +376,21 @@ async def test_series_status_limit_zero_and_clearing_changes(client: TestClient)
     assert (await client.delete("/changes")).status == 200
     cleared = await get_json(client, "/changes")
     assert cleared["Changes"] == [] and cleared["Last"] == last  # numbering goes on
+
+
+async def test_the_dicom_attachment_is_the_regenerated_file(client: TestClient) -> None:
+    import hashlib
+
+    instance = (await upload(client, ct_bytes(0)))["ID"]
+    assert (await get_json(client, f"/instances/{instance}/attachments"))[0] == "dicom"
+    assert await get_json(client, f"/instances/{instance}/attachments?full") == {"dicom": 1}
+    patient = (await get_json(client, "/patients"))[0]
+    assert await get_json(client, f"/patients/{patient}/attachments") == []
+    data = await (await client.get(f"/instances/{instance}/file")).read()
+    base = f"/instances/{instance}/attachments/dicom"
+    assert await (await client.get(f"{base}/data")).read() == data
+    assert await (await client.get(f"{base}/size")).text() == str(len(data))
+    assert await (await client.get(f"{base}/md5")).text() == hashlib.md5(data).hexdigest()
+    assert await (await client.get(f"{base}/is-compressed")).text() == "0"
+    assert (await client.post(f"{base}/verify-md5")).status == 200
+    await assert_error(await client.delete(base), 403, "read-only-metadata")
