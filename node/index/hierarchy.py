@@ -195,9 +195,30 @@ def _write_instance_metadata(
     for key, value in values.items():
         if value:
             txn.set_metadata(instance_id, key, value)
-    expected = json_value(instance.metadata, "ImagesInAcquisition")
-    if expected:
-        txn.set_metadata(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES, expected)
+    expected = expected_instances(instance.metadata)
+    if expected is not None:
+        txn.set_metadata(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES, str(expected))
+
+
+def expected_instances(metadata: dict[str, Any]) -> int | None:
+    """How many instances a series says it has, the way Orthanc reads it: Cardiac
+    Number of Images when present (0: unknown), else Images in Acquisition times the
+    Number of Temporal Positions."""
+
+    def number(keyword: str) -> int | None:
+        text = json_value(metadata, keyword)
+        try:
+            return int(float(text)) if text else None
+        except ValueError:
+            return None
+
+    cardiac = number("CardiacNumberOfImages")
+    if cardiac is not None:
+        return cardiac or None
+    images = number("ImagesInAcquisition")
+    if not images:
+        return None
+    return images * (number("NumberOfTemporalPositions") or 1)
 
 
 # --- removal --------------------------------------------------------------------------
