@@ -15,6 +15,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index.environment import Txn
 
 MAX_LIMIT = 10_000
+_LAST_SHOWN = "last_shown_change"
 
 
 class ChangeType(StrEnum):
@@ -43,7 +44,7 @@ def append(
     txn: Txn, change_type: ChangeType, level: Level, resource_id: str, date: str, **extra: Any
 ) -> int:
     """Append a change in the current transaction; return its sequence number."""
-    return txn.append_change(
+    seq = txn.append_change(
         {
             "ChangeType": change_type.value,
             "ResourceType": level.value,
@@ -53,6 +54,9 @@ def append(
             **extra,
         }
     )
+    if change_type is not ChangeType.DELETED:  # Orthanc's view ends at the last of these
+        txn.set_global(_LAST_SHOWN, str(seq))
+    return seq
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,7 @@ def page_after(
             if shown(entry):
                 found.append(entry)
         if len(chunk) < _SCAN_CHUNK:  # the end: Last is the feed's, as Orthanc answers
-            return ChangePage(found, True, txn.feed_last_seq(feed))
+            return ChangePage(found, True, _last_number(txn, feed))
     return ChangePage(found, False, cursor)
 
 
@@ -110,7 +114,13 @@ def last_page(txn: Txn, feed: str = "changes", shown: Shown | None = None) -> Ch
     for entry in txn.feed_newest_first(feed):
         if shown is None or shown(entry):
             return ChangePage([entry], True, entry["Seq"])
-    return ChangePage([], True, txn.feed_last_seq(feed) if shown is not None else 0)
+    return ChangePage([], True, _last_number(txn, feed) if shown is not None else 0)
+
+
+def _last_number(txn: Txn, feed: str) -> int:
+    """The ``Last`` of an exhausted filtered view: Orthanc logs no deletions, so its
+    numbering ends at the last change that is not one."""
+    return txn.counter(_LAST_SHOWN) if feed == "changes" else txn.feed_last_seq(feed)
 
 
 def of_existing_resource(txn: Txn) -> Shown:
