@@ -146,19 +146,20 @@ def _until_done(responses: Any, failure: str) -> None:
             raise RemoteDicomError(failure)
 
 
-def get(core: NodeCore, aet: str, modality: Modality, level: Level, keys: dict[str, str]) -> int:
-    """C-GET what ``keys`` identify into this node; how many instances arrived."""
-    stored = 0
+def get(
+    core: NodeCore, aet: str, modality: Modality, level: Level, keys: dict[str, str]
+) -> list[str]:
+    """C-GET what ``keys`` identify into this node; the ids of the instances that arrived."""
+    stored: list[str] = []
 
     def store(event: evt.Event) -> int:
-        nonlocal stored
         origin = Origin(kind=OriginKind.DICOM, remote_aet=modality.aet, called_aet=aet)
         try:
-            core.ingest(event.encoded_dataset(include_meta=True), origin)
+            result = core.ingest(event.encoded_dataset(include_meta=True), origin)
         except DomainError as exc:
             log.warning("C-GET from %s: refused an instance: %s", modality.aet, exc.message)
             return 0xA700
-        stored += 1
+        stored.append(result.ids[Level.INSTANCE])
         return 0x0000
 
     model = StudyRootQueryRetrieveInformationModelGet

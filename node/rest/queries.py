@@ -231,10 +231,12 @@ async def move_from_modality(request: web.Request) -> web.Response:
 async def get_from_modality(request: web.Request) -> web.Response:
     """Orthanc's ``POST /modalities/{name}/get``: C-GET the resources into this node."""
     level, modality, aet, resources, _ = await _retrieve_request(request)
-    core, received = core_of(request), 0
+    core, received = core_of(request), []
     for keys in resources:
         received += await blocking(retrieve_scu.get, core, aet, modality, level, keys)
-    return web.json_response({"ReceivedInstancesCount": received})
+    # Orthanc's shape of a finished C-GET job's content
+    details = {"ReceivedInstancesIds": received}
+    return web.json_response({"Details": [details], "ReceivedInstancesCount": len(received)})
 
 
 def setup_routes(app: web.Application) -> None:

@@ -71,6 +71,7 @@ def test_query_then_retrieve_from_another_node(two_nodes: tuple[NodeProcess, Nod
     )
     assert got.status == 200, got.body
     assert got.json()["ReceivedInstancesCount"] == 2
+    assert len(got.json()["Details"][0]["ReceivedInstancesIds"]) == 2
     assert len(a.request("GET", "/instances").json()) == 2
     refused = a.request("POST", "/modalities/b/query", {"Level": "Nope", "Query": {}})
     assert refused.status == 400
