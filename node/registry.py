@@ -6,16 +6,22 @@ Seeded from the configuration's ``[[modalities]]`` and ``[[peers]]``;
 reads it for each C-MOVE destination and (when unknown callers are refused) for the
 calling AE titles it accepts; replication reads each peer from it and follows its
 changes (pins, schedules), so an edit applies at once. Edits last until the node
-restarts; the TOML file keeps entries for good.
+restarts too: they are kept in the index (``Index.registry_entries``) and laid over the
+TOML file's entries at start; deleting an entry the file has is kept as well.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.settings import Modality, NodeConfig, PeerSettings, peer_problem
+
+#: kept edits: (kind "modality" or "peer", name, its settings as JSON, or None if deleted)
+Persist = Callable[[str, str, dict[str, Any] | None], None]
 
 
 class Registry:
@@ -23,7 +29,10 @@ class Registry:
     associations read it on theirs."""
 
     def __init__(
-        self, modalities: Iterable[Modality] = (), peers: Iterable[PeerSettings] = ()
+        self,
+        modalities: Iterable[Modality] = (),
+        peers: Iterable[PeerSettings] = (),
+        persist: Persist | None = None,
     ) -> None:
         # Reentrant: a listener may read the registry while it is being told of a change.
         self._lock = threading.RLock()
@@ -31,10 +40,32 @@ class Registry:
         self._peers = {peer.name: peer for peer in peers}
         self._listeners: list[Callable[[], None]] = []
         self._peer_listeners: list[Callable[[str], None]] = []
+        self._persist = persist
 
     @classmethod
-    def from_config(cls, config: NodeConfig) -> Registry:
-        return cls(config.modalities, config.peers)
+    def from_config(
+        cls,
+        config: NodeConfig,
+        saved: dict[tuple[str, str], dict[str, Any] | None] | None = None,
+        persist: Persist | None = None,
+    ) -> Registry:
+        """The configuration's entries, with the edits ``saved`` earlier laid over them."""
+        modalities = {m.name: m for m in config.modalities}
+        peers = {p.name: p for p in config.peers}
+        for (kind, name), document in (saved or {}).items():
+            table: dict[str, Any] = modalities if kind == "modality" else peers
+            if document is None:
+                table.pop(name, None)
+                continue
+            try:
+                table[name] = (Modality if kind == "modality" else PeerSettings)(**document)
+            except TypeError:  # written by another version: the TOML's entry stands
+                continue
+        return cls(modalities.values(), peers.values(), persist)
+
+    def _kept(self, kind: str, name: str, entry: Modality | PeerSettings | None) -> None:
+        if self._persist is not None:
+            self._persist(kind, name, dataclasses.asdict(entry) if entry is not None else None)
 
     def modalities(self) -> dict[str, Modality]:
         """A copy, by name in sorted order."""
@@ -63,6 +94,7 @@ class Registry:
 
     def put_modality(self, modality: Modality) -> None:
         with self._lock:
+            self._kept("modality", modality.name, modality)
             self._modalities[modality.name] = modality
             self._changed()
 
@@ -70,6 +102,7 @@ class Registry:
         with self._lock:
             if self._modalities.pop(name, None) is None:
                 raise NotFound(f"no modality {name}")
+            self._kept("modality", name, None)
             self._changed()
 
     def watch(self, listener: Callable[[], None]) -> None:
@@ -102,6 +135,7 @@ class Registry:
         if problem:
             raise BadRequest(f"peer {peer.name}: {problem}")
         with self._lock:
+            self._kept("peer", peer.name, peer)
             self._peers[peer.name] = peer
             self._peer_changed(peer.name)
 
@@ -109,6 +143,7 @@ class Registry:
         with self._lock:
             if self._peers.pop(name, None) is None:
                 raise NotFound(f"no peer {name}")
+            self._kept("peer", name, None)
             self._peer_changed(name)
 
     def watch_peers(self, listener: Callable[[str], None]) -> None:

@@ -318,6 +318,16 @@ class Txn:
     def set_global(self, name: str, value: str) -> None:
         self._txn.put(name.encode(), value.encode(), db=self._db["globals"])
 
+    def globals_with_prefix(self, prefix: str) -> Iterator[tuple[str, str]]:
+        cursor = self._txn.cursor(db=self._db["globals"])
+        head = prefix.encode()
+        if not cursor.set_range(head):
+            return
+        for raw_key, raw_value in cursor:
+            if not raw_key.startswith(head):
+                return
+            yield raw_key.decode(), raw_value.decode()
+
     def counter(self, name: str) -> int:
         return int(self.get_global(name) or 0)
 

@@ -323,6 +323,15 @@ class Index:
     def save_setting(self, name: str, value: str) -> None:
         self._write(lambda txn: txn.set_global(_SETTING_PREFIX + name, value))
 
+    # --- modalities and peers changed over REST -----------------------------------------
+
+    def registry_entries(self) -> dict[tuple[str, str], dict[str, Any] | None]:
+        """(kind, name) -> settings (None: deleted), as kept by :meth:`save_registry_entry`."""
+        return self._read(reads.registry_entries)
+
+    def save_registry_entry(self, kind: str, name: str, document: dict[str, Any] | None) -> None:
+        self._write(lambda txn: updates.save_registry_entry(txn, kind, name, document))
+
     # --- replication cursors -------------------------------------------------------------
 
     def cursor(self, name: str) -> int:

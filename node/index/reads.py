@@ -6,6 +6,7 @@ nothing outside the index package sees a transaction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -230,3 +231,14 @@ def resource_statistics(txn: Txn, resource_id: str) -> dict[str, int]:
         "DicomDiskSize": record["size"],
         "DicomUncompressedSize": record["uncompressed"],
     }
+
+
+REGISTRY_PREFIX = "registry\x1f"
+
+
+def registry_entries(txn: Txn) -> dict[tuple[str, str], dict[str, Any] | None]:
+    found: dict[tuple[str, str], dict[str, Any] | None] = {}
+    for name, value in txn.globals_with_prefix(REGISTRY_PREFIX):
+        kind, _, entry = name[len(REGISTRY_PREFIX) :].partition("\x1f")
+        found[(kind, entry)] = json.loads(value)
+    return found

@@ -6,6 +6,7 @@ through the single writer; nothing outside the index package sees a transaction.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pacsnode.node.dates import now_string
@@ -15,7 +16,7 @@ from pacsnode.node.index.annotation_keys import CoreKey
 from pacsnode.node.index.changes import NEW_CHANGE_OF_LEVEL, ChangeType, append, append_export
 from pacsnode.node.index.environment import Txn
 from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource, uids_of
-from pacsnode.node.index.reads import existing, existing_patient
+from pacsnode.node.index.reads import REGISTRY_PREFIX, existing, existing_patient
 from pacsnode.node.index.records import AddedInstance, DeletionReason, Origin, Removed
 from pacsnode.node.revisions import Revision, md5_of, next_revision
 from pacsnode.node.series_status import series_status
@@ -180,3 +181,7 @@ def set_protected(txn: Txn, patient_id: str, protected: bool) -> None:
         txn.set_protected(patient_id, protected)
         now = now_string()
         append(txn, ChangeType.NEW_PROTECTION, Level.PATIENT, patient_id, now, Protected=protected)
+
+
+def save_registry_entry(txn: Txn, kind: str, name: str, document: dict[str, Any] | None) -> None:
+    txn.set_global(f"{REGISTRY_PREFIX}{kind}\x1f{name}", json.dumps(document))

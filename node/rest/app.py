@@ -75,7 +75,9 @@ def create_app(
     app[CORE] = core
     app[CONFIG] = config
     app[JOBS] = jobs or JobRegistry()
-    app[REGISTRY] = registry or Registry.from_config(config)
+    app[REGISTRY] = registry or Registry.from_config(
+        config, core.index.registry_entries(), core.index.save_registry_entry
+    )
     app[REPLICATOR] = ReplicatorSlot(core, config, app[JOBS], app[REGISTRY])
     for module in _ROUTES:
         module.setup_routes(app)

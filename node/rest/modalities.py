@@ -2,8 +2,7 @@
 
 They live in the node's registry (:mod:`pacsnode.node.registry`), seeded from the
 configuration and shared with the DICOM server: a modality put here is a C-MOVE
-destination and a caller at once. Changes last until the node restarts (put them in the
-TOML file to keep them).
+destination and a caller at once. Changes are kept in the index and survive a restart.
 """
 
 from __future__ import annotations
@@ -123,12 +122,12 @@ def parse_modality(name: str, body: Any) -> Modality:
 async def put_modality(request: web.Request) -> web.Response:
     body = await json_body(request)
     name = request.match_info["name"]
-    request.app[REGISTRY].put_modality(parse_modality(name, body))
+    await blocking(request.app[REGISTRY].put_modality, parse_modality(name, body))
     return web.json_response({})
 
 
 async def delete_modality(request: web.Request) -> web.Response:
-    request.app[REGISTRY].delete_modality(request.match_info["name"])
+    await blocking(request.app[REGISTRY].delete_modality, request.match_info["name"])
     return web.json_response({})
 
 

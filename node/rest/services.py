@@ -37,8 +37,8 @@ async def dicom_server(app: web.Application) -> AsyncIterator[None]:
 
 
 async def replicator(app: web.Application) -> AsyncIterator[None]:
-    """Made at start-up when peers are configured; stopped at exit whoever made it."""
-    if app[CONFIG].peers:
+    """Made at start-up when there are peers; stopped at exit whoever made it."""
+    if app[REGISTRY].peers():
         await blocking(app[REPLICATOR].ensure)
     yield
     app[REPLICATOR].close()
@@ -47,7 +47,7 @@ async def replicator(app: web.Application) -> AsyncIterator[None]:
 async def peering_listener(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     runner = None
-    if any(peer.kind == "pacsnode" for peer in config.peers):
+    if any(peer.kind == "pacsnode" for peer in app[REGISTRY].peers().values()):
         runner = await _start_listener(config, await blocking(app[REPLICATOR].ensure))
     yield
     if runner is not None:

@@ -394,3 +394,26 @@ async def test_the_dicom_attachment_is_the_regenerated_file(client: TestClient) 
     assert await (await client.get(f"{base}/is-compressed")).text() == "0"
     assert (await client.post(f"{base}/verify-md5")).status == 200
     await assert_error(await client.delete(base), 403, "read-only-metadata")
+
+
+async def test_modalities_and_peers_changed_over_rest_survive_a_restart(
+    make_client: MakeClient,
+) -> None:
+    from pacsnode.node.settings import Modality
+
+    configured = (Modality("fromtoml", "TOML", "127.0.0.1", 104),)
+    client = await make_client(modalities=configured)
+    viewer = {"AET": "VIEWER", "Host": "127.0.0.1", "Port": 105, "LocalAet": "US"}
+    assert (await client.put("/modalities/viewer", json=viewer)).status == 200
+    assert (await client.delete("/modalities/fromtoml")).status == 200
+    peer = {"Url": "http://127.0.0.1:9/", "Username": "u", "Password": "p"}
+    assert (await client.put("/peers/legacy", json=peer)).status == 200
+    await client.close()
+    client.app[CORE].close()
+
+    again = await make_client(modalities=configured)
+    assert await get_json(again, "/modalities") == ["viewer"]  # the deletion is kept too
+    shown = await get_json(again, "/modalities/viewer/configuration")
+    assert (shown["Port"], shown["LocalAet"]) == (105, "US")
+    assert await get_json(again, "/peers") == ["legacy"]
+    assert (await get_json(again, "/peers/legacy/configuration"))["Username"] == "u"
