@@ -7,6 +7,7 @@ does not stop the others.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -52,3 +53,28 @@ def ingest_zip(core: NodeCore, handle: IO[bytes], origin: Origin) -> Iterator[Fi
                     yield FileOutcome(info.filename, result=core.ingest(member.read(), origin))
             except DomainError as exc:
                 yield FileOutcome(info.filename, error=exc)
+
+
+_BOUNDARY = re.compile(r"boundary\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)
+
+
+def form_data_boundary(content_type: str) -> str | None:
+    """The boundary of a ``multipart/form-data`` body (browsers' file uploads), else None.
+    Spaces around ``;`` and ``=`` are tolerated, as Orthanc does."""
+    kind, _, _ = content_type.partition(";")
+    if kind.strip().lower() != "multipart/form-data":
+        return None
+    found = _BOUNDARY.search(content_type)
+    return found.group(1) if found else None
+
+
+def form_data_files(body: bytes, boundary: str) -> list[bytes]:
+    """The contents of the parts of a ``multipart/form-data`` body, in order."""
+    files = []
+    for part in body.split(b"--" + boundary.encode())[1:]:
+        if part.startswith(b"--"):  # the closing delimiter
+            break
+        _, separator, content = part.partition(b"\r\n\r\n")
+        if separator:
+            files.append(content[:-2] if content.endswith(b"\r\n") else content)
+    return files

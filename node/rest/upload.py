@@ -17,7 +17,13 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestResult
 from pacsnode.node.rest.context import blocking, core_of
-from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
+from pacsnode.node.uploads import (
+    FileOutcome,
+    form_data_boundary,
+    form_data_files,
+    ingest_zip,
+    is_zip,
+)
 from pacsnode.storage.errors import NotDicom
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -70,8 +76,23 @@ async def post_instances(request: web.Request) -> web.Response:
             received += len(chunk)
         if received == 0:
             raise BadRequest("the request body is empty: send a DICOM file or a ZIP of them")
-        answer = await blocking(_ingest_body, core, body, origin)
+        boundary = form_data_boundary(request.headers.get("Content-Type", ""))
+        if boundary is not None:  # a browser's upload form: each file in its own part
+            answer = await blocking(_ingest_form, core, body, boundary, origin)
+        else:
+            answer = await blocking(_ingest_body, core, body, origin)
     return web.json_response(answer)
+
+
+def _ingest_form(core: NodeCore, body: IO[bytes], boundary: str, origin: Origin) -> Any:
+    body.seek(0)
+    answers = []
+    for content in form_data_files(body.read(), boundary):
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as part:
+            part.write(content)
+            answer = _ingest_body(core, part, origin)
+        answers.extend(answer if isinstance(answer, list) else [answer])
+    return answers
 
 
 def setup_routes(app: web.Application) -> None:

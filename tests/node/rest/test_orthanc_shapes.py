@@ -417,3 +417,19 @@ async def test_modalities_and_peers_changed_over_rest_survive_a_restart(
     assert (shown["Port"], shown["LocalAet"]) == (105, "US")
     assert await get_json(again, "/peers") == ["legacy"]
     assert (await get_json(again, "/peers/legacy/configuration"))["Username"] == "u"
+
+
+async def test_a_browser_upload_form(client: TestClient) -> None:
+    """Orthanc Explorer's upload: multipart/form-data, spaces where a browser may put them."""
+    boundary = "----WebKitFormBoundarypJDNQqJPoXiorRmQ"
+
+    def part(data: bytes, name: str) -> bytes:
+        head = f'--{boundary}\r\nContent-Disposition  :   form-data  ; name ="files[]"   ;'
+        return f'{head} filename = "{name}"  \r\n\r\n'.encode() + data + b"\r\n"
+
+    body = part(ct_bytes(0), "a.dcm") + part(ct_bytes(1), "b.dcm") + f"--{boundary}--".encode()
+    content_type = f"multipart/form-data   ;    boundary  =  {boundary}  "
+    answer = await client.post("/instances", data=body, headers={"Content-Type": content_type})
+    assert answer.status == 200, await answer.text()
+    assert [a["Status"] for a in await answer.json()] == ["Success", "Success"]
+    assert len(await get_json(client, "/instances")) == 2
