@@ -20,6 +20,12 @@ from tests.node.server import REPO
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built once for this module's tests."""
+    return _wheel(tmp_path_factory.mktemp("dist"))
+
+
 def _wheel(directory: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(directory), "."],
@@ -33,6 +39,8 @@ def _wheel(directory: Path) -> Path:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as probe:
+        # as the node binds (SO_REUSEADDR): a closed connection in TIME_WAIT is no obstacle
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -40,8 +48,8 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def test_the_wheel_has_one_top_level_package(tmp_path: Path) -> None:
-    names = zipfile.ZipFile(_wheel(tmp_path)).namelist()
+def test_the_wheel_has_one_top_level_package(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == {"pacsnode"}
     for part in ("node/cli.py", "node/index/front.py", "peer/sync.py", "storage/store.py"):
@@ -50,10 +58,9 @@ def test_the_wheel_has_one_top_level_package(tmp_path: Path) -> None:
     assert not any(name.startswith("pacsnode/tests/") for name in names)
 
 
-def test_a_fresh_venv_runs_the_node_on_the_defaults(tmp_path: Path) -> None:
+def test_a_fresh_venv_runs_the_node_on_the_defaults(tmp_path: Path, wheel: Path) -> None:
     if not (_port_free(8042) and _port_free(4242)):
         pytest.skip("the default ports 8042/4242 are taken on this machine")
-    wheel = _wheel(tmp_path / "dist")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
