@@ -18,7 +18,7 @@ from pacsnode.node.index.annotation_keys import (
     MetadataNames,
     check_user_write,
 )
-from pacsnode.node.revisions import Revision, md5_of
+from pacsnode.node.revisions import Revision
 from pacsnode.storage.attachments import AttachmentInfo, AttachmentStore
 
 
@@ -46,11 +46,10 @@ class Annotations:
 
     def get_metadata_revision(self, resource_id: str, name: str) -> tuple[str, Revision]:
         """The value and its revision (see :mod:`pacsnode.node.revisions`)."""
-        key = self.names.key_of(name)
-        value = self._index.metadata(resource_id).get(key)
-        if value is None:
+        entry = self._index.metadata_entry(resource_id, self.names.key_of(name))
+        if entry is None:
             raise NotFound(f"resource {resource_id} has no metadata {name}")
-        return value, Revision(self._index.metadata_revision(resource_id, key), md5_of(value))
+        return entry
 
     def set_metadata(
         self,

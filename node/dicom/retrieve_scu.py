@@ -12,7 +12,7 @@ from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
-from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom import StoragePresentationContexts, build_context, build_role, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
@@ -21,8 +21,7 @@ from pynetdicom.sop_class import (
 )
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom.network import set_nodelay
-from pacsnode.node.dicom.scu import RemoteDicomError
+from pacsnode.node.dicom.scu import RemoteDicomError, associate
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Origin, OriginKind
@@ -78,31 +77,13 @@ def _typed(keyword: str, value: str) -> Any:
     return kind(value) if value.strip() not in ("", "*") else None
 
 
-def _associate(aet: str, modality: Modality, contexts: list[Any], **options: Any) -> Any:
-    ae = AE(ae_title=modality.local_aet or aet)
-    for context in contexts:
-        ae.add_requested_context(context)
-    association = ae.associate(
-        modality.host,
-        modality.port,
-        ae_title=modality.aet,
-        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *options.pop("handlers", [])],
-        **options,
-    )
-    if not association.is_established:
-        raise RemoteDicomError(
-            f"cannot open an association with {modality.aet} at {modality.host}:{modality.port}"
-        )
-    return association
-
-
 def find(aet: str, modality: Modality, level: Level, query: dict[str, Any]) -> list[Dataset]:
     model = (
         PatientRootQueryRetrieveInformationModelFind
         if level is Level.PATIENT
         else StudyRootQueryRetrieveInformationModelFind
     )
-    association = _associate(aet, modality, [model])
+    association = associate(aet, modality, [build_context(model)])
     answers: list[Dataset] = []
     try:
         for status, answer in association.send_c_find(identifier(level, query), model):
@@ -129,7 +110,7 @@ def _retrieve_identifier(level: Level, keys: dict[str, str]) -> Dataset:
 def move(aet: str, modality: Modality, level: Level, keys: dict[str, str], target: str) -> None:
     """C-MOVE what ``keys`` identify from the modality to the AE title ``target``."""
     model = StudyRootQueryRetrieveInformationModelMove
-    association = _associate(aet, modality, [model])
+    association = associate(aet, modality, [build_context(model)])
     try:
         responses = association.send_c_move(_retrieve_identifier(level, keys), target, model)
         _until_done(responses, f"{modality.aet} could not move it to {target}")
@@ -163,9 +144,10 @@ def get(
         return 0x0000
 
     model = StudyRootQueryRetrieveInformationModelGet
-    contexts = [model, *[c.abstract_syntax for c in StoragePresentationContexts[:120]]]
+    storage = [c.abstract_syntax for c in StoragePresentationContexts[:120]]
+    contexts = [build_context(uid) for uid in (model, *storage)]
     roles = [build_role(c.abstract_syntax, scp_role=True) for c in StoragePresentationContexts]
-    association = _associate(
+    association = associate(
         aet, modality, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, store)]
     )
     try:

@@ -28,14 +28,24 @@ class RemoteDicomError(DomainError):
     http_status = 502
 
 
-def _associate(aet: str, modality: Modality, contexts: list[PresentationContext]) -> Any:
+def associate(
+    aet: str,
+    modality: Modality,
+    contexts: list[PresentationContext],
+    *,
+    handlers: list[Any] | None = None,
+    ext_neg: list[Any] | None = None,
+) -> Any:
+    """An association with the modality, as ``aet`` (or its LocalAet); RemoteDicomError
+    when it cannot be opened. ``handlers`` and ``ext_neg`` go to pynetdicom as they are."""
     ae = AE(ae_title=modality.local_aet or aet)
     association = ae.associate(
         modality.host,
         modality.port,
         contexts=contexts,
         ae_title=modality.aet,
-        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay)],
+        evt_handlers=[(evt.EVT_CONN_OPEN, set_nodelay), *(handlers or [])],
+        ext_neg=ext_neg,
     )
     if not association.is_established:
         raise RemoteDicomError(
@@ -45,7 +55,7 @@ def _associate(aet: str, modality: Modality, contexts: list[PresentationContext]
 
 
 def echo(aet: str, modality: Modality) -> None:
-    association = _associate(aet, modality, [build_context(Verification)])
+    association = associate(aet, modality, [build_context(Verification)])
     try:
         status = association.send_c_echo()
     finally:
@@ -58,7 +68,7 @@ def send(
     core: NodeCore, aet: str, modality: Modality, refs: list[InstanceRef], context: JobContext
 ) -> dict[str, Any]:
     """C-STORE each instance; fail the job if any instance is refused."""
-    association = _associate(aet, modality, contexts_for(refs))
+    association = associate(aet, modality, contexts_for(refs))
     failed: list[str] = []
     try:
         for done, ref in enumerate(refs):
@@ -81,7 +91,7 @@ def store_straight(aet: str, modality: Modality, data: bytes) -> tuple[str, str]
         syntax = str(dataset.file_meta.TransferSyntaxUID)
     except Exception as exc:  # anything pydicom cannot read is a bad request here
         raise BadRequest(f"the body is not a DICOM file: {exc}") from None
-    association = _associate(aet, modality, [build_context(sop_class, [syntax])])
+    association = associate(aet, modality, [build_context(sop_class, [syntax])])
     try:
         status = association.send_c_store(dataset)
     finally:

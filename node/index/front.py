@@ -254,8 +254,14 @@ class Index:
         """Key -> value of the resource's metadata; UnknownResource if it is absent."""
         return self._read(lambda txn: reads.metadata_of(txn, resource_id))
 
-    def metadata_revision(self, resource_id: str, key: int) -> int:
-        return self._read(lambda txn: txn.metadata_revision(resource_id, key))
+    def metadata_entry(self, resource_id: str, key: int) -> tuple[str, Revision] | None:
+        """A metadata value with its revision (None: not set); UnknownResource if absent."""
+
+        def read(txn: Txn) -> tuple[str, Revision] | None:
+            reads.existing(txn, resource_id)
+            return reads.metadata_entry(txn, resource_id, key)
+
+        return self._read(read)
 
     def set_metadata(
         self,

@@ -19,6 +19,7 @@ from pacsnode.node.index.hierarchy import instances_under as instance_records_un
 from pacsnode.node.index.lookups import tags_with_ancestors
 from pacsnode.node.index.records import InstanceRef, ResourceAnnotations
 from pacsnode.node.recycling import Usage
+from pacsnode.node.revisions import Revision, md5_of
 
 
 def existing(txn: Txn, resource_id: str) -> dict[str, Any]:
@@ -51,6 +52,19 @@ def metadata_of(txn: Txn, resource_id: str) -> dict[int, str]:
 def attachments_of(txn: Txn, resource_id: str) -> dict[int, dict[str, Any]]:
     existing(txn, resource_id)
     return txn.attachments(resource_id)
+
+
+def metadata_entry(txn: Txn, resource_id: str, key: int) -> tuple[str, Revision] | None:
+    """A metadata value with its revision, read together; None when it is not set."""
+    value = txn.metadata_value(resource_id, key)
+    if value is None:
+        return None
+    return value, Revision(txn.metadata_revision(resource_id, key), md5_of(value))
+
+
+def current_metadata_revision(txn: Txn, resource_id: str, key: int) -> Revision | None:
+    entry = metadata_entry(txn, resource_id, key)
+    return entry[1] if entry is not None else None
 
 
 def is_protected(txn: Txn, patient_id: str) -> bool:

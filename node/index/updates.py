@@ -16,7 +16,12 @@ from pacsnode.node.index.annotation_keys import CoreKey
 from pacsnode.node.index.changes import NEW_CHANGE_OF_LEVEL, ChangeType, append, append_export
 from pacsnode.node.index.environment import Txn
 from pacsnode.node.index.hierarchy import TOTAL_SIZE, add_instance, remove_resource, uids_of
-from pacsnode.node.index.reads import REGISTRY_PREFIX, existing, existing_patient
+from pacsnode.node.index.reads import (
+    REGISTRY_PREFIX,
+    current_metadata_revision,
+    existing,
+    existing_patient,
+)
 from pacsnode.node.index.records import AddedInstance, DeletionReason, Origin, Removed
 from pacsnode.node.revisions import Revision, md5_of, next_revision
 from pacsnode.node.series_status import series_status
@@ -97,13 +102,6 @@ def _log_update(txn: Txn, record: dict[str, Any], change_type: ChangeType) -> No
     append(txn, change_type, Level(record["level"]), record["id"], now_string())
 
 
-def _metadata_revision(txn: Txn, resource_id: str, key: int) -> Revision | None:
-    value = txn.metadata_value(resource_id, key)
-    if value is None:
-        return None
-    return Revision(txn.metadata_revision(resource_id, key), md5_of(value))
-
-
 def set_metadata(
     txn: Txn,
     resource_id: str,
@@ -114,7 +112,7 @@ def set_metadata(
 ) -> Revision:
     """Write a metadata value; its new revision (RevisionConflict: see node.revisions)."""
     record = existing(txn, resource_id)
-    number = next_revision(_metadata_revision(txn, resource_id, key), if_match, check)
+    number = next_revision(current_metadata_revision(txn, resource_id, key), if_match, check)
     txn.set_metadata(resource_id, key, value)
     txn.set_metadata_revision(resource_id, key, number)
     _log_update(txn, record, ChangeType.UPDATED_METADATA)
@@ -125,7 +123,7 @@ def delete_metadata(
     txn: Txn, resource_id: str, key: int, if_match: str | None = None, check: bool = False
 ) -> None:
     record = existing(txn, resource_id)
-    current = _metadata_revision(txn, resource_id, key)
+    current = current_metadata_revision(txn, resource_id, key)
     if current is None:
         raise NotFound(f"resource {resource_id} has no metadata {key}")
     next_revision(current, if_match, check)
