@@ -17,6 +17,15 @@ from tests.storage.helpers import ct_bytes
 
 pytestmark = pytest.mark.e2e  # starts real node processes
 
+
+def files_arrive(folder: Path, count: int, seconds: float = 10) -> bool:
+    """Whether ``count`` files are in ``folder`` within ``seconds`` (a receiver writes them)."""
+    deadline = time.monotonic() + seconds
+    while len(list(folder.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return len(list(folder.iterdir())) == count
+
+
 SAMPLES = ["CT_small.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small_jpeg_ls_lossless.dcm"]
 
 
@@ -131,10 +140,7 @@ def test_movescu_to_a_storescp(node_process: NodeProcess, tmp_path: Path) -> Non
             f"StudyInstanceUID={study_uid}",
         )
         assert moved.returncode == 0, moved.stderr
-        deadline = time.monotonic() + 10
-        while len(list(received.iterdir())) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(list(received.iterdir())) == 3
+        assert files_arrive(received, 3)
         unknown = node.dcmtk(
             "movescu",
             "-S",
@@ -215,10 +221,7 @@ def test_a_modality_put_over_rest_is_a_caller_and_a_move_destination(tmp_path: P
             f"StudyInstanceUID={study_uid}",
         )
         assert moved.returncode == 0, moved.stderr
-        deadline = time.monotonic() + 10
-        while len(list(received.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(list(received.iterdir())) == 2
+        assert files_arrive(received, 2)
         assert node.request("DELETE", "/modalities/viewer").status == 200
         assert node.dcmtk("echoscu", "-aet", "VIEWER").returncode != 0
     finally:
