@@ -23,6 +23,7 @@ from pacsnode.node.settings import (
     ConflictPolicy,
     CoreSettings,
     DicomSettings,
+    DicomWebSettings,
     FindSettings,
     HttpSettings,
     Modality,
@@ -70,6 +71,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "manufacturer": (str,),
     },
     "find": {"limit_results": (int,), "limit_instances": (int,)},
+    "dicomweb": {"enabled": (bool,), "root": (str,), "cors_origins": (list,)},
     "private_tags": {"tag": (str,), "vr": (str,), "name": (str,), "creator": (str,)},
     "peering": {"host": (str,), "port": (int,), "shared_ca": (str,)},
     "peers": {
@@ -97,7 +99,7 @@ _REQUIRED = {
     "private_tags": {"tag", "vr", "name", "creator"},
     "peers": {"name"},
 }
-_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering", "find"}
+_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering", "find", "dicomweb"}
 _LISTS = {"users", "modalities", "peers", "private_tags"}
 
 
@@ -217,6 +219,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         peers=tuple(_peer(source, p) for p in merged.get("peers", [])),
         find=_find(source, _table(source, merged, "find")),
         private_tags=tuple(_private_tag(source, t) for t in merged.get("private_tags", [])),
+        dicomweb=_dicomweb(source, _table(source, merged, "dicomweb")),
     )
     _check_secure(config)
     return config
@@ -291,6 +294,19 @@ def _find(source: str, table: dict[str, Any]) -> FindSettings:
         _ranged(source, "find.limit_results", table.get("limit_results", 0), 0, 1 << 31),
         _ranged(source, "find.limit_instances", table.get("limit_instances", 0), 0, 1 << 31),
     )
+
+
+_WEB_ROOT = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _dicomweb(source: str, table: dict[str, Any]) -> DicomWebSettings:
+    root = table.get("root", "/dicom-web").rstrip("/")
+    if not _WEB_ROOT.fullmatch(root):
+        raise ConfigError(f"{source}: 'dicomweb.root' must be a path such as \"/dicom-web\"")
+    origins = table.get("cors_origins", [])
+    if not all(isinstance(origin, str) and origin for origin in origins):
+        raise ConfigError(f"{source}: 'dicomweb.cors_origins' must be a list of origins")
+    return DicomWebSettings(table.get("enabled", True), root, tuple(o.rstrip("/") for o in origins))
 
 
 _TAG = re.compile(r"([0-9a-fA-F]{4}),([0-9a-fA-F]{4})")

@@ -178,6 +178,11 @@ class NodeCore:
         """A C-FIND match's tags and related-object counts (empty if deleted meanwhile)."""
         return self.index.query_answer(resource_id)
 
+    def first_instance(self, resource_id: str) -> InstanceRef | None:
+        """One instance below (or at) a resource (for attributes the index does not keep);
+        None when it was deleted meanwhile."""
+        return self.index.first_instance(resource_id)
+
     def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
         return self.index.changes(since, limit)
 
@@ -258,6 +263,27 @@ class NodeCore:
     def instance_frame(self, ref: InstanceRef, number: int) -> Part:
         """Frame ``number`` (from 1) as stored, in its own transfer syntax."""
         return self._store.frame(ref.study_uid, ref.series_uid, ref.sop_uid, number)
+
+    def instance_bulk(self, ref: InstanceRef, key: str) -> Part:
+        """A bulk data element as stored, by the key its ``BulkDataURI`` names."""
+        return self._store.bulk(ref.study_uid, ref.series_uid, ref.sop_uid, key)
+
+    def study_metadata(self, study_uid: str) -> list[dict[str, Any]]:
+        """The DICOM JSON of every instance of a study, staged and sealed alike."""
+        return self._store.study_metadata(study_uid)
+
+    def study_metadata_gzip(self, study_uid: str) -> bytes:
+        """The study metadata as gzip: the stored entry itself once the study is sealed."""
+        return self._store.study_metadata_gzip(study_uid)
+
+    def refs_by_uid(self, level: Level, uid: str) -> list[InstanceRef]:
+        """The instances below (or at) the studies, series or instances with this UID."""
+        keyword = {
+            Level.STUDY: "StudyInstanceUID",
+            Level.SERIES: "SeriesInstanceUID",
+            Level.INSTANCE: "SOPInstanceUID",
+        }[level]
+        return self.index.instances_of(self.find(level, {keyword: uid}))
 
     # --- studies as a whole (what peers exchange) --------------------------------------------
 

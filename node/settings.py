@@ -67,6 +67,16 @@ class DicomSettings:
 
 
 @dataclass(frozen=True)
+class DicomWebSettings:
+    """The DICOMweb service (QIDO-RS, WADO-RS, STOW-RS), under ``root`` of the REST server."""
+
+    enabled: bool = True
+    root: str = "/dicom-web"
+    #: origins a browser may call it from (CORS); empty: same origin only, ``"*"``: any
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class User:
     name: str
     password_hash: str
@@ -146,6 +156,7 @@ class NodeConfig:
     peers: tuple[PeerSettings, ...] = ()
     find: FindSettings = FindSettings()
     private_tags: tuple[PrivateTag, ...] = ()
+    dicomweb: DicomWebSettings = DicomWebSettings()
 
     @property
     def data_dir(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicomweb import service as dicomweb
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.rest import (
@@ -67,7 +68,8 @@ def create_app(
     serve`` does; in-process tests of the REST API need not). The replicator and the peering
     listener run when the configuration has peers.
     """
-    middlewares = [errors_as_json]
+    # CORS preflights (when configured) are answered before authentication.
+    middlewares = [*dicomweb.middlewares(config.dicomweb), errors_as_json]
     if config.users:  # authentication answers with the error envelope: it runs inside it
         middlewares.append(basic_auth(config.users))
     middlewares.append(orthanc_paths)  # innermost: it dispatches again, after the others
@@ -81,6 +83,7 @@ def create_app(
     app[REPLICATOR] = ReplicatorSlot(core, config, app[JOBS], app[REGISTRY])
     for module in _ROUTES:
         module.setup_routes(app)
+    dicomweb.setup(app, config.dicomweb)
     if serve_dicom:
         app.cleanup_ctx.append(services.dicom_server)
     app.cleanup_ctx.append(services.replicator)

@@ -1,0 +1,44 @@
+"""Views of the stored study metadata: pure functions.
+
+The study's ``metadata`` entry is sent as stored; its ``BulkDataURI`` values are relative
+to the study's URL (``series/{SE}/instances/{I}/bulkdata/{key}``), which resolves the same
+against ``/studies/{S}/metadata``. Series and instance metadata are cut from it and sent
+from other URLs, so their references are made absolute first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+SERIES_UID_KEY = "0020000E"
+SOP_UID_KEY = "00080018"
+
+
+def _first(metadata: dict[str, Any], key: str) -> Any:
+    values = metadata.get(key, {}).get("Value") or [None]
+    return values[0]
+
+
+def of_series(study: Iterable[dict[str, Any]], series_uid: str) -> list[dict[str, Any]]:
+    return [item for item in study if _first(item, SERIES_UID_KEY) == series_uid]
+
+
+def absolute_bulk_uris(metadata: dict[str, Any], study_url: str) -> dict[str, Any]:
+    """A copy of one instance's metadata whose relative ``BulkDataURI`` values are
+    resolved against ``study_url`` (``https://host/dicom-web/studies/{S}``)."""
+    result = copy.deepcopy(metadata)
+    _resolve(result, study_url.rstrip("/") + "/")
+    return result
+
+
+def _resolve(dataset: dict[str, Any], base: str) -> None:
+    for element in dataset.values():
+        uri = element.get("BulkDataURI")
+        if isinstance(uri, str) and "://" not in uri and not uri.startswith("/"):
+            element["BulkDataURI"] = base + uri
+        if element.get("vr") == "SQ":
+            for item in element.get("Value") or []:
+                if isinstance(item, dict):
+                    _resolve(item, base)

@@ -1,0 +1,185 @@
+"""WADO-RS (PS3.18 10.4): instances, metadata, frames and bulk data, as stored.
+
+Study metadata is the stored gzip entry, sent as it is to clients that accept gzip.
+Frames and bulk data are stored as single-part multipart files: one is sent untouched,
+with its own boundary in the header; several are re-framed under one boundary.
+Instances are regenerated as P10 one at a time and streamed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+from aiohttp import web
+
+from pacsnode.node.dicomweb import metadata, multipart
+from pacsnode.node.dicomweb.errors import NotAcceptable
+from pacsnode.node.dicomweb.negotiation import (
+    DICOM,
+    DICOM_JSON,
+    accepts_dicom,
+    accepts_json,
+    choose_part,
+    parse_accept,
+)
+from pacsnode.node.dicomweb.paths import frame_numbers, instance_refs, study_url
+from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.index import InstanceRef
+from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.storage.multipart import Part
+
+_JSON_TYPE = f"{DICOM_JSON}; charset=utf-8"
+
+
+def _accepts_gzip(request: web.Request) -> bool:
+    for item in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*") and "q=0" not in params.replace(" ", ""):
+            return True
+    return False
+
+
+def _json_accepted(request: web.Request) -> None:
+    if not accepts_json(parse_accept(request.headers.get("Accept"))):
+        raise NotAcceptable("metadata is sent as application/dicom+json only")
+
+
+# --- metadata ------------------------------------------------------------------------------
+
+
+async def study_metadata(request: web.Request) -> web.Response:
+    _json_accepted(request)
+    refs = await instance_refs(request)  # 404 for a study the index does not know
+    packed = await blocking(core_of(request).study_metadata_gzip, refs[0].study_uid)
+    if _accepts_gzip(request):
+        return web.Response(
+            body=packed,
+            headers={
+                "Content-Type": _JSON_TYPE,
+                "Content-Encoding": "gzip",
+                "Vary": "Accept-Encoding",
+            },
+        )
+    return web.Response(body=gzip.decompress(packed), headers={"Content-Type": _JSON_TYPE})
+
+
+def _json_response(value: Any) -> web.Response:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return web.Response(body=body, headers={"Content-Type": _JSON_TYPE})
+
+
+async def series_metadata(request: web.Request) -> web.Response:
+    _json_accepted(request)
+    refs = await instance_refs(request)
+    study = await blocking(core_of(request).study_metadata, refs[0].study_uid)
+    base = study_url(request, refs[0].study_uid)
+    items = metadata.of_series(study, refs[0].series_uid)
+    return _json_response([metadata.absolute_bulk_uris(item, base) for item in items])
+
+
+async def instance_metadata(request: web.Request) -> web.Response:
+    _json_accepted(request)
+    ref = (await instance_refs(request))[0]
+    item = await blocking(core_of(request).instance_json, ref)
+    return _json_response([metadata.absolute_bulk_uris(item, study_url(request, ref.study_uid))])
+
+
+# --- frames and bulk data ---------------------------------------------------------------------
+
+
+def _parts_response(request: web.Request, parts: list[Part]) -> web.Response:
+    accepted = parse_accept(request.headers.get("Accept"))
+    single = len(parts) == 1
+    choices = [choose_part(accepted, p.media_type, p.transfer_syntax, single=single) for p in parts]
+    first = parts[0]
+    if not choices[0].multipart:
+        value = first.media_type
+        if first.transfer_syntax:
+            value += f"; transfer-syntax={first.transfer_syntax}"
+        return web.Response(body=first.payload, headers={"Content-Type": value})
+    if len(parts) == 1:  # the stored file is already the answer
+        return web.Response(
+            body=first.wrapped,
+            headers={"Content-Type": _with_syntax(first.content_type, first.transfer_syntax)},
+        )
+    body, boundary = multipart.body_of_parts(parts)
+    media_types = {part.media_type for part in parts}
+    part_type = media_types.pop() if len(media_types) == 1 else "application/octet-stream"
+    return web.Response(
+        body=body, headers={"Content-Type": multipart.content_type(part_type, boundary)}
+    )
+
+
+def _with_syntax(value: str, transfer_syntax: str) -> str:
+    return f"{value}; transfer-syntax={transfer_syntax}" if transfer_syntax else value
+
+
+async def frames(request: web.Request) -> web.Response:
+    ref = (await instance_refs(request))[0]
+    core = core_of(request)
+    if "frames" in request.match_info:
+        numbers = frame_numbers(request.match_info["frames"])
+        parts = await blocking(lambda: [core.instance_frame(ref, n) for n in numbers])
+    else:  # the BulkDataURI of Pixel Data: every frame
+        parts = await blocking(core.instance_frames, ref)
+        if not parts:
+            raise NotFound("this instance has no pixel data")
+    return _parts_response(request, parts)
+
+
+async def bulk_data(request: web.Request) -> web.Response:
+    ref = (await instance_refs(request))[0]
+    key = request.match_info["key"]
+    if not key.replace(".", "").replace("-", "").isalnum():
+        raise BadRequest(f"{key[:40]!r} is not a bulk data key")
+    part = await blocking(core_of(request).instance_bulk, ref, key)
+    return _parts_response(request, [part])
+
+
+# --- instances ------------------------------------------------------------------------------
+
+
+def _check_syntaxes(request: web.Request, refs: list[InstanceRef]) -> None:
+    accepted = parse_accept(request.headers.get("Accept"))
+    for syntax in {ref.transfer_syntax for ref in refs}:
+        if not accepts_dicom(accepted, syntax):
+            raise NotAcceptable(
+                f"instances are stored in transfer syntax {syntax}, which the request does "
+                "not accept; pacsnode sends them as stored (ask for transfer-syntax=*)"
+            )
+
+
+async def instances(request: web.Request) -> web.StreamResponse:
+    """Study, series or instance retrieve: each instance as P10, streamed one by one."""
+    refs = await instance_refs(request)
+    _check_syntaxes(request, refs)
+    core = core_of(request)
+    boundary = multipart.new_boundary()
+    response = web.StreamResponse(headers={"Content-Type": multipart.content_type(DICOM, boundary)})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for ref in refs:
+        data = await blocking(core.instance_p10, ref)
+        await response.write(multipart.part_head(boundary, DICOM, ref.transfer_syntax))
+        await response.write(data)
+        await response.write(b"\r\n")
+    await response.write(multipart.closing(boundary))
+    await response.write_eof()
+    return response
+
+
+def setup_routes(app: web.Application, root: str) -> None:
+    study = root + "/studies/{study}"
+    series = study + "/series/{series}"
+    instance = series + "/instances/{instance}"
+    app.router.add_get(study, instances)
+    app.router.add_get(series, instances)
+    app.router.add_get(instance, instances)
+    app.router.add_get(study + "/metadata", study_metadata)
+    app.router.add_get(series + "/metadata", series_metadata)
+    app.router.add_get(instance + "/metadata", instance_metadata)
+    app.router.add_get(instance + "/frames", frames)
+    app.router.add_get(instance + "/frames/{frames}", frames)
+    app.router.add_get(instance + "/bulkdata/{key}", bulk_data)

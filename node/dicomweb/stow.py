@@ -1,0 +1,199 @@
+"""STOW-RS (PS3.18 10.5): ``multipart/related; type="application/dicom"`` bodies in.
+
+Each part is spooled to a temporary file as it arrives (a large study is never held in
+memory) and goes through the node's one ingest path, so a stored instance is durable
+before the answer lists it. The answer (``ReferencedSOPSequence``, ``FailedSOPSequence``)
+is built by :func:`stow_answer`, a pure function.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from aiohttp import BodyPartReader, web
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from pacsnode.node.core import NodeCore
+from pacsnode.node.dicomweb.errors import NotAcceptable
+from pacsnode.node.dicomweb.negotiation import DICOM, DICOM_JSON, accepts_json, parse_accept
+from pacsnode.node.dicomweb.paths import service_url, uid
+from pacsnode.node.errors import BadRequest, DomainError
+from pacsnode.node.index import Origin, OriginKind
+from pacsnode.node.rest.context import blocking, core_of
+
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+#: PS3.4 / PS3.18 failure reasons
+PROCESSING_FAILURE = 0x0110
+CANNOT_UNDERSTAND = 0xC000
+DOES_NOT_MATCH = 0xA900  # used too for an instance of another study than the path's
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported-media-type"
+    http_status = 415
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One part of the request: what it claimed to be and whether it was stored."""
+
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    failure: int | None = None
+    reason: str = ""
+
+
+def _uid_element(value: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def _url(value: str) -> dict[str, Any]:
+    return {"vr": "UR", "Value": [value]}
+
+
+def stow_answer(
+    outcomes: list[Outcome], base_url: str, study_uid: str | None
+) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, Store Instances Response Module) for the parts of one request."""
+    stored = [o for o in outcomes if o.failure is None]
+    failed = [o for o in outcomes if o.failure is not None]
+    answer: dict[str, Any] = {}
+    studies = {o.study_uid for o in stored}
+    if study_uid or len(studies) == 1:
+        answer["00081190"] = _url(f"{base_url}/studies/{study_uid or studies.pop()}")
+    if failed:
+        answer["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _uid_element(o.sop_class_uid),
+                    "00081155": _uid_element(o.sop_instance_uid),
+                    "00081197": {"vr": "US", "Value": [o.failure]},
+                }
+                for o in failed
+            ],
+        }
+    if stored:
+        answer["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _uid_element(o.sop_class_uid),
+                    "00081155": _uid_element(o.sop_instance_uid),
+                    "00081190": _url(
+                        f"{base_url}/studies/{o.study_uid}/series/{o.series_uid}"
+                        f"/instances/{o.sop_instance_uid}"
+                    ),
+                }
+                for o in stored
+            ],
+        }
+    if not failed:
+        return 200, answer
+    return (202 if stored else 409), answer
+
+
+def _identify(handle: IO[bytes]) -> tuple[str, str, str, str]:
+    """(SOP class, SOP instance, study, series UIDs) read from the file's header only."""
+    handle.seek(0)
+    dataset = dcmread(
+        handle,
+        stop_before_pixels=True,
+        specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"],
+    )
+    handle.seek(0)
+    return tuple(  # type: ignore[return-value]
+        str(dataset.get(k, ""))
+        for k in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+    )
+
+
+def store_one(core: NodeCore, handle: IO[bytes], study_uid: str | None, origin: Origin) -> Outcome:
+    try:
+        sop_class, sop_uid, part_study, series = _identify(handle)
+    except (InvalidDicomError, ValueError, EOFError, OSError) as exc:
+        return Outcome(failure=CANNOT_UNDERSTAND, reason=f"not a DICOM file: {exc}")
+    claimed = Outcome(sop_class, sop_uid, part_study, series)
+    if study_uid and part_study != study_uid:
+        return _failed(claimed, DOES_NOT_MATCH, f"belongs to study {part_study}, not {study_uid}")
+    try:
+        result = core.ingest(handle, origin)
+    except DomainError as exc:
+        return _failed(claimed, exc.dimse_status or PROCESSING_FAILURE, exc.message)
+    if result.conflict:
+        return _failed(claimed, DOES_NOT_MATCH, "another instance with this UID is stored")
+    return claimed
+
+
+def _failed(claimed: Outcome, failure: int, reason: str) -> Outcome:
+    return replace(claimed, failure=failure, reason=reason)
+
+
+def _check_request_type(request: web.Request) -> None:
+    if request.content_type != "multipart/related":
+        raise UnsupportedMediaType(
+            f'send multipart/related; type="{DICOM}" (got {request.content_type or "nothing"})'
+        )
+    declared = ""
+    for field in request.headers.get("Content-Type", "").split(";")[1:]:
+        name, _, value = field.partition("=")
+        if name.strip().lower() == "type":
+            declared = value.strip().strip('"').lower()
+    if declared and declared != DICOM:
+        raise UnsupportedMediaType(
+            f"only {DICOM} parts are accepted (metadata and bulk data STOW is not supported)"
+        )
+
+
+async def _spool(part: BodyPartReader, handle: IO[bytes]) -> int:
+    size = 0
+    while chunk := await part.read_chunk(_CHUNK):
+        if size > _SPOOL_IN_MEMORY:
+            await blocking(handle.write, chunk)
+        else:
+            handle.write(chunk)
+        size += len(chunk)
+    return size
+
+
+async def store(request: web.Request) -> web.Response:
+    if not accepts_json(parse_accept(request.headers.get("Accept"))):
+        raise NotAcceptable(f"the STOW-RS answer is sent as {DICOM_JSON} only")
+    study_uid = uid(request, "study") if "study" in request.match_info else None
+    _check_request_type(request)
+    core = core_of(request)
+    origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
+    outcomes: list[Outcome] = []
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("nested multipart bodies are not accepted")
+        media_type = part.headers.get("Content-Type", DICOM).split(";")[0].strip().lower()
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as handle:
+            size = await _spool(part, handle)
+            if media_type != DICOM:
+                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason=f"a {media_type} part"))
+            elif size == 0:
+                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason="an empty part"))
+            else:
+                outcomes.append(await blocking(store_one, core, handle, study_uid, origin))
+    if not outcomes:
+        raise BadRequest("the request holds no parts: send one DICOM instance per part")
+    status, answer = stow_answer(outcomes, service_url(request), study_uid)
+    return web.Response(
+        status=status,
+        body=json.dumps(answer, separators=(",", ":")).encode(),
+        headers={"Content-Type": f"{DICOM_JSON}; charset=utf-8"},
+    )
+
+
+def setup_routes(app: web.Application, root: str) -> None:
+    app.router.add_post(root + "/studies", store)
+    app.router.add_post(root + "/studies/{study}", store)
