@@ -46,13 +46,19 @@ def ingest_zip(core: NodeCore, handle: IO[bytes], origin: Origin) -> Iterator[Fi
         raise BadRequest(f"the body starts like a ZIP but is not one: {exc}") from exc
     with archive:
         for info in archive.infolist():
-            if info.is_dir():
+            if info.is_dir() or _is_dicomdir(info.filename):
                 continue
             try:
                 with archive.open(info) as member:
                     yield FileOutcome(info.filename, result=core.ingest(member.read(), origin))
             except DomainError as exc:
                 yield FileOutcome(info.filename, error=exc)
+
+
+def _is_dicomdir(name: str) -> bool:
+    """A media's directory (PS3.10 names it DICOMDIR) indexes the files beside it; it is not
+    an instance, and those files come in on their own."""
+    return name.replace("\\", "/").rsplit("/", 1)[-1].upper() == "DICOMDIR"
 
 
 _BOUNDARY = re.compile(r"boundary\s*=\s*\"?([^\";\s]+)", re.IGNORECASE)

@@ -4,7 +4,8 @@ A thread builds the ZIP (``zipfile`` writes to an unseekable stream with data
 descriptors) into a bounded queue; the handler sends chunks as they come, so a
 study is never held in memory or on disk. Entries are named as Orthanc names them,
 ``{PatientID} {PatientName}/{Accession} {StudyDescription}/{Modality} {SeriesDescription}/
-{MO}{n}.dcm``, so scripts that unpack Orthanc's archives find the same folders.
+{MO}{n}.dcm``, so scripts that unpack Orthanc's archives find the same folders. DICOM media
+is Orthanc's layout too: ``IMAGES/IM0``, ``IMAGES/IM1``... and a ``DICOMDIR`` written last.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import queue
 import re
 import threading
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from enum import Enum
 from typing import IO, Any
 
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.index import InstanceRef
+from pacsnode.storage.dicomdir import DicomDir, read_header
 
 _DONE = object()
 _QUEUE_CHUNKS = 16
@@ -88,26 +91,74 @@ class _Namer:
         )
 
 
+class Media(Enum):
+    """What a ZIP holds: Orthanc's archive folders, or DICOM media with a DICOMDIR."""
+
+    ARCHIVE = "archive"
+    MEDIA = "media"
+    EXTENDED_MEDIA = "extended media"  # more attributes in the DICOMDIR's records
+
+
 def write_archive(
-    core: NodeCore, refs: list[InstanceRef], handle: IO[bytes], cancelled: threading.Event
+    core: NodeCore,
+    refs: list[InstanceRef],
+    handle: IO[bytes],
+    cancelled: threading.Event,
+    media: Media = Media.ARCHIVE,
+    written: Callable[[int], None] = lambda count: None,
 ) -> int:
-    """Write the ZIP of these instances to ``handle``; return the bytes of DICOM put in."""
+    """Write the ZIP of these instances to ``handle``; return the bytes of DICOM put in.
+
+    ``written`` is told how many files are in after each one (a job's progress)."""
+    if media is not Media.ARCHIVE:
+        extended = media is Media.EXTENDED_MEDIA
+        return _write_media(core, refs, handle, cancelled, extended, written)
     namer, total = _Namer(core), 0
     with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-        for ref in refs:
+        for count, ref in enumerate(refs, 1):
             if cancelled.is_set():
                 break
             data = core.instance_p10(ref)
             archive.writestr(namer.name(ref), data)
             total += len(data)
+            written(count)
+    return total
+
+
+def _write_media(
+    core: NodeCore,
+    refs: list[InstanceRef],
+    handle: IO[bytes],
+    cancelled: threading.Event,
+    extended: bool,
+    written: Callable[[int], None],
+) -> int:
+    """Files as ``IMAGES/IM0``, ``IMAGES/IM1``... (Orthanc's media layout: short upper-case
+    File IDs, as PS3.10 asks), then the DICOMDIR, which is known only once all are in."""
+    directory, total = DicomDir(extended=extended), 0
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        for number, ref in enumerate(refs):
+            if cancelled.is_set():
+                return total
+            data = core.instance_p10(ref)
+            file_id = ("IMAGES", f"IM{number}")
+            archive.writestr("/".join(file_id), data)
+            directory.add(file_id, read_header(data))
+            total += len(data)
+            written(number + 1)
+        archive.writestr("DICOMDIR", directory.encode())
     return total
 
 
 def _produce(
-    core: NodeCore, refs: list[InstanceRef], chunks: queue.Queue[Any], cancelled: threading.Event
+    core: NodeCore,
+    refs: list[InstanceRef],
+    chunks: queue.Queue[Any],
+    cancelled: threading.Event,
+    media: Media,
 ) -> None:
     try:
-        write_archive(core, refs, _QueueWriter(chunks), cancelled)  # type: ignore[arg-type]
+        write_archive(core, refs, _QueueWriter(chunks), cancelled, media)  # type: ignore[arg-type]
     except Exception as exc:  # the client sees a cut response; the log says why
         chunks.put(exc)
     finally:
@@ -115,7 +166,11 @@ def _produce(
 
 
 async def stream_refs(
-    request: web.Request, core: NodeCore, refs: list[InstanceRef], filename: str
+    request: web.Request,
+    core: NodeCore,
+    refs: list[InstanceRef],
+    filename: str,
+    media: Media = Media.ARCHIVE,
 ) -> web.StreamResponse:
     """Send the ZIP of these instances as it is built."""
     response = web.StreamResponse(
@@ -127,7 +182,9 @@ async def stream_refs(
     await response.prepare(request)
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
     cancelled = threading.Event()
-    producer = threading.Thread(target=_produce, args=(core, refs, chunks, cancelled), daemon=True)
+    producer = threading.Thread(
+        target=_produce, args=(core, refs, chunks, cancelled, media), daemon=True
+    )
     producer.start()
     try:
         while True:
