@@ -23,9 +23,29 @@ def uid(request: web.Request, name: str) -> str:
     return value
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(request: web.Request) -> str:
+    """``scheme://host:port`` as the client reached the node: a reverse proxy's
+    ``X-Forwarded-Host``/``-Proto`` when it sends them, else the ``Host`` header, given the
+    port the connection came in on when a client leaves it out (dicomweb-client does)."""
+    forwarded_host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+    if forwarded_host:
+        scheme = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        return f"{scheme}://{forwarded_host}"
+    host = request.host
+    if ":" not in host.rsplit("]", 1)[-1] and request.transport is not None:
+        sockname = request.transport.get_extra_info("sockname")
+        port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
+        if port and port != _DEFAULT_PORTS.get(request.scheme):
+            host = f"{host}:{port}"
+    return f"{request.scheme}://{host}"
+
+
 def service_url(request: web.Request) -> str:
-    """``scheme://host:port/dicom-web`` as the client reached it."""
-    return f"{request.url.origin()}{request.app[CONFIG].dicomweb.root}"
+    """``scheme://host:port/dicom-web``, the base of every URL an answer carries."""
+    return f"{_origin(request)}{request.app[CONFIG].dicomweb.root}"
 
 
 def study_url(request: web.Request, study_uid: str) -> str:

@@ -30,7 +30,7 @@ from pacsnode.node.index import InstanceRef
 from pacsnode.node.rest.context import blocking, core_of
 from pacsnode.storage.multipart import Part
 
-_JSON_TYPE = f"{DICOM_JSON}; charset=utf-8"
+_JSON_TYPE = DICOM_JSON
 
 
 def _accepts_gzip(request: web.Request) -> bool:

@@ -161,7 +161,7 @@ def _search_handler(level: Level, scope_names: tuple[str, ...]) -> Any:
         answers, more = await blocking(
             _answers, core_of(request), search, cap, service_url(request)
         )
-        headers = {"Content-Type": f"{DICOM_JSON}; charset=utf-8"}
+        headers = {"Content-Type": DICOM_JSON}
         warnings = []
         if search.ignored:
             warnings.append(f"attributes not matched (not indexed): {', '.join(search.ignored)}")

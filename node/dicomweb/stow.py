@@ -190,7 +190,7 @@ async def store(request: web.Request) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(answer, separators=(",", ":")).encode(),
-        headers={"Content-Type": f"{DICOM_JSON}; charset=utf-8"},
+        headers={"Content-Type": DICOM_JSON},
     )
 
 
