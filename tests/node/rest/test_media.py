@@ -13,6 +13,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pydicom.fileset import FileSet
 
+from pacsnode.node.core import NodeCore
+from pacsnode.node.ids import Level
+from pacsnode.node.index import Origin
+from pacsnode.node.jobs import Job, JobCancelled, JobContext
+from pacsnode.node.rest.archive import Media
+from pacsnode.node.rest.archives import _make_archive, _Request
 from pacsnode.storage.dicomdir import read_header
 from tests.node.rest.conftest import assert_error, get_json, upload
 from tests.storage.helpers import ct_bytes
@@ -150,3 +156,13 @@ async def test_dicom3tools_accept_the_media(client: TestClient, tmp_path: Path) 
         media.extract("DICOMDIR", tmp_path / query.strip("?"))
         errors, entity_findings = dicom3tools_findings(tmp_path / query.strip("?") / "DICOMDIR")
         assert errors == [] and entity_findings == []
+
+
+def test_a_cancelled_job_leaves_no_archive(core: NodeCore, tmp_path: Path) -> None:
+    stored = core.ingest(ct_bytes(0), Origin())
+    job = Job("cancelled", "Media", {})
+    job.cancelled.set()
+    asked = _Request([stored.ids[Level.INSTANCE]], True, "a.zip", Media.MEDIA)
+    with pytest.raises(JobCancelled):
+        _make_archive(core, asked, tmp_path / "spool", JobContext(job))
+    assert list((tmp_path / "spool").iterdir()) == []
