@@ -38,3 +38,13 @@ def check_encoding(name: str) -> str:
             return known
     allowed = ", ".join(SPECIFIC_CHARACTER_SETS)
     raise BadRequest(f"unknown encoding {name.strip()!r}; one of {allowed}")
+
+
+#: the name under which a default encoding changed over REST is kept (``core.setting``)
+DEFAULT_ENCODING_SETTING = "default_encoding"
+
+
+def specific_character_set(name: str) -> str:
+    """The Specific Character Set term of one of Orthanc's encoding names (UTF-8 for
+    a name it does not know, which cannot come from a checked setting)."""
+    return SPECIFIC_CHARACTER_SETS.get(name, "ISO_IR 192")

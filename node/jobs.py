@@ -96,6 +96,26 @@ class JobRegistry:
         ).start()
         return job
 
+    def track(self, job_type: str, description: dict[str, Any]) -> Job:
+        """A job whose work runs on the caller's thread (an incoming C-MOVE runs in the
+        DICOM server's): listed at once as running; the caller ends it with :meth:`end`."""
+        job = Job(uuid.uuid4().hex, job_type, description, state=JobState.RUNNING)
+        with self._guard:
+            self._jobs[job.id] = job
+            while len(self._jobs) > _KEPT_JOBS:
+                self._jobs.popitem(last=False)
+        return job
+
+    @staticmethod
+    def end(job: Job, error: str | None = None) -> None:
+        """Finish a tracked job: Success, or Failure with ``error``."""
+        job.state = JobState.FAILURE if error else JobState.SUCCESS
+        job.error = error
+        if not error:
+            job.progress = 100
+        job.completed = now_string()
+        job.finished.set()
+
     def _run(self, job: Job, work: JobFunction) -> None:
         job.state = JobState.RUNNING
         try:

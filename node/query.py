@@ -1,8 +1,10 @@
 """Parsing a query into constraints, and matching one value: pure functions.
 
-Matching follows PS3.4 C.2.2.2: universal (empty or ``*``), single value,
-wildcards ``*`` and ``?``, ranges ``A-B`` (open at either end) for dates and
-times, and lists ``A\\B``. Person names match case-insensitively unless asked
+Matching follows PS3.4 C.2.2.2: universal (empty), single value, wildcards
+``*`` and ``?``, ranges ``A-B`` (open at either end) for dates and times, and
+lists ``A\\B``. A lone ``*`` is a wildcard like any other: it matches only
+resources that have the attribute (as Orthanc, over REST and DICOM alike), while
+an empty value matches everything. Person names match case-insensitively unless asked
 otherwise. :mod:`pacsnode.node.index.lookups` runs parsed queries against the
 index; the REST API, C-FIND and peer filters parse with this module.
 """
@@ -94,7 +96,7 @@ def parse_constraint(keyword: str, value: str, case_sensitive: bool = False) -> 
     vr = dictionary_VR(tag) if tag is not None else "CS"
     sensitive = case_sensitive or keyword not in PERSON_NAME_KEYWORDS
     text = value.strip()
-    if text in ("", "*"):
+    if not text:
         return Constraint(keyword, Kind.UNIVERSAL, (), sensitive)
     if "\\" in text:
         return Constraint(keyword, Kind.LIST, tuple(text.split("\\")), sensitive)

@@ -6,20 +6,34 @@ C-FIND, C-MOVE and C-GET handlers are generators, as pynetdicom expects.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.network import contexts_for, set_nodelay
-from pacsnode.node.dicom.query import answer, query_level, query_of
+from pacsnode.node.dicom.query import (
+    SOP_CLASSES_IN_STUDY,
+    Charset,
+    FindRequest,
+    Match,
+    answer,
+    matches_file,
+    parse_request,
+    query_level,
+    retrieve_query,
+)
+from pacsnode.node.encodings import DEFAULT_ENCODING_SETTING, specific_character_set
 from pacsnode.node.errors import DomainError
 from pacsnode.node.ids import Level
 from pacsnode.node.index import InstanceRef, Origin, OriginKind
+from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
-from pacsnode.node.settings import FindSettings
+from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,45 +71,74 @@ def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset
     return SUCCESS
 
 
-def _matches(
-    core: NodeCore, identifier: Dataset, limits: FindSettings | None = None
-) -> tuple[Level, list[str], list[str]] | None:
-    level = query_level(identifier)
-    if level is None:
-        return None
-    constraints, requested = query_of(identifier)
-    cap = limits.cap(level is Level.INSTANCE) if limits is not None else None
-    return level, core.find(level, constraints, limit=cap), requested
+def _charset(core: NodeCore, config: NodeConfig) -> Charset:
+    """The node's default encoding now (it can be changed over REST at any time)."""
+    name = core.setting(DEFAULT_ENCODING_SETTING, config.dicom.default_encoding)
+    return Charset(specific_character_set(name))
+
+
+def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator[Match]:
+    """The matches, with what answering them needs; at most ``cap`` of them."""
+    # Constraints on attributes outside the index are decided after the index's
+    # answer, so the cap can only be applied then.
+    ids = core.find(request.level, request.indexed, limit=None if request.on_file else cap)
+    wants_sop_classes = request.level is Level.STUDY and any(
+        keyword_for_tag(tag) == SOP_CLASSES_IN_STUDY for tag in request.requested
+    )
+    found = 0
+    for resource_id in ids:
+        tags, counts = core.query_answer(resource_id)
+        if not tags:  # deleted meanwhile
+            continue
+        match = Match(tags, counts)
+        if request.needs_file(tags):
+            ref = core.first_instance(resource_id)
+            match.metadata = core.instance_json(ref) if ref is not None else {}
+            if not matches_file(request, match.metadata):
+                continue
+        if wants_sop_classes:
+            refs = core.instances_of([resource_id])
+            match.sop_classes = sorted({r.sop_class_uid for r in refs if r.sop_class_uid})
+        yield match
+        found += 1
+        if cap is not None and found >= cap:
+            return
 
 
 def handle_find(
-    event: events.Event, core: NodeCore, limits: FindSettings
+    event: events.Event, core: NodeCore, config: NodeConfig
 ) -> Iterator[tuple[int, Dataset | None]]:
+    identifier = event.identifier
+    level = query_level(identifier)
+    if level is None:
+        yield IDENTIFIER_DOES_NOT_MATCH, None
+        return
+    charset = _charset(core, config)
+    if "SpecificCharacterSet" not in identifier:
+        # A query that names no character set is read in the default encoding.
+        identifier.SpecificCharacterSet = charset.term
     try:
-        found = _matches(core, event.identifier, limits)
+        request = parse_request(identifier, level)
+        for match in _matching(core, request, config.find.cap(level is Level.INSTANCE)):
+            if event.is_cancelled:
+                yield CANCEL, None
+                return
+            yield PENDING, answer(request, match, charset, config.dicom.aet)
     except DomainError as exc:
         log.warning("C-FIND refused: %s", exc.message)
         yield IDENTIFIER_DOES_NOT_MATCH, None
-        return
-    if found is None:
-        yield IDENTIFIER_DOES_NOT_MATCH, None
-        return
-    level, ids, requested = found
-    for resource_id in ids:
-        if event.is_cancelled:
-            yield CANCEL, None
-            return
-        tags, counts = core.query_answer(resource_id)
-        if tags:  # deleted meanwhile otherwise
-            yield PENDING, answer(level, tags, requested, counts)
 
 
-def _instances(core: NodeCore, identifier: Dataset) -> list[InstanceRef] | None:
-    found = _matches(core, identifier)
+def _requested_instances(core: NodeCore, identifier: Dataset) -> list[InstanceRef] | None:
+    """The instances a C-MOVE or C-GET asks for; None when it names nothing."""
+    found = retrieve_query(identifier)
     if found is None:
         return None
-    _, ids, _ = found
-    return core.instances_of(ids)
+    level, key = found
+    try:
+        return core.instances_of(core.find(level, key))
+    except DomainError:
+        return None
 
 
 def _datasets(
@@ -120,28 +163,51 @@ def _sub_operations(
     yield from _datasets(core, refs, event)
 
 
-def _requested_instances(core: NodeCore, event: events.Event) -> list[InstanceRef] | None:
-    try:
-        return _instances(core, event.identifier)
-    except DomainError:
-        return None
-
-
 def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
-    yield from _sub_operations(core, _requested_instances(core, event), event)
+    yield from _sub_operations(core, _requested_instances(core, event.identifier), event)
 
 
-def handle_move(event: events.Event, core: NodeCore, registry: Registry) -> Iterator[Any]:
-    # Resolved per request: a modality added over REST is a destination at once.
+def handle_move(
+    event: events.Event, core: NodeCore, registry: Registry, jobs: JobRegistry, aet: str
+) -> Iterator[Any]:
+    """Send what is asked to the destination, as one job in ``/jobs`` (Orthanc lists each
+    incoming C-MOVE there, and scripts wait on it)."""
     destination = registry.modality_with_aet(event.move_destination)
+    refs = _requested_instances(core, event.identifier)
+    job = jobs.track("DicomModalityStore", _move_description(event, aet, refs))
     if destination is None:
         log.warning("C-MOVE to unknown destination %r", event.move_destination)
+        jobs.end(job, f"unknown C-MOVE destination {event.move_destination!r}")
         yield None, None
         return
-    refs = _requested_instances(core, event)
+    if not refs:
+        # pynetdicom asks for nothing more once it knows there is nothing to send.
+        jobs.end(job, "the C-MOVE identifier names nothing to retrieve" if refs is None else None)
     options = {
         "contexts": contexts_for(refs or []),
         "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
     }
-    yield destination.host, destination.port, options
-    yield from _sub_operations(core, refs, event)
+    try:
+        yield destination.host, destination.port, options
+        yield from _sub_operations(core, refs, event)
+    finally:
+        # pynetdicom also drops the generator when the destination cannot be reached or
+        # the association breaks: the job must not stay running then.
+        if not job.finished.is_set():
+            sent_all = sys.exc_info()[0] is None and not event.is_cancelled
+            jobs.end(job, None if sent_all else "the C-MOVE did not complete")
+
+
+def _move_description(
+    event: events.Event, aet: str, refs: list[InstanceRef] | None
+) -> dict[str, Any]:
+    destination = event.move_destination
+    return {
+        "Description": "C-MOVE SCP",
+        "LocalAet": aet,
+        "RemoteAet": destination.decode(errors="replace").strip()
+        if isinstance(destination, bytes)
+        else str(destination).strip(),
+        "MoveOriginatorAET": event.assoc.requestor.ae_title.strip(),
+        "InstancesCount": len(refs or []),
+    }

@@ -19,6 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
 from pacsnode.node.dicom.network import set_nodelay
+from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
 
@@ -64,17 +65,19 @@ def _follow_callers(ae: AE, registry: Registry) -> None:
 
 
 def start_dicom_server(
-    core: NodeCore, config: NodeConfig, registry: Registry
+    core: NodeCore, config: NodeConfig, registry: Registry, jobs: JobRegistry | None = None
 ) -> ThreadedAssociationServer:
-    """Listen for associations in background threads; stop with :func:`stop_dicom_server`."""
+    """Listen for associations in background threads; stop with :func:`stop_dicom_server`.
+    Incoming C-MOVEs are listed in ``jobs`` (the REST API's ``/jobs``) when given."""
+    jobs = jobs if jobs is not None else JobRegistry()
     ae = make_ae(config, registry)
     bindings = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
-        (evt.EVT_C_FIND, handlers.handle_find, [core, config.find]),
+        (evt.EVT_C_FIND, handlers.handle_find, [core, config]),
         (evt.EVT_C_GET, handlers.handle_get, [core]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [core, registry]),
+        (evt.EVT_C_MOVE, handlers.handle_move, [core, registry, jobs, config.dicom.aet]),
     ]
     server = ae.start_server(
         (config.dicom.host, config.dicom.port), block=False, evt_handlers=bindings

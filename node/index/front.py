@@ -108,6 +108,10 @@ class Index:
         """A match's tags (with its ancestors') and related-object counts, for C-FIND."""
         return self._read(lambda txn: reads.query_answer(txn, resource_id))
 
+    def first_instance(self, resource_id: str) -> InstanceRef | None:
+        """One instance below (or at) a resource; None when there is none."""
+        return self._read(lambda txn: reads.first_instance(txn, resource_id))
+
     def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
         return self._read(lambda txn: page_after(txn, since, limit))
 

@@ -194,8 +194,21 @@ def query_answer(txn: Txn, resource_id: str) -> tuple[dict[str, str], dict[str, 
     elif level is Level.SERIES:
         counts["NumberOfSeriesRelatedInstances"] = record["instances"]
     elif level is Level.PATIENT:
-        counts["NumberOfPatientRelatedStudies"] = len(txn.children(resource_id))
+        studies = txn.children(resource_id)
+        counts["NumberOfPatientRelatedStudies"] = len(studies)
+        counts["NumberOfPatientRelatedSeries"] = sum(len(txn.children(s)) for s in studies)
+        counts["NumberOfPatientRelatedInstances"] = record["instances"]
     return tags_with_ancestors(txn, record), counts
+
+
+def first_instance(txn: Txn, resource_id: str) -> InstanceRef | None:
+    """One instance below (or at) a resource, the first child at each level: what a query
+    reads for attributes the index does not keep. None when there is none (deleted)."""
+    record = txn.resource(resource_id)
+    while record is not None and record["level"] != Level.INSTANCE.value:
+        children = txn.children(record["id"])
+        record = txn.resource(children[0]) if children else None
+    return instance_ref(txn, record) if record is not None else None
 
 
 def usage(txn: Txn) -> Usage:

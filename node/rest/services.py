@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from pacsnode.node.dicom.services import start_dicom_server, stop_dicom_server
-from pacsnode.node.rest.context import CONFIG, CORE, REGISTRY, REPLICATOR, blocking
+from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, blocking
 from pacsnode.node.settings import NodeConfig
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 async def dicom_server(app: web.Application) -> AsyncIterator[None]:
-    server = start_dicom_server(app[CORE], app[CONFIG], app[REGISTRY])
+    server = start_dicom_server(app[CORE], app[CONFIG], app[REGISTRY], app[JOBS])
     yield
     # Aborting associations and joining the server's thread blocks.
     await asyncio.to_thread(stop_dicom_server, server)
