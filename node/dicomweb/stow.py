@@ -8,12 +8,15 @@ is built by :func:`stow_answer`, a pure function.
 
 from __future__ import annotations
 
+import io
 import json
+import mmap
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
@@ -25,7 +28,6 @@ from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.rest.context import blocking, core_of
 
-_SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
 #: PS3.4 / PS3.18 failure reasons
 PROCESSING_FAILURE = 0x0110
@@ -152,15 +154,61 @@ def _check_request_type(request: web.Request) -> None:
         )
 
 
-async def _spool(part: BodyPartReader, handle: IO[bytes]) -> int:
+def _boundary(request: web.Request) -> bytes:
+    for field in request.headers.get("Content-Type", "").split(";")[1:]:
+        name, _, value = field.partition("=")
+        if name.strip().lower() == "boundary" and value.strip().strip('"'):
+            # No length check: Orthanc sends boundaries longer than RFC 2046's 70 characters.
+            return value.strip().strip('"').encode("latin-1")
+    raise BadRequest("the multipart body has no boundary parameter")
+
+
+def split_parts(body: bytes | mmap.mmap, boundary: bytes) -> Iterator[tuple[str, int, int]]:
+    """Each part of a multipart body: (its media type, where its content starts, ends)."""
+    delimiter = b"--" + boundary
+    position = body.find(delimiter)
+    while position >= 0:
+        after = position + len(delimiter)
+        if body[after : after + 2] == b"--":
+            return  # the closing delimiter
+        head_end = body.find(b"\r\n\r\n", after)
+        if head_end < 0:
+            raise BadRequest("a multipart part has no end of headers")
+        media_type = DICOM
+        for line in bytes(body[after:head_end]).split(b"\r\n"):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-type":
+                media_type = value.split(";")[0].strip().lower()
+        start = head_end + 4
+        following = body.find(b"\r\n" + delimiter, start)
+        if following < 0:
+            raise BadRequest("the multipart body ends before its closing boundary")
+        yield media_type, start, following
+        position = following + 2
+
+
+async def _spool(request: web.Request, handle: IO[bytes]) -> int:
     size = 0
-    while chunk := await part.read_chunk(_CHUNK):
-        if size > _SPOOL_IN_MEMORY:
-            await blocking(handle.write, chunk)
-        else:
-            handle.write(chunk)
+    async for chunk in request.content.iter_chunked(_CHUNK):
+        await blocking(handle.write, chunk)
         size += len(chunk)
     return size
+
+
+def _store_parts(
+    core: NodeCore, handle: IO[bytes], boundary: bytes, study_uid: str | None, origin: Origin
+) -> list[Outcome]:
+    handle.flush()
+    outcomes = []
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as body:
+        for media_type, start, end in split_parts(body, boundary):
+            if media_type != DICOM:
+                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason=f"a {media_type} part"))
+            elif start == end:
+                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason="an empty part"))
+            else:
+                outcomes.append(store_one(core, io.BytesIO(body[start:end]), study_uid, origin))
+    return outcomes
 
 
 async def store(request: web.Request) -> web.Response:
@@ -168,22 +216,15 @@ async def store(request: web.Request) -> web.Response:
         raise NotAcceptable(f"the STOW-RS answer is sent as {DICOM_JSON} only")
     study_uid = uid(request, "study") if "study" in request.match_info else None
     _check_request_type(request)
+    boundary = _boundary(request)
     core = core_of(request)
     origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
-    outcomes: list[Outcome] = []
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise BadRequest("nested multipart bodies are not accepted")
-        media_type = part.headers.get("Content-Type", DICOM).split(";")[0].strip().lower()
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as handle:
-            size = await _spool(part, handle)
-            if media_type != DICOM:
-                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason=f"a {media_type} part"))
-            elif size == 0:
-                outcomes.append(Outcome(failure=CANNOT_UNDERSTAND, reason="an empty part"))
-            else:
-                outcomes.append(await blocking(store_one, core, handle, study_uid, origin))
+    # The body goes to disk as it arrives and is read back one part at a time: a large
+    # study is never held in memory, only the instance being stored.
+    with tempfile.TemporaryFile(dir=core.settings.data_dir) as handle:
+        if await _spool(request, handle) == 0:
+            raise BadRequest("the request body is empty")
+        outcomes = await blocking(_store_parts, core, handle, boundary, study_uid, origin)
     if not outcomes:
         raise BadRequest("the request holds no parts: send one DICOM instance per part")
     status, answer = stow_answer(outcomes, service_url(request), study_uid)

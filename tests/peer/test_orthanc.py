@@ -2,79 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import shutil
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.node.server import NodeProcess, free_port
+from tests.node.server import NodeProcess
+from tests.orthanc_server import CREDENTIALS, ORTHANC, OrthancProcess
 from tests.peer.test_replication import inventory, sync
 from tests.storage.helpers import ct_bytes
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-CREDENTIALS = ("orthanc", "s3cret")
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path(ORTHANC).exists(), reason="Orthanc is not installed"),
 ]
-
-
-class OrthancProcess:
-    def __init__(self, directory: Path, peers: dict[str, list[str]] | None = None) -> None:
-        self.port = free_port()
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {
-            "Name": "test-orthanc",
-            "StorageDirectory": str(directory / "storage"),
-            "IndexDirectory": str(directory / "index"),
-            "HttpPort": self.port,
-            "DicomPort": free_port(),
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": True,
-            "RegisteredUsers": {CREDENTIALS[0]: CREDENTIALS[1]},
-            "OrthancPeers": peers or {},
-            "StableAge": 1,
-        }
-        self.config = directory / "orthanc.json"
-        self.config.write_text(json.dumps(config))
-        self.log = open(directory / "orthanc.log", "wb")
-        self.process = subprocess.Popen(
-            [ORTHANC, str(self.config)], stdout=self.log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.call("GET", "/system")
-                return
-            except OSError:
-                assert self.process.poll() is None, "Orthanc exited"
-                assert time.monotonic() < deadline, "Orthanc did not start"
-                time.sleep(0.1)
-
-    def call(self, method: str, path: str, body: bytes | None = None) -> object:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=body, method=method
-        )
-        token = base64.b64encode(":".join(CREDENTIALS).encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            return json.loads(answer.read() or b"null")
-
-    def sop_uids(self) -> set[str]:
-        found = self.call("GET", "/instances?expand")
-        assert isinstance(found, list)
-        return {item["MainDicomTags"]["SOPInstanceUID"] for item in found}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pacsnode.node.dicomweb import qido
 from pacsnode.node.dicomweb.errors import NotAcceptable
 from pacsnode.node.dicomweb.metadata import absolute_bulk_uris
 from pacsnode.node.dicomweb.negotiation import accepts_dicom, choose_part, parse_accept
-from pacsnode.node.dicomweb.stow import Outcome, stow_answer
+from pacsnode.node.dicomweb.stow import Outcome, split_parts, stow_answer
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 
@@ -175,3 +175,20 @@ def test_stow_answers_200_202_and_409_with_reasons():
     status, answer = stow_answer([ok, bad], "http://h/dw", None)
     assert status == 202 and answer["00081198"]["Value"][0]["00081197"]["Value"] == [0xA900]
     assert stow_answer([bad], "http://h/dw", "1.1")[0] == 409
+
+
+def test_multipart_parts_are_found_whatever_the_boundary_length():
+    boundary = b"x" * 73  # longer than RFC 2046 allows, as Orthanc sends it
+    body = (
+        b"preamble\r\n--"
+        + boundary
+        + b"\r\nContent-Type: application/dicom\r\n\r\nfirst\r\n--"
+        + boundary
+        + b"\r\nContent-Type: application/pdf; x=y\r\n\r\nsecond\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+    parts = [(kind, body[start:end]) for kind, start, end in split_parts(body, boundary)]
+    assert parts == [("application/dicom", b"first"), ("application/pdf", b"second")]
+    with pytest.raises(BadRequest):
+        list(split_parts(b"--b\r\nContent-Type: application/dicom\r\n\r\nno end", b"b"))
