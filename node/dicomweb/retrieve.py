@@ -25,6 +25,7 @@ from pacsnode.node.dicomweb.negotiation import (
     parse_accept,
 )
 from pacsnode.node.dicomweb.paths import frame_numbers, instance_refs, study_url
+from pacsnode.node.dicomweb.rendering import parse_options, render
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.rest.context import blocking, core_of
@@ -170,6 +171,29 @@ async def instances(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# --- rendered images and thumbnails -------------------------------------------------------
+
+
+def _representative(refs: list[InstanceRef]) -> InstanceRef:
+    """The instance a study or series thumbnail shows: the middle one, often the most
+    telling slice of a series."""
+    return refs[len(refs) // 2]
+
+
+async def rendered(request: web.Request) -> web.Response:
+    refs = await instance_refs(request)
+    thumbnail = request.path.endswith("/thumbnail")
+    accepted = [entry.media_type for entry in parse_accept(request.headers.get("Accept"))]
+    options = parse_options(request.query, accepted, thumbnail)
+    numbers = frame_numbers(request.match_info.get("frames", "1"))
+    dataset = await blocking(core_of(request).instance_dataset, _representative(refs))
+    count = int(dataset.get("NumberOfFrames", 1) or 1)
+    if numbers[0] > count:
+        raise NotFound(f"frame {numbers[0]} of an instance with {count}")
+    body = await blocking(render, dataset, numbers[0] - 1, options)
+    return web.Response(body=body, headers={"Content-Type": options.media_type})
+
+
 def setup_routes(app: web.Application, root: str) -> None:
     study = root + "/studies/{study}"
     series = study + "/series/{series}"
@@ -183,3 +207,8 @@ def setup_routes(app: web.Application, root: str) -> None:
     app.router.add_get(instance + "/frames", frames)
     app.router.add_get(instance + "/frames/{frames}", frames)
     app.router.add_get(instance + "/bulkdata/{key}", bulk_data)
+    for resource in (instance, instance + "/frames/{frames}"):
+        app.router.add_get(resource + "/rendered", rendered)
+        app.router.add_get(resource + "/thumbnail", rendered)
+    app.router.add_get(study + "/thumbnail", rendered)
+    app.router.add_get(series + "/thumbnail", rendered)
