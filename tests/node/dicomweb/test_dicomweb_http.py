@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
+import zipfile
 
 import pydicom
 from aiohttp.test_utils import TestClient
 
+from pacsnode.node.rest.context import CORE
 from tests.node.dicomweb.conftest import CORPUS, corpus_dataset, corpus_path, source_frames
 from tests.node.rest.conftest import upload
 
@@ -239,3 +242,43 @@ async def test_cors_is_off_by_default_and_answers_configured_origins(make_client
     assert response.headers["Access-Control-Allow-Origin"] == "https://viewer.example"
     other = await client.get(f"{ROOT}/studies", headers={"Origin": "https://elsewhere.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_a_sealed_studys_metadata_is_its_zip_entry_byte_for_byte(client: TestClient):
+    stored = await _store_corpus(client)
+    ct = stored["CT_small.dcm"]
+    core = client.server.app[CORE]
+    assert ct.StudyInstanceUID in core.seal_quiet_studies(now=time.time() + 3600)
+    response = await client.get(
+        f"{ROOT}/studies/{ct.StudyInstanceUID}/metadata",
+        headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    )
+    with core.open_study_zip(ct.StudyInstanceUID, None) as handle:
+        entry = zipfile.ZipFile(handle).read(f"studies/{ct.StudyInstanceUID}/metadata")
+    assert await response.read() == entry
+    frame = await client.get(f"{_instance_url(ct)}/frames/1")
+    assert _parts(await frame.read(), frame.headers["Content-Type"])[0][1] == source_frames(ct)[0]
+
+
+async def test_stow_takes_a_chunked_body(client: TestClient):
+    boundary = b"chunked-stow"
+    files = [corpus_path(name).read_bytes() for name in ("CT_small.dcm", "MR_small.dcm")]
+
+    async def body():  # sent with Transfer-Encoding: chunked, in small pieces
+        for data in files:
+            message = b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + data
+            for start in range(0, len(message), 4096):
+                yield message[start : start + 4096]
+            yield b"\r\n"
+        yield b"--" + boundary + b"--\r\n"
+
+    response = await client.post(
+        f"{ROOT}/studies",
+        data=body(),
+        headers={
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=chunked-stow'
+        },
+    )
+    assert response.status == 200, await response.text()
+    assert len((await response.json())["00081199"]["Value"]) == 2
