@@ -28,14 +28,17 @@ from typing import Any, BinaryIO
 
 from pacsnode.storage.convert import SplitInstance
 from pacsnode.storage.errors import InvalidArchive, StorageError
+from pacsnode.storage.fidelity import Layout, decode_layout
 from pacsnode.storage.layout import (
     bulk_entry,
     frame_entry,
     instance_prefix,
+    is_p10_layout_entry,
     metadata_entry,
+    p10_layout_entry,
     staged_metadata_entry,
 )
-from pacsnode.storage.multipart import OCTET_STREAM, frame_media_type, wrap
+from pacsnode.storage.multipart import OCTET_STREAM, frame_media_type, unwrap, wrap
 from pacsnode.storage.zipwriter import ZipWriter
 
 STUDY_UID_KEY = "0020000D"
@@ -95,6 +98,39 @@ class InstanceSource:
     def compressed_size(self) -> int:
         return sum(info.compress_size for info in self.entries)
 
+    @property
+    def p10_layout_info(self) -> zipfile.ZipInfo | None:
+        return next((info for info in self.entries if is_p10_layout_entry(info.filename)), None)
+
+    def p10_layout(self) -> Layout | None:
+        """The original file's layout, when the instance has one (read from the ZIP)."""
+        info = self.p10_layout_info
+        if info is None:
+            return None
+        try:
+            with self.opened() as archive:
+                return decode_layout(unwrap(archive.read(info)).payload)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise StorageError(f"{info.filename} is damaged on disk: {exc}") from exc
+
+    @property
+    def p10_size(self) -> int:
+        """Size of the file ``/file`` gives: the original's when its layout is kept, else
+        the payloads' (a regenerated file is not measured: that would rebuild it)."""
+        size = self._layout_facts().get("p10-size")
+        return size if size is not None else self.uncompressed_size
+
+    @property
+    def pixel_data_offset(self) -> int | None:
+        """Where Pixel Data starts in the original file, when its layout is kept."""
+        return self._layout_facts().get("pixel-data-offset")
+
+    def _layout_facts(self) -> dict[str, int]:
+        # The layout entry's comment repeats its size and Pixel Data offset, so that
+        # listing a study reads the ZIP directory only, no entry.
+        info = self.p10_layout_info
+        return parse_layout_comment(info.comment) if info is not None else {}
+
     def sort_key(self) -> tuple[str, int, str]:
         return instance_sort_key(self.metadata, self.series_uid, self.sop_uid)
 
@@ -118,11 +154,18 @@ def instance_digest(
     It covers the canonical metadata JSON and, for each frame and bulk entry,
     its name, size and CRC-32 (part files are deterministic, so equal payloads
     give equal CRCs). It is computed from the ZIP directory alone, without
-    decompressing anything, so inventories of large studies stay cheap.
+    decompressing anything, so inventories of large studies stay cheap. The P10
+    layout is left out: the same data set sent with another file meta (by
+    another sender, over DICOM rather than REST) is the same instance.
     """
     hasher = hashlib.sha256(canonical_json(metadata))
     prefix_length = len(f"studies/{study_uid}/")
-    for name, size, crc in sorted((info.filename, info.file_size, info.CRC) for info in entries):
+    described = (
+        (info.filename, info.file_size, info.CRC)
+        for info in entries
+        if not is_p10_layout_entry(info.filename)
+    )
+    for name, size, crc in sorted(described):
         hasher.update(f"\n{name[prefix_length:]}:{size}:{crc:08x}".encode())
     return hasher.hexdigest()
 
@@ -136,6 +179,10 @@ def build_staged(split: SplitInstance, level: int | None) -> tuple[bytes, Instan
     frame_level = None if split.encapsulated else level
     for name, payload, is_frame in _instance_parts(split):
         writer.add(name, payload, frame_level if is_frame else level)
+    if split.p10_layout is not None:
+        layout = wrap(split.p10_layout.encode(), OCTET_STREAM, split.transfer_syntax)
+        comment = layout_comment(split.p10_layout)
+        writer.add(p10_layout_entry(*split.ids), layout, level, comment)
     writer.add(
         staged_metadata_entry(split.study_uid, split.series_uid, split.sop_uid),
         canonical_json(split.metadata),
@@ -144,6 +191,20 @@ def build_staged(split: SplitInstance, level: int | None) -> tuple[bytes, Instan
     writer.close()
     data = buffer.getvalue()
     return data, read_staged(zipfile.ZipFile(io.BytesIO(data)))
+
+
+def layout_comment(layout: Layout) -> bytes:
+    facts = {"p10-size": layout.size, "pixel-data-offset": layout.pixel_data_offset}
+    return " ".join(f"{key}={value}" for key, value in facts.items() if value is not None).encode()
+
+
+def parse_layout_comment(comment: bytes) -> dict[str, int]:
+    facts: dict[str, int] = {}
+    for pair in comment.decode("ascii", "replace").split():
+        key, _, value = pair.partition("=")
+        with contextlib.suppress(ValueError):
+            facts[key] = int(value)
+    return facts
 
 
 def _instance_parts(split: SplitInstance) -> Iterable[tuple[str, bytes, bool]]:

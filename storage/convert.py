@@ -24,6 +24,7 @@ from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
 from pacsnode.storage.errors import InvalidDicom, MissingUid, NotDicom
+from pacsnode.storage.fidelity import Layout
 from pacsnode.storage.layout import check_uid, instance_path
 
 PIXEL_DATA = 0x7FE00010
@@ -59,6 +60,12 @@ class SplitInstance:
     metadata: dict[str, Any]
     frames: list[bytes] = field(default_factory=list)
     bulk: dict[str, bytes] = field(default_factory=dict)
+    #: the original file's layout (:mod:`storage.fidelity`), when it was kept
+    p10_layout: Layout | None = None
+
+    @property
+    def ids(self) -> tuple[str, str, str]:
+        return self.study_uid, self.series_uid, self.sop_uid
 
     @property
     def encapsulated(self) -> bool:
@@ -80,9 +87,15 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
 
 def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
     """Parse a DICOM file; anything pydicom cannot read becomes :class:`InvalidDicom`."""
+    return read_p10_located(source)[0]
+
+
+def read_p10_located(source: bytes | Path | BinaryIO) -> tuple[Dataset, int | None]:
+    """:func:`read_p10`, and where the top-level Pixel Data element starts in the file
+    (``None`` without Pixel Data or without a preamble, as Orthanc reports it)."""
     if isinstance(source, Path):
         with open(source, "rb") as handle:
-            return read_p10(handle)
+            return read_p10_located(handle)
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
     start = handle.tell()
     head = handle.read(132)
@@ -97,6 +110,7 @@ def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
             warnings.simplefilter("always")
             dataset = pydicom.dcmread(handle, force=not has_preamble)
         _check_complete(dataset, caught, end)
+        pixel_data_offset = _pixel_data_offset(dataset, start) if has_preamble else None
         # Values are decoded lazily; touch every element now so that a damaged
         # file fails here, not half-way through storing it.
         _touch_all(dataset)
@@ -104,7 +118,17 @@ def read_p10(source: bytes | Path | BinaryIO) -> Dataset:
         raise
     except Exception as exc:  # pydicom raises many types for damaged input
         raise InvalidDicom(f"cannot parse DICOM: {exc}") from exc
-    return dataset
+    return dataset, pixel_data_offset
+
+
+def _pixel_data_offset(dataset: Dataset, start: int) -> int | None:
+    """Offset of the Pixel Data tag; read before any element is decoded, while the
+    raw element still knows where its value lies."""
+    raw = dataset.get_item(PIXEL_DATA) if PIXEL_DATA in dataset else None
+    if not isinstance(raw, RawDataElement) or raw.value_tell is None:
+        return None
+    header = 8 if raw.is_implicit_VR else 12
+    return raw.value_tell - header - start
 
 
 def _check_complete(dataset: Dataset, caught: list[warnings.WarningMessage], file_end: int) -> None:

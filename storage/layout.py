@@ -16,6 +16,7 @@ _UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 _MAX_UID_LENGTH = 64
 
 STUDY_ZIP_NAME = "study.zip"
+P10_LAYOUT_NAME = "p10-layout"
 STAGING_DIR_NAME = "staging"
 STAGED_SUFFIX = ".zip"
 TEMP_SUFFIX = ".tmp"
@@ -67,6 +68,16 @@ def bulk_entry(study_uid: str, series_uid: str, sop_uid: str, key: str) -> str:
     return f"{instance_prefix(study_uid, series_uid, sop_uid)}bulkdata/{key}"
 
 
+def p10_layout_entry(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """How the instance's original file was laid out (:mod:`storage.fidelity`); not a
+    WADO-RS resource, so no DICOMweb path collides with it."""
+    return f"{instance_prefix(study_uid, series_uid, sop_uid)}{P10_LAYOUT_NAME}"
+
+
+def is_p10_layout_entry(name: str) -> bool:
+    return name.endswith(f"/{P10_LAYOUT_NAME}")
+
+
 def staged_metadata_entry(study_uid: str, series_uid: str, sop_uid: str) -> str:
     """The instance's own metadata object inside its staging file (never in a study ZIP)."""
     return f"{instance_prefix(study_uid, series_uid, sop_uid)}metadata"
@@ -75,7 +86,8 @@ def staged_metadata_entry(study_uid: str, series_uid: str, sop_uid: str) -> str:
 _BULK_KEY = re.compile(r"[0-9A-F]{8}(\.[0-9]+\.[0-9A-F]{8})*")
 _ENTRY = re.compile(
     r"studies/(?P<study>[0-9.]+)/(?:metadata|series/(?P<series>[0-9.]+)/instances/"
-    r"(?P<sop>[0-9.]+)/(?:frames/(?P<frame>[1-9][0-9]*)|bulkdata/(?P<bulk>[0-9A-F.]+)))"
+    r"(?P<sop>[0-9.]+)/(?:frames/(?P<frame>[1-9][0-9]*)|bulkdata/(?P<bulk>[0-9A-F.]+)"
+    r"|(?P<layout>p10-layout)))"
 )
 
 

@@ -19,10 +19,18 @@ from pacsnode.storage.archive import (
     STUDY_UID_KEY,
     InstanceSource,
     first_value,
+    layout_comment,
     read_study_metadata,
 )
 from pacsnode.storage.errors import InvalidArchive, StorageError
-from pacsnode.storage.layout import EntryName, instance_path, is_valid_uid, parse_entry_name
+from pacsnode.storage.fidelity import decode_layout
+from pacsnode.storage.layout import (
+    EntryName,
+    instance_path,
+    is_p10_layout_entry,
+    is_valid_uid,
+    parse_entry_name,
+)
 from pacsnode.storage.multipart import unwrap
 from pacsnode.storage.p10_check import P10Check
 
@@ -187,6 +195,16 @@ def _check_parts(archive: zipfile.ZipFile, parts: list[zipfile.ZipInfo]) -> None
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise InvalidArchive(f"entry {info.filename} is damaged: {exc}") from exc
         try:
-            unwrap(data)
+            part = unwrap(data)
+            if is_p10_layout_entry(info.filename):
+                _check_layout(info, part.payload)
         except StorageError as exc:
             raise InvalidArchive(f"entry {info.filename}: {exc.message}") from exc
+
+
+def _check_layout(info: zipfile.ZipInfo, payload: bytes) -> None:
+    """A layout must parse, and what its comment repeats (the file size the index
+    counts) must be the layout's; its references are checked when it is read."""
+    layout = decode_layout(payload)
+    if info.comment and info.comment != layout_comment(layout):
+        raise StorageError("its comment does not match the layout")

@@ -26,7 +26,10 @@ class StoredInstance:
     digest: str
     #: compressed bytes of its frames and bulk data (the same staged or sealed)
     stored_size: int
+    #: bytes of its DICOM file (as it came when its P10 layout is kept)
     uncompressed_size: int
+    #: where Pixel Data starts in that file, when known
+    pixel_data_offset: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,5 +74,6 @@ def stored_instance(source: InstanceSource) -> StoredInstance:
         source.metadata,
         source.digest,
         source.compressed_size,
-        source.uncompressed_size,
+        source.p10_size,
+        source.pixel_data_offset,
     )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
+import mmap
 import os
 import tempfile
 import threading
@@ -37,7 +39,7 @@ from pacsnode.storage.archive import (
     study_metadata_gzip,
     write_study_zip,
 )
-from pacsnode.storage.convert import read_p10, split_dataset
+from pacsnode.storage.convert import read_p10_located, split_dataset
 from pacsnode.storage.durable import (
     fsync_dir,
     make_dirs_durable,
@@ -47,6 +49,7 @@ from pacsnode.storage.durable import (
     write_atomic_with,
 )
 from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
+from pacsnode.storage.fidelity import build_layout
 from pacsnode.storage.layout import (
     bulk_entry,
     check_uid,
@@ -144,7 +147,10 @@ class StudyStore:
     def prepare_instance(self, source: bytes | Path | BinaryIO) -> PreparedInstance:
         """Parse and convert an instance without writing anything (the CPU-bound half)."""
         source_size = _size_of(source)
-        split = split_dataset(read_p10(source))
+        with _original_bytes(source) as original:
+            dataset, pixel_data_offset = read_p10_located(source)
+            split = split_dataset(dataset)
+            split.p10_layout = build_layout(original, split.frames, split.bulk, pixel_data_offset)
         try:
             staged_bytes, staged = build_staged(split, self.level)
         except ValueError as exc:  # e.g. NaN or infinity, which DICOM JSON cannot carry
@@ -506,6 +512,39 @@ def _size_of(source: bytes | Path | BinaryIO) -> int:
     size = source.seek(0, os.SEEK_END) - position
     source.seek(position)
     return size
+
+
+@contextlib.contextmanager
+def _original_bytes(source: bytes | Path | BinaryIO) -> Iterator[Any]:
+    """The file's bytes as they came, for its P10 layout: a file is mapped, not read
+    (pydicom already holds its values in memory; a second copy could be large)."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    if isinstance(source, Path):
+        with open(source, "rb") as handle, _mapped(handle, 0) as mapped:
+            yield mapped
+        return
+    position = source.tell()
+    try:
+        with _mapped(source, position) as mapped:
+            yield mapped
+    finally:
+        source.seek(position)
+
+
+@contextlib.contextmanager
+def _mapped(handle: BinaryIO, start: int) -> Iterator[Any]:
+    # Only a plain file is mapped: asking a spooled temporary file for its fileno
+    # would write it out to disk first.
+    if start or not isinstance(handle, io.BufferedReader | io.BufferedRandom | io.FileIO):
+        handle.seek(start)
+        data = handle.read()
+        handle.seek(start)
+        yield data
+        return
+    with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        yield mapped
 
 
 def _file_size(path: Path) -> int:

@@ -52,6 +52,7 @@ class WrittenEntry:
     compressed_size: int
     file_size: int
     header_offset: int
+    comment: bytes = b""
 
 
 def deflate(payload: bytes, level: int) -> bytes:
@@ -102,14 +103,18 @@ class ZipWriter:
     def names(self) -> set[str]:
         return self._names
 
-    def add(self, name: str, payload: bytes, level: int | None) -> WrittenEntry:
+    def add(
+        self, name: str, payload: bytes, level: int | None, comment: bytes = b""
+    ) -> WrittenEntry:
         """Add ``payload``; deflate it at ``level`` when that makes it smaller."""
         crc = zlib.crc32(payload)
         if level is not None and payload:
             compressed = deflate(payload, level)
             if len(compressed) < len(payload):
-                return self._write(name, ZIP_DEFLATED, crc, len(payload), [compressed])
-        return self._write(name, ZIP_STORED, crc, len(payload), [payload])
+                return self._write(
+                    name, ZIP_DEFLATED, crc, len(payload), [compressed], comment=comment
+                )
+        return self._write(name, ZIP_STORED, crc, len(payload), [payload], comment=comment)
 
     def copy(self, source: BinaryIO, info: ZipInfo, name: str | None = None) -> WrittenEntry:
         """Copy an entry of the ZIP open as ``source`` without decompressing it."""
@@ -122,6 +127,7 @@ class ZipWriter:
             info.file_size,
             iter_raw_bytes(source, info),
             compressed_size=info.compress_size,
+            comment=info.comment,
         )
 
     def _write(
@@ -132,6 +138,7 @@ class ZipWriter:
         file_size: int,
         chunks: Iterable[bytes],
         compressed_size: int | None = None,
+        comment: bytes = b"",
     ) -> WrittenEntry:
         if name in self._names:
             raise ValueError(f"duplicate ZIP entry {name}")
@@ -156,7 +163,9 @@ class ZipWriter:
             len(encoded_name),
             len(extra),
         )
-        entry = WrittenEntry(name, method, crc, compressed_size, file_size, self._offset)
+        entry = WrittenEntry(
+            name, method, crc, compressed_size, file_size, self._offset, comment[: _LIMIT16 - 1]
+        )
         self._emit(header + encoded_name + extra)
         written = 0
         for chunk in chunks:
@@ -242,10 +251,10 @@ def _central_header(entry: WrittenEntry) -> bytes:
         file_size,
         len(encoded_name),
         len(extra),
-        0,
+        len(entry.comment),
         0,
         0,
         _FILE_MODE,
         offset,
     )
-    return header + encoded_name + extra
+    return header + encoded_name + extra + entry.comment

@@ -195,6 +195,10 @@ def _write_instance_metadata(
     for key, value in values.items():
         if value:
             txn.set_metadata(instance_id, key, value)
+    if instance.pixel_data_offset is not None or "7FE00010" in instance.metadata:
+        # empty when the file is regenerated, as Orthanc leaves it for a file it cannot place
+        offset = "" if instance.pixel_data_offset is None else str(instance.pixel_data_offset)
+        txn.set_metadata(instance_id, CoreKey.PIXEL_DATA_OFFSET, offset)
     expected = expected_instances(instance.metadata)
     if expected is not None:
         txn.set_metadata(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES, str(expected))

@@ -9,6 +9,7 @@ from aiohttp import web
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
+from pacsnode.node.rest.errors import error_response
 from pacsnode.node.rest.params import flag_param, level_of
 from pacsnode.node.revisions import Revision, unchanged
 
@@ -46,9 +47,14 @@ def _revised(response: web.Response, revision: Revision) -> web.Response:
 
 
 def _not_modified(request: web.Request, revision: Revision) -> web.Response | None:
-    """304 with the ETag when the reader's If-None-Match names the current revision."""
-    if unchanged(revision, request.headers.get("If-None-Match")):
-        return _revised(web.Response(status=304), revision)
+    """304 with the ETag when the reader's If-None-Match names the current revision;
+    400 when it is no revision at all, still with the ETag (the reader may resync)."""
+    try:
+        if unchanged(revision, request.headers.get("If-None-Match")):
+            return _revised(web.Response(status=304), revision)
+    except BadRequest as exc:
+        response = error_response(request, exc.http_status, exc.code, exc.message)
+        return _revised(response, revision)
     return None
 
 

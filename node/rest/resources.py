@@ -61,7 +61,7 @@ def describe(
         shown["Status"] = series_status(expected, record["instances"])
         shown["ExpectedNumberOfInstances"] = int(expected) if expected else None
     if level is Level.INSTANCE:
-        shown["FileSize"] = record["size"]
+        shown["FileSize"] = record["uncompressed"]  # its file's size, as Orthanc has it
         shown["FileUuid"] = record["digest"]
         index = core.annotations.metadata(resource_id).get("IndexInSeries")
         shown["IndexInSeries"] = int(index) if index else None
@@ -152,7 +152,8 @@ async def instance_frames(request: web.Request) -> web.Response:
     core = core_of(request)
     ref = await blocking(core.instance_ref, request.match_info["id"])
     frames = await blocking(core.instance_frames, ref)
-    return web.json_response(list(range(len(frames))))
+    # Orthanc counts an instance without Pixel Data as one frame; clients index from it
+    return web.json_response(list(range(len(frames) or 1)))
 
 
 async def instance_frame_raw(request: web.Request) -> web.Response:
