@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from pacsnode.node.core import NodeCore
 from pacsnode.node.dicomweb import metadata, multipart
 from pacsnode.node.dicomweb.errors import NotAcceptable
 from pacsnode.node.dicomweb.negotiation import (
@@ -24,9 +25,10 @@ from pacsnode.node.dicomweb.negotiation import (
     choose_part,
     parse_accept,
 )
-from pacsnode.node.dicomweb.paths import frame_numbers, instance_refs, study_url
+from pacsnode.node.dicomweb.paths import frame_numbers, instance_refs, study_url, uid
 from pacsnode.node.dicomweb.rendering import parse_options, render
 from pacsnode.node.errors import BadRequest, NotFound
+from pacsnode.node.ids import Level
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.rest.context import blocking, core_of
 from pacsnode.storage.multipart import Part
@@ -52,8 +54,8 @@ def _json_accepted(request: web.Request) -> None:
 
 async def study_metadata(request: web.Request) -> web.Response:
     _json_accepted(request)
-    refs = await instance_refs(request)  # 404 for a study the index does not know
-    packed = await blocking(core_of(request).study_metadata_gzip, refs[0].study_uid)
+    study_uid = uid(request, "study")
+    packed = await blocking(_study_metadata_gzip, core_of(request), study_uid)
     if _accepts_gzip(request):
         return web.Response(
             body=packed,
@@ -64,6 +66,12 @@ async def study_metadata(request: web.Request) -> web.Response:
             },
         )
     return web.Response(body=gzip.decompress(packed), headers={"Content-Type": _JSON_TYPE})
+
+
+def _study_metadata_gzip(core: NodeCore, study_uid: str) -> bytes:
+    if not core.find(Level.STUDY, {"StudyInstanceUID": study_uid}):
+        raise NotFound(f"no study {study_uid}")
+    return core.study_metadata_gzip(study_uid)
 
 
 def _json_response(value: Any) -> web.Response:
