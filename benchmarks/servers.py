@@ -26,6 +26,8 @@ from benchmarks.wanlink import NamespacedHTTPConnection, in_namespace
 from tests.node.server import REPO, free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+#: Debian's orthanc-dicomweb package
+DICOMWEB_PLUGIN = Path("/usr/lib/orthanc/libOrthancDicomWeb.so.1.7")
 CREDENTIALS = ("bench", "bench-password")
 #: the calling AE title of the benchmark's own DICOM clients
 BENCH_AET = "BENCH"
@@ -256,11 +258,13 @@ class Orthanc(Archive):
         peers: dict[str, list[str]] | None = None,
         remote_access: bool = False,
         compression: bool = False,
+        dicomweb: bool = False,
     ) -> None:
         super().__init__(namespace, nodelay)
         self.peers = peers or {}
         self.remote_access = remote_access
         self.compression = compression
+        self.dicomweb = dicomweb
 
     def command(self) -> list[str]:
         config = {
@@ -281,6 +285,9 @@ class Orthanc(Archive):
             "DicomAlwaysAllowGet": True,
             "SaveJobs": False,
         }
+        if self.dicomweb:  # the plugin with its defaults, under the root pacsnode uses
+            config["Plugins"] = [str(DICOMWEB_PLUGIN)]
+            config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
         path = self.directory / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
         return [ORTHANC, str(path)]

@@ -34,9 +34,12 @@ temp directory it makes is removed at the end.
 from __future__ import annotations
 
 import argparse
+import gzip
+import http.client
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -49,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
@@ -71,12 +75,13 @@ from tests.node.server import REPO, free_port
 
 MB = 1_000_000
 MIB = 1 << 20
+FRAME_BYTES = 512 * 512 * 2  # one of set A's slices
 DCMTK = Path("/usr/bin")
 CT_PATIENT = 900
 WARM_UP_PATIENT = 990
 DEPTH_FIRST_PATIENT = 100_000
 SYSTEMS = ("pacsnode", "Orthanc", "Orthanc+zlib")  # +zlib: StorageCompression on
-SCENARIOS = ("dicom", "rest", "depth", "peering")
+SCENARIOS = ("dicom", "rest", "depth", "peering", "dicomweb")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ class Sizes:
     depths: tuple[int, ...]
     probe: int
     repeat: int
+    #: timed answers per metadata URL (after one that warms up)
+    fetches: int
 
 
 FULL = Sizes(
@@ -96,8 +103,11 @@ FULL = Sizes(
     depths=(0, 25_000, 50_000, 100_000),
     probe=1000,
     repeat=3,
+    fetches=5,
 )
-QUICK = Sizes(ct=30, small_patients=10, queries=50, depths=(0, 1000, 2000), probe=200, repeat=1)
+QUICK = Sizes(
+    ct=30, small_patients=10, queries=50, depths=(0, 1000, 2000), probe=200, repeat=1, fetches=3
+)
 
 
 def progress(message: str) -> None:
@@ -675,6 +685,288 @@ def peering_session(system: str, path: Route, data: Data, sizes: Sizes, figures:
             receiver.expect_count(0)
 
 
+# --- scenario 9: DICOMweb ------------------------------------------------------------------
+
+DICOMWEB = "/dicom-web"
+DICOM_JSON = "application/dicom+json"
+#: what OHIF asks for a frame: any transfer syntax, as stored
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+#: instances per STOW-RS request, as an uploader batches them
+STOW_BATCH = 50
+STOW_BOUNDARY = "versus-orthanc-stow-7f3a9c"
+#: the study list as OHIF's first page asks it (StudyDescription, ModalitiesInStudy)
+OHIF_STUDY_LIST = "/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030,00080060"
+
+
+@dataclass(frozen=True)
+class WebAnswer:
+    status: int
+    headers: dict[str, str]  # names in lower case
+    body: bytes  # as received: a gzip body is not decompressed
+    seconds: float  # from sending the request to the body's last byte
+
+
+class WebClient:
+    """One keep-alive connection to an archive's DICOMweb root (Orthanc closes idle
+    connections after a second: a closed one is replaced once, and that try is not timed)."""
+
+    def __init__(self, archive: Archive) -> None:
+        self.archive = archive
+        self.connection: http.client.HTTPConnection | None = None
+
+    def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+    ) -> WebAnswer:
+        headers = {**self.archive.headers(), **headers}
+        for fresh in (self.connection is None, True):
+            if fresh:
+                self.close()
+                self.connection = self.archive.connect()
+            assert self.connection is not None
+            start = time.perf_counter()
+            try:
+                self.connection.request(method, DICOMWEB + path, body=body, headers=headers)
+                answer = self.connection.getresponse()
+                payload = answer.read()
+            except (ConnectionError, http.client.RemoteDisconnected):
+                if fresh:
+                    raise
+                continue
+            seconds = time.perf_counter() - start
+            found = {name.lower(): value for name, value in answer.getheaders()}
+            return WebAnswer(answer.status, found, payload, seconds)
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, headers: dict[str, str], expect: int = 200) -> WebAnswer:
+        answer = self.request("GET", path, headers)
+        if answer.status != expect:
+            raise RuntimeError(
+                f"{self.archive.system} GET {path}: HTTP {answer.status} {answer.body[:300]!r}"
+            )
+        return answer
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+def json_body(answer: WebAnswer) -> Any:
+    body = answer.body
+    if answer.headers.get("content-encoding", "").lower() == "gzip":
+        body = gzip.decompress(body)
+    return json.loads(body)
+
+
+def latency_rows(figures: Figures, scenario: str, system: str, samples: list[float]) -> None:
+    for percent in (50, 99):
+        figures.add(
+            Measure(scenario, f"p{percent}", "ms", False, target_ratio=1.0),
+            system,
+            percentile(samples, percent) * 1000,
+        )
+
+
+def qido_scenarios(
+    system: str, client: WebClient, data: Data, sizes: Sizes, figures: Figures
+) -> None:
+    rng = random.Random(1234)
+    progress(f"{system}: 9 QIDO-RS study searches")
+    patients = [rng.randint(1, sizes.small_patients) for _ in range(sizes.queries)]
+    samples = []
+    for patient in [1, *patients]:  # the first one warms up
+        answer = client.get(f"/studies?PatientID=PAT{patient:05d}", {"Accept": DICOM_JSON})
+        if len(json_body(answer)) != 1:
+            raise RuntimeError(f"{system}: QIDO by PatientID found {len(json_body(answer))}")
+        samples.append(answer.seconds)
+    latency_rows(figures, "9 DICOMweb QIDO: /studies?PatientID=", system, samples[1:])
+    studies = min(101, sizes.small_patients + 2)  # set B's, set A's and the warm-up study
+    samples = []
+    for _ in range(sizes.queries // 4 + 1):
+        answer = client.get(OHIF_STUDY_LIST, {"Accept": DICOM_JSON})
+        if len(json_body(answer)) != studies:
+            raise RuntimeError(f"{system}: the study list has {len(json_body(answer))} studies")
+        samples.append(answer.seconds)
+    latency_rows(
+        figures, "9 DICOMweb QIDO: study list as OHIF asks it (limit=101)", system, samples[1:]
+    )
+
+
+def metadata_times(
+    client: WebClient, path: str, instances: int, fetches: int
+) -> tuple[list[float], WebAnswer]:
+    """Time to last byte of ``fetches`` answers (after one that warms up), gzip accepted."""
+    samples, answer = [], None
+    for _ in range(fetches + 1):
+        answer = client.get(path, {"Accept": DICOM_JSON, "Accept-Encoding": "gzip"})
+        samples.append(answer.seconds)
+    assert answer is not None
+    if len(json_body(answer)) != instances:
+        raise RuntimeError(f"{client.archive.system} {path}: {len(json_body(answer))} instances")
+    return samples[1:], answer
+
+
+def metadata_scenarios(
+    system: str, client: WebClient, data: Data, sizes: Sizes, figures: Figures
+) -> None:
+    study, series = data.study_a, uid(CT_PATIENT, 1, 1)
+    count = len(data.a.files)
+    answers = figures.notes.setdefault("DICOMweb metadata answers", {})
+    for name, path, target in (
+        ("study", f"/studies/{study}/metadata", 1 / 20),
+        ("series", f"/studies/{study}/series/{series}/metadata", None),
+    ):
+        scenario = f"9 DICOMweb {name} metadata, set A ({count} instances), gzip accepted"
+        progress(f"{system}: {scenario}")
+        samples, answer = metadata_times(client, path, count, sizes.fetches)
+        for seconds in samples:
+            figures.add(
+                Measure(scenario, "time to last byte", "ms", False, target_ratio=target),
+                system,
+                seconds * 1000,
+            )
+        figures.add(
+            Measure(scenario, "body bytes received", "kB", False), system, len(answer.body) / 1000
+        )
+        answers.setdefault(system, {})[name] = {
+            "Content-Encoding": answer.headers.get("content-encoding", "none"),
+            "bytes received": len(answer.body),
+        }
+    rng = random.Random(99)
+    patients = [rng.randint(1, sizes.small_patients) for _ in range(sizes.queries // 4)]
+    samples = []
+    for patient in [1, *patients]:  # the first one warms up
+        path = f"/studies/{uid(patient, 1)}/series/{uid(patient, 1, 1)}/metadata"
+        answer = client.get(path, {"Accept": DICOM_JSON, "Accept-Encoding": "gzip"})
+        if len(json_body(answer)) != 10:
+            raise RuntimeError(f"{system} {path}: {len(json_body(answer))} instances")
+        samples.append(answer.seconds)
+    scenario = "9 DICOMweb series metadata, a set B series (10 instances), gzip accepted"
+    figures.add(
+        Measure(scenario, "p50 time to last byte", "ms", False),
+        system,
+        percentile(samples[1:], 50) * 1000,
+    )
+
+
+def frame_paths(data: Data) -> list[str]:
+    """Frame 1 of every instance of set A, the URL a viewer asks for each slice."""
+    series = uid(CT_PATIENT, 1, 1)
+    return [
+        f"/studies/{data.study_a}/series/{series}/instances/{uid(CT_PATIENT, 1, 1, n)}/frames/1"
+        for n in range(1, len(data.a.files) + 1)
+    ]
+
+
+def single_part(answer: WebAnswer) -> bytes:
+    """The payload of a one-part ``multipart/related`` answer."""
+    boundary = re.search(r'boundary="?([^";]+)"?', answer.headers.get("content-type", ""))
+    if not boundary:
+        raise RuntimeError(f"not multipart: {answer.headers.get('content-type')!r}")
+    marker = b"--" + boundary.group(1).encode()
+    part = answer.body.split(marker)[1]
+    return part[part.index(b"\r\n\r\n") + 4 : part.rindex(b"\r\n")]
+
+
+def check_frame(client: WebClient, data: Data, path: str) -> None:
+    """The first slice's frame is its pixel data, byte for byte."""
+    payload = single_part(client.get(path, {"Accept": FRAME_ACCEPT}))
+    if payload != dcmread(data.a.files[0]).PixelData:
+        raise RuntimeError(f"{client.archive.system}: frame 1 of slice 1 differs from the source")
+
+
+def fetch_frames(archive: Archive, paths: list[str], errors: list[str]) -> None:
+    client = WebClient(archive)
+    try:
+        for path in paths:
+            answer = client.request("GET", path, {"Accept": FRAME_ACCEPT})
+            if answer.status != 200 or len(answer.body) < FRAME_BYTES:
+                errors.append(f"GET {path}: HTTP {answer.status}, {len(answer.body)} bytes")
+                return
+    finally:
+        client.close()
+
+
+def frames_per_second(archive: Archive, paths: list[str], clients: int) -> float:
+    errors: list[str] = []
+    shares = [paths[start::clients] for start in range(clients)]
+    threads = [threading.Thread(target=fetch_frames, args=(archive, s, errors)) for s in shares]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"{archive.system}: {errors[0]}")
+    return len(paths) / seconds
+
+
+def frame_scenarios(system: str, client: WebClient, data: Data, figures: Figures) -> None:
+    paths = frame_paths(data)
+    check_frame(client, data, paths[0])
+    for clients in (1, 4):
+        scenario = f"9 DICOMweb frames: set A, one request a frame, {clients} client(s)"
+        progress(f"{system}: {scenario}")
+        value = frames_per_second(client.archive, paths, clients)
+        figures.add(Measure(scenario, "rate", "frames/s", True, 2.0), system, value)
+
+
+def stow_bodies(blobs: list[bytes]) -> list[bytes]:
+    """``STOW_BATCH`` instances a ``multipart/related`` body (made before timing)."""
+    marker = f"--{STOW_BOUNDARY}".encode()
+    bodies = []
+    for start in range(0, len(blobs), STOW_BATCH):
+        chunks = []
+        for blob in blobs[start : start + STOW_BATCH]:
+            assert marker not in blob
+            chunks += [marker, b"\r\nContent-Type: application/dicom\r\n\r\n", blob, b"\r\n"]
+        bodies.append(b"".join([*chunks, marker, b"--\r\n"]))
+    return bodies
+
+
+def stow(archive: Archive, bodies: list[bytes]) -> None:
+    client = WebClient(archive)
+    headers = {
+        "Accept": DICOM_JSON,
+        "Content-Type": f'multipart/related; type="application/dicom"; boundary={STOW_BOUNDARY}',
+    }
+    try:
+        for body in bodies:
+            answer = client.request("POST", "/studies", headers, body)
+            failed = json_body(answer).get("00081198", {}).get("Value") if answer.body else None
+            if answer.status != 200 or failed:  # FailedSOPSequence: Orthanc sends it empty
+                raise RuntimeError(
+                    f"{archive.system} STOW-RS: HTTP {answer.status} {answer.body[:300]!r}"
+                )
+    finally:
+        client.close()
+
+
+def dicomweb_session(system: str, data: Data, sizes: Sizes, figures: Figures) -> None:
+    options = {} if system == "pacsnode" else {"dicomweb": True}
+    bodies = stow_bodies(data.b.blobs())
+    with make_archive(system, **options) as archive:
+        stored = warm_up(archive, data)
+        scenario = f"9 DICOMweb STOW-RS: set B, {STOW_BATCH} instances a request, 1 client"
+        progress(f"{system}: {scenario}")
+        seconds = timed(lambda: stow(archive, bodies))
+        stored += len(data.b.files)
+        archive.expect_count(stored)
+        figures.add(rate(scenario), system, len(data.b.files) / seconds)
+        progress(f"{system}: 9 loading set A (POST /instances, 4 clients), then sealing")
+        rest_ingest(archive, data.a.blobs(), 4)
+        archive.expect_count(stored + len(data.a.files))
+        archive.settle()  # pacsnode serves sealed studies, as an archive mostly does
+        client = WebClient(archive)
+        try:
+            qido_scenarios(system, client, data, sizes, figures)
+            metadata_scenarios(system, client, data, sizes, figures)
+            frame_scenarios(system, client, data, figures)
+        finally:
+            client.close()
+
+
 # --- running ------------------------------------------------------------------------------
 
 
@@ -724,6 +1016,12 @@ def run(sizes: Sizes, only: set[str], systems: tuple[str, ...], figures: Figures
                             f"REST {clients}, {label}",
                             lambda s=system, c=clients: rest_session(s, data, c, figures),
                         )
+                if "dicomweb" in only:
+                    guarded(
+                        figures,
+                        f"DICOMweb, {label}",
+                        lambda s=system: dicomweb_session(s, data, sizes, figures),
+                    )
         if "peering" in only:
             guarded(figures, "peering", lambda: peering(data, sizes, systems, figures))
         if "depth" in only:
