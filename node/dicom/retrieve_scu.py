@@ -21,6 +21,7 @@ from pynetdicom.sop_class import (
 )
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.query import COUNTERS, SOP_CLASSES_IN_STUDY, indexed_keywords
 from pacsnode.node.dicom.scu import RemoteDicomError, associate
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.ids import Level
@@ -34,19 +35,47 @@ DICOM_LEVELS = {
     Level.SERIES: "SERIES",
     Level.INSTANCE: "IMAGE",
 }
-#: what identifies an answer at each level (sent back with a retrieve)
+#: the keys every query at a level asks for (and answers carry), as Orthanc's queries do
 IDENTIFIERS = {
     Level.PATIENT: ("PatientID",),
-    Level.STUDY: ("StudyInstanceUID",),
-    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
-    Level.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+    Level.STUDY: ("AccessionNumber", "PatientID", "StudyInstanceUID"),
+    Level.SERIES: ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
+    Level.INSTANCE: ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
 }
+#: the keys of an answer a retrieve of it sends back (those present)
+RETRIEVE_KEYS = (
+    "AccessionNumber",
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+)
 _PENDING = (0xFF00, 0xFF01)
 _MOVE_OK = (0x0000, 0xB000)
+#: VRs whose values cannot hold wildcards (PS3.4 C.2.2.2.4): a ``*`` there is an error,
+#: not a pattern
+_NO_WILDCARDS = {"UI", "US", "UL", "SS", "SL", "FL", "FD", "AT", "SQ", "OB", "OW", "UN"}
+
+
+def allowed_keywords(level: Level) -> set[str]:
+    """What a normalized query keeps at a level: the main tags of the level and above,
+    and the level's own computed attributes."""
+    allowed = indexed_keywords(level)
+    allowed |= {keyword for keyword, at in COUNTERS.items() if at is level}
+    if level is Level.STUDY:
+        allowed.add(SOP_CLASSES_IN_STUDY)
+    return allowed
+
+
+def normalized(level: Level, query: dict[str, Any]) -> dict[str, Any]:
+    """The query without the attributes that do not belong to the level (Orthanc's
+    ``Normalize``, on by default): a study query keeps no series description."""
+    allowed = allowed_keywords(level) | {"SpecificCharacterSet"}
+    return {keyword: value for keyword, value in query.items() if keyword in allowed}
 
 
 def identifier(level: Level, query: dict[str, Any]) -> Dataset:
-    """The C-FIND identifier: the query's keys (``*`` or empty: return it) and the level's
+    """The C-FIND identifier: the query's keys (empty: return it) and the level's
     identifying keys, which every answer must carry."""
     found = Dataset()
     found.QueryRetrieveLevel = DICOM_LEVELS[level]
@@ -71,10 +100,13 @@ def _typed(keyword: str, value: str) -> Any:
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise BadRequest(f"unknown DICOM keyword {keyword!r}")
-    kind = _BINARY_NUMBERS.get(dictionary_VR(tag))
+    vr = dictionary_VR(tag)
+    if vr in _NO_WILDCARDS and any(c in value for c in "*?"):
+        raise BadRequest(f"{keyword} ({vr}) cannot be matched with wildcards: {value!r}")
+    kind = _BINARY_NUMBERS.get(vr)
     if kind is None:
         return value
-    return kind(value) if value.strip() not in ("", "*") else None
+    return kind(value) if value.strip() else None
 
 
 def find(aet: str, modality: Modality, level: Level, query: dict[str, Any]) -> list[Dataset]:
@@ -96,14 +128,17 @@ def find(aet: str, modality: Modality, level: Level, query: dict[str, Any]) -> l
     return answers
 
 
-def _retrieve_identifier(level: Level, keys: dict[str, str]) -> Dataset:
+def retrieve_identifier(level: Level, keys: dict[str, str]) -> Dataset:
+    """What a C-MOVE or C-GET sends: the level and the identifying keys given (those of a
+    query's answer, or of a ``/move`` body); the level's own UID is required."""
+    own = IDENTIFIERS[level][-1] if level is not Level.STUDY else "StudyInstanceUID"
+    if not keys.get(own):
+        raise BadRequest(f"a {level.value.lower()} to retrieve needs its {own}")
     found = Dataset()
     found.QueryRetrieveLevel = DICOM_LEVELS[level]
-    for keyword in IDENTIFIERS[level]:
-        value = keys.get(keyword)
-        if not value:
-            raise BadRequest(f"a {level.value.lower()} to retrieve needs its {keyword}")
-        setattr(found, keyword, value)
+    for keyword in RETRIEVE_KEYS:
+        if keys.get(keyword):
+            setattr(found, keyword, keys[keyword])
     return found
 
 
@@ -112,7 +147,7 @@ def move(aet: str, modality: Modality, level: Level, keys: dict[str, str], targe
     model = StudyRootQueryRetrieveInformationModelMove
     association = associate(aet, modality, [build_context(model)])
     try:
-        responses = association.send_c_move(_retrieve_identifier(level, keys), target, model)
+        responses = association.send_c_move(retrieve_identifier(level, keys), target, model)
         _until_done(responses, f"{modality.aet} could not move it to {target}")
     finally:
         association.release()
@@ -151,7 +186,7 @@ def get(
         aet, modality, contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, store)]
     )
     try:
-        responses = association.send_c_get(_retrieve_identifier(level, keys), model)
+        responses = association.send_c_get(retrieve_identifier(level, keys), model)
         _until_done(responses, f"{modality.aet} could not send it (C-GET)")
     finally:
         association.release()

@@ -9,6 +9,7 @@ queried one level down (``/query-studies``, ``/query-series``, ``/query-instance
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections import OrderedDict
@@ -19,13 +20,15 @@ from aiohttp import web
 from pydicom.dataset import Dataset
 
 from pacsnode.node.dicom import retrieve_scu
+from pacsnode.node.dicom.scu import RemoteDicomError
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.ids import Level
+from pacsnode.node.jobs import JobContext
 from pacsnode.node.registry import Registry
-from pacsnode.node.rest.context import CONFIG, REGISTRY, blocking, core_of
-from pacsnode.node.rest.formats import writer_for
+from pacsnode.node.rest.context import CONFIG, JOBS, REGISTRY, blocking, core_of
+from pacsnode.node.rest.formats import names_of, writer_for
 from pacsnode.node.rest.params import flag_param, json_body
-from pacsnode.node.rest.tags import TagFormat
+from pacsnode.node.rest.tags import TagFormat, TagWriter, body_format
 from pacsnode.node.settings import Modality
 
 _KEPT_QUERIES = 100
@@ -83,16 +86,35 @@ def _level(body: dict[str, Any]) -> Level:
         raise BadRequest("'Level' must be Patient, Study, Series or Instance") from None
 
 
-def _keys(answer: Dataset, level: Level) -> dict[str, str]:
-    return {k: str(answer.get(k, "")) for k in retrieve_scu.IDENTIFIERS[level]}
+def _keys(answer: Dataset) -> dict[str, str]:
+    """The identifying keys of an answer that a retrieve of it sends back."""
+    return {k: str(answer.get(k, "")) for k in retrieve_scu.RETRIEVE_KEYS if answer.get(k)}
+
+
+#: what a query one level down keeps of the answer it starts from
+_PARENT_KEYS = {
+    Level.PATIENT: ("PatientID",),
+    Level.STUDY: ("PatientID", "StudyInstanceUID"),
+    Level.SERIES: ("PatientID", "StudyInstanceUID", "SeriesInstanceUID"),
+}
+
+
+def _normalize_flag(body: dict[str, Any]) -> bool:
+    value = body.get("Normalize", True)
+    if not isinstance(value, bool):
+        raise BadRequest("'Normalize' must be true or false")
+    return value
 
 
 async def _run_query(
-    request: web.Request, name: str, level: Level, query: dict[str, Any]
+    request: web.Request, name: str, level: Level, query: dict[str, Any], normalize: bool
 ) -> web.Response:
+    """Run the C-FIND and keep its answers. Normalized (the default), the query loses the
+    attributes that do not belong to its level, as Orthanc's does."""
     modality = request.app[REGISTRY].modality(name)
     aet = request.app[CONFIG].dicom.aet
-    answers = await blocking(retrieve_scu.find, aet, modality, level, query)
+    sent = retrieve_scu.normalized(level, query) if normalize else query
+    answers = await blocking(retrieve_scu.find, aet, modality, level, sent)
     query_id = request.app[QUERIES].add(Query(name, level, dict(query), answers))
     return web.json_response({"ID": query_id, "Path": f"/queries/{query_id}"})
 
@@ -102,7 +124,8 @@ async def query_modality(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("Query", {}), dict):
         raise BadRequest('send {"Level": ..., "Query": {keyword: value}}')
     query = body.get("Query", {})  # no Query: every answer at that level
-    return await _run_query(request, request.match_info["name"], _level(body), query)
+    name, normalize = request.match_info["name"], _normalize_flag(body)
+    return await _run_query(request, name, _level(body), query, normalize)
 
 
 def _query(request: web.Request) -> Query:
@@ -166,33 +189,70 @@ async def answer_content(request: web.Request) -> web.Response:
     return web.json_response(_shown(request, _answer(request)[1]))
 
 
-async def _target(request: web.Request) -> str:
+@dataclass(frozen=True)
+class RetrieveOptions:
+    """A ``/retrieve`` body: the target AE title, in the body as text or JSON."""
+
+    target: str
+    asynchronous: bool = False
+    fmt: TagFormat = TagFormat.SHORT  # how the job's content shows the C-MOVE queries
+
+
+async def _retrieve_options(request: web.Request) -> RetrieveOptions:
+    own_aet = request.app[CONFIG].dicom.aet
     text = (await request.text()).strip()
-    if text.startswith("{"):
-        body = await json_body(request)
-        text = str(body.get("TargetAet", "")) if isinstance(body, dict) else ""
-    target = text.strip('"') or request.app[CONFIG].dicom.aet
-    return target
+    if not text.startswith("{"):
+        return RetrieveOptions(text.strip('"') or own_aet)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest('send an AE title, or {"TargetAet": ..., "Synchronous": ...}')
+    asynchronous = body.get("Synchronous") is False or body.get("Asynchronous") is True
+    target = str(body.get("TargetAet") or "") or own_aet
+    fmt = TagFormat.HUMAN if body.get("Simplify") is True else body_format(body, TagFormat.SHORT)
+    return RetrieveOptions(target, asynchronous, fmt)
 
 
 async def retrieve_answer(request: web.Request) -> web.Response:
     query, answer = _answer(request)
-    await _move(request, query, [answer], await _target(request))
-    return web.json_response({})
+    return await _move(request, query, [answer], await _retrieve_options(request))
 
 
 async def retrieve_all(request: web.Request) -> web.Response:
     query = _query(request)
-    await _move(request, query, query.answers, await _target(request))
-    return web.json_response({})
+    return await _move(request, query, query.answers, await _retrieve_options(request))
 
 
-async def _move(request: web.Request, query: Query, answers: list[Dataset], target: str) -> None:
+async def _move(
+    request: web.Request, query: Query, answers: list[Dataset], options: RetrieveOptions
+) -> web.Response:
+    """C-MOVE the answers to the target, as a job (Orthanc's ``DicomMoveScu``): answered
+    when done with the job's content, or at once with its id when asked asynchronous."""
     registry: Registry = request.app[REGISTRY]
     modality, aet = registry.modality(query.modality), request.app[CONFIG].dicom.aet
-    for answer in answers:
-        keys = _keys(answer, query.level)
-        await blocking(retrieve_scu.move, aet, modality, query.level, keys, target)
+    keys = [_keys(answer) for answer in answers]
+    identifiers = [retrieve_scu.retrieve_identifier(query.level, k) for k in keys]
+    writer = TagWriter(fmt=options.fmt, names=names_of(request.app))
+    content = {
+        "Description": "REST API",
+        "LocalAet": modality.local_aet or aet,
+        "RemoteAet": modality.aet,
+        "TargetAet": options.target,
+        "Query": [writer.dataset(i.to_json_dict()) for i in identifiers],
+    }
+
+    def work(context: JobContext) -> dict[str, Any]:
+        for done, one in enumerate(keys):
+            context.progress(done, len(keys))
+            retrieve_scu.move(aet, modality, query.level, one, options.target)
+        return content
+
+    job = request.app[JOBS].submit("DicomMoveScu", content, work)
+    if options.asynchronous:
+        return web.json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    await asyncio.to_thread(job.finished.wait)
+    if job.error is not None:
+        raise RemoteDicomError(job.error)
+    return web.json_response(content)
 
 
 async def query_children(request: web.Request) -> web.Response:
@@ -201,10 +261,12 @@ async def query_children(request: web.Request) -> web.Response:
     if child.depth <= query.level.depth:
         raise BadRequest(f"a {query.level.value.lower()} answer has no {child.plural} below it")
     body = await json_body(request) if request.can_read_body else {}
-    asked = dict(body.get("Query", {})) if isinstance(body, dict) else {}
-    for keyword in retrieve_scu.IDENTIFIERS[query.level]:
-        asked.setdefault(keyword, str(answer.get(keyword, "")))
-    return await _run_query(request, query.modality, child, asked)
+    body = body if isinstance(body, dict) else {}
+    asked = dict(body.get("Query", {}))
+    for keyword in _PARENT_KEYS[query.level]:
+        if answer.get(keyword):
+            asked.setdefault(keyword, str(answer.get(keyword)))
+    return await _run_query(request, query.modality, child, asked, _normalize_flag(body))
 
 
 async def _retrieve_request(
