@@ -8,7 +8,10 @@ does not stop the others.
 from __future__ import annotations
 
 import re
+import tempfile
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -84,3 +87,38 @@ def form_data_files(body: bytes, boundary: str) -> list[bytes]:
         if separator:
             files.append(content[:-2] if content.endswith(b"\r\n") else content)
     return files
+
+
+class ChunkedUploads:
+    """Files a browser sends in pieces (jQuery File Upload's ``maxChunkSize``, as Orthanc
+    Explorer does): each request carries one piece of ``X-File-Name`` in a form part and
+    the whole file's ``X-File-Size``; pieces are joined in the order they come, and the
+    file is ingested once it has them all. A few uploads are kept at a time, the oldest
+    forgotten first; pieces are spooled to disk past a few MiB.
+    """
+
+    _KEPT = 16
+    _IN_MEMORY = 8 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._pending: OrderedDict[tuple[str, int], IO[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, name: str, total: int, piece: bytes) -> IO[bytes] | None:
+        """Add a piece; the whole file (positioned at 0, the caller closes it) once complete."""
+        key = (name, total)
+        with self._lock:
+            spool = self._pending.pop(key, None)
+            if spool is None:
+                spool = tempfile.SpooledTemporaryFile(max_size=self._IN_MEMORY)
+            spool.write(piece)
+            if spool.tell() < total:
+                self._pending[key] = spool
+                while len(self._pending) > self._KEPT:
+                    self._pending.popitem(last=False)[1].close()
+                return None
+        if spool.tell() > total:
+            spool.close()
+            raise BadRequest(f"{name}: more bytes than its X-File-Size ({total})")
+        spool.seek(0)
+        return spool

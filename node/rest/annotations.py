@@ -140,7 +140,7 @@ async def put_attachment(request: web.Request) -> web.Response:
         raise BadRequest("attachments are limited to 64 MiB")
     compress = request.query.get("compress", "true").lower() not in ("false", "0")
     annotations = core_of(request).annotations
-    info = await blocking(
+    await blocking(
         annotations.put_attachment,
         *_ids(request),
         body,
@@ -149,8 +149,8 @@ async def put_attachment(request: web.Request) -> web.Response:
         _revisions_checked(request),
     )
     revision = await blocking(annotations.attachment_revision, *_ids(request))
-    answer = web.json_response({"ID": info.id, "Size": info.size, "MD5": info.md5})
-    return _revised(answer, revision)
+    # as Orthanc answers it: an empty object; the new revision and MD5 are in the ETag
+    return _revised(web.json_response({}), revision)
 
 
 async def delete_attachment(request: web.Request) -> web.Response:

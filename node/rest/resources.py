@@ -11,6 +11,7 @@ from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.archive import stream_archive
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.file_json import file_as_json, wants_dicom_json
 from pacsnode.node.rest.formats import ResourceView, resource_view, writer_for
 from pacsnode.node.rest.params import flag_param, int_param, level_of
 from pacsnode.node.rest.requested import requested_tags
@@ -133,6 +134,8 @@ async def delete_resource(request: web.Request) -> web.Response:
 
 
 async def instance_file(request: web.Request) -> web.Response:
+    if wants_dicom_json(request):
+        return await file_as_json(request)
     core = core_of(request)
     ref = await blocking(core.instance_ref, request.match_info["id"])
     data = await blocking(core.instance_p10, ref)

@@ -18,6 +18,7 @@ from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestResult
 from pacsnode.node.rest.context import blocking, core_of
 from pacsnode.node.uploads import (
+    ChunkedUploads,
     FileOutcome,
     form_data_boundary,
     form_data_files,
@@ -27,6 +28,7 @@ from pacsnode.node.uploads import (
 from pacsnode.storage.errors import NotDicom
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
+_CHUNKS = web.AppKey("chunked_uploads", ChunkedUploads)
 _CHUNK = 1024 * 1024
 
 
@@ -77,7 +79,11 @@ async def post_instances(request: web.Request) -> web.Response:
         if received == 0:
             raise BadRequest("the request body is empty: send a DICOM file or a ZIP of them")
         boundary = form_data_boundary(request.headers.get("Content-Type", ""))
-        if boundary is not None:  # a browser's upload form: each file in its own part
+        piece_of = _chunked_file(request)
+        if boundary is not None and piece_of is not None:
+            answer = await blocking(_ingest_piece, request.app[_CHUNKS], core, body, boundary,
+                                    piece_of, origin)  # fmt: skip
+        elif boundary is not None:  # a browser's upload form: each file in its own part
             answer = await blocking(_ingest_form, core, body, boundary, origin)
         else:
             answer = await blocking(_ingest_body, core, body, origin)
@@ -95,5 +101,37 @@ def _ingest_form(core: NodeCore, body: IO[bytes], boundary: str, origin: Origin)
     return answers
 
 
+def _chunked_file(request: web.Request) -> tuple[str, int] | None:
+    """(name, whole size) when the request says it carries a piece of a file."""
+    name, size = request.headers.get("X-File-Name"), request.headers.get("X-File-Size")
+    if not name or not size:
+        return None
+    try:
+        return name, int(size)
+    except ValueError:
+        raise BadRequest(f"X-File-Size {size!r} is not a number of bytes") from None
+
+
+def _ingest_piece(
+    chunks: ChunkedUploads,
+    core: NodeCore,
+    body: IO[bytes],
+    boundary: str,
+    piece_of: tuple[str, int],
+    origin: Origin,
+) -> Any:
+    """One piece of a chunked upload; the file is ingested with its last piece."""
+    body.seek(0)
+    whole = None
+    for content in form_data_files(body.read(), boundary):
+        whole = chunks.add(*piece_of, content)
+    if whole is None:
+        return []  # as Orthanc: nothing stored yet
+    with whole:
+        answer = _ingest_body(core, whole, origin)
+    return answer if isinstance(answer, list) else [answer]
+
+
 def setup_routes(app: web.Application) -> None:
+    app[_CHUNKS] = ChunkedUploads()
     app.router.add_post("/instances", post_instances)

@@ -47,7 +47,9 @@ async def test_attachments(client: TestClient) -> None:
     pdf = b"%PDF " + b"x" * 5000
     stored = await client.put(f"{study}/attachments/1025", data=pdf)
     assert stored.status == 200
-    assert set(await stored.json()) == {"ID", "Size", "MD5"}
+    # as Orthanc: an empty object, the revision and MD5 in the ETag
+    assert await stored.json() == {}
+    assert stored.headers["ETag"] == f'"0-{hashlib.md5(pdf).hexdigest()}"'
     base = f"{study}/attachments/1025"
     assert await get_json(client, f"{study}/attachments") == ["1025"]
     operations = await get_json(client, base)
