@@ -170,9 +170,16 @@ class NodeCore:
         case_sensitive: bool = False,
         since: int = 0,
         limit: int | None = None,
+        fold_identifiers: bool = False,
     ) -> list[str]:
-        constraints = parse_query(query, case_sensitive)
+        """Ids matching the query (``fold_identifiers``: see ``query.parse_constraint``)."""
+        constraints = parse_query(query, case_sensitive, fold_identifiers=fold_identifiers)
         return self.index.find(level, constraints, since=since, limit=limit)
+
+    def ids_in_order(self, level: Level, keyword: str) -> list[str]:
+        """Every id of ``level`` ascending by an indexed keyword (those without it last),
+        from the index's lookup alone: what a sorted, paged listing pages through."""
+        return self.index.ids_in_order(level, keyword)
 
     def query_answer(self, resource_id: str) -> tuple[dict[str, str], dict[str, int]]:
         """A C-FIND match's tags and related-object counts (empty if deleted meanwhile)."""
@@ -234,6 +241,17 @@ class NodeCore:
     def statistics(self) -> dict[str, int]:
         return self.index.statistics()
 
+    def recycling_order(self, count: int) -> list[tuple[str, int]]:
+        """The next ``count`` patients recycling would remove (id, bytes), oldest first."""
+        return self.index.recycling_order(count)
+
+    def protected_patients(self) -> list[str]:
+        return self.index.protected_patients()
+
+    def metadata_of(self, resource_id: str) -> dict[int, str]:
+        """A resource's metadata by key (core keys: origin, reception date...)."""
+        return self.index.metadata(resource_id)
+
     def resource_statistics(self, resource_id: str, level: Level) -> dict[str, int]:
         """Counts below a resource and its sizes; UnknownResource if absent at ``level``."""
         self.resource(resource_id, level)
@@ -256,6 +274,10 @@ class NodeCore:
     def instance_json(self, ref: InstanceRef) -> dict[str, Any]:
         """The instance's DICOM JSON (bulk data as ``BulkDataURI`` references)."""
         return self._store.instance_metadata(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def instance_json_as_sent(self, ref: InstanceRef) -> dict[str, Any]:
+        """:meth:`instance_json` with DS and IS values as the file wrote them (text)."""
+        return self._store.instance_metadata_as_sent(ref.study_uid, ref.series_uid, ref.sop_uid)
 
     def instance_frames(self, ref: InstanceRef) -> list[Part]:
         return self._store.frames(ref.study_uid, ref.series_uid, ref.sop_uid)

@@ -211,14 +211,20 @@ def _check_segments(layout: Layout) -> None:
         raise StorageError("the P10 layout's sizes do not add up")
 
 
-def assemble(layout: Layout, frames: FrameReader, bulk: BulkReader) -> bytes:
-    """The original file from its layout and the instance's payloads."""
+def assemble(
+    layout: Layout, frames: FrameReader, bulk: BulkReader, end: int | None = None
+) -> bytes:
+    """The original file from its layout and the instance's payloads (its first ``end``
+    bytes only, when given: payloads past them are not read)."""
     loaded_frames: list[bytes] | None = None
     loaded_bulk: dict[str, bytes] = {}
     pieces: list[Buffer] = []
-    literal = 0
+    literal, position = 0, 0
     view = memoryview(layout.literals)
     for segment in layout.segments:
+        if end is not None and position >= end:
+            break
+        position += segment[-1]
         if segment[0] == "L":
             pieces.append(view[literal : literal + segment[1]])
             literal += segment[1]
@@ -238,4 +244,5 @@ def assemble(layout: Layout, frames: FrameReader, bulk: BulkReader) -> bytes:
         if offset + length > len(payload):
             raise StorageError("the P10 layout names bytes past the end of a payload")
         pieces.append(memoryview(payload)[offset : offset + length])
-    return b"".join(pieces)
+    whole = b"".join(pieces)
+    return whole if end is None else whole[:end]

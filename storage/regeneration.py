@@ -6,7 +6,10 @@ import io
 import zipfile
 import zlib
 from collections.abc import Callable
+from typing import Any
 
+import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from pacsnode.storage.archive import InstanceSource
@@ -70,3 +73,50 @@ def p10_of(source: InstanceSource) -> bytes:
     except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
         raise StorageError(f"instance {source.sop_uid} cannot be written as P10: {exc}") from exc
     return buffer.getvalue()
+
+
+def metadata_as_sent(source: InstanceSource) -> dict[str, Any]:
+    """The instance's metadata with DS and IS values as the file wrote them (``"0001"``,
+    not ``1``), read from its kept layout; the stored metadata when there is none.
+
+    DICOM JSON holds those values as numbers, which is what DICOMweb clients want;
+    Orthanc's tag views show the text, so they ask for this.
+    """
+    layout = source.p10_layout()
+    if layout is None:
+        return source.metadata
+    end = layout.pixel_data_offset or layout.size
+    with source.opened() as archive:
+        head = assemble(layout, *_readers(source, archive), end=end)
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(head), force=True, stop_before_pixels=True)
+        return _with_number_texts(source.metadata, dataset)
+    except Exception:  # what pydicom raises for a file it read once is not worth failing on
+        return source.metadata
+
+
+_NUMBER_STRINGS = ("DS", "IS")
+
+
+def _with_number_texts(metadata: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    shown = dict(metadata)
+    for tag in dataset.keys():
+        key = f"{int(tag):08X}"
+        element = shown.get(key)
+        if not isinstance(element, dict) or not element.get("Value"):
+            continue
+        raw = dataset.get_item(tag)
+        if element.get("vr") in _NUMBER_STRINGS and isinstance(raw, RawDataElement):
+            texts = _texts(raw.value)
+            if len(texts) == len(element["Value"]):
+                shown[key] = {**element, "Value": texts}
+        elif element.get("vr") == "SQ":
+            items = dataset[tag].value
+            if len(items) == len(element["Value"]):
+                pairs = zip(element["Value"], items, strict=True)
+                shown[key] = {**element, "Value": [_with_number_texts(*p) for p in pairs]}
+    return shown
+
+
+def _texts(value: bytes | None) -> list[str]:
+    return [text.strip(" \0") for text in (value or b"").decode("ascii", "replace").split("\\")]

@@ -62,7 +62,13 @@ from pacsnode.storage.layout import (
 )
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.received_zip import validate_study_zip
-from pacsnode.storage.regeneration import dataset_of, frame_infos, p10_of, read_part_entry
+from pacsnode.storage.regeneration import (
+    dataset_of,
+    frame_infos,
+    metadata_as_sent,
+    p10_of,
+    read_part_entry,
+)
 from pacsnode.storage.results import (
     MergeResult,
     PreparedInstance,
@@ -354,6 +360,14 @@ class StudyStore:
     def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict[str, Any]:
         with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
             return source.metadata
+
+    def instance_metadata_as_sent(
+        self, study_uid: str, series_uid: str, sop_uid: str
+    ) -> dict[str, Any]:
+        """:meth:`instance_metadata` with DS and IS values as text, as the file wrote them
+        (for views that show values as text; DICOMweb wants the numbers)."""
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
+            return metadata_as_sent(source)
 
     def frame(self, study_uid: str, series_uid: str, sop_uid: str, number: int) -> Part:
         """One frame (1-based) as its stored part, with media type and boundary."""

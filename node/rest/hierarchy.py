@@ -16,28 +16,33 @@ from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.formats import ResourceView, resource_view
 from pacsnode.node.rest.params import level_of
 from pacsnode.node.rest.resources import describe
 
 _MIB = 1024 * 1024
 
 
-def _ancestor(core: NodeCore, resource_id: str, level: Level, wanted: Level) -> Any:
+def _ancestor(
+    core: NodeCore, resource_id: str, level: Level, wanted: Level, view: ResourceView
+) -> Any:
     record = core.resource(resource_id, level)
     for ancestor in core.ancestors(record):
         if ancestor["level"] == wanted.value:
-            return describe(core, ancestor["id"], wanted)
+            return describe(core, ancestor["id"], wanted, None, view)
     raise BadRequest(f"no {wanted.value.lower()} above {resource_id}")  # cannot happen
 
 
-def _descendants(core: NodeCore, resource_id: str, level: Level, wanted: Level) -> Any:
+def _descendants(
+    core: NodeCore, resource_id: str, level: Level, wanted: Level, view: ResourceView
+) -> Any:
     if wanted is level:
         raise BadRequest(f"a {level.value.lower()} has no {wanted.plural} below it")
     ids = [core.resource(resource_id, level)["id"]]
     for _ in range(wanted.depth - level.depth):
         ids = [child for parent in ids for child in core.resource(parent)["children"]]
     pending = core.pending_studies()
-    return [describe(core, child, wanted, pending) for child in ids]
+    return [describe(core, child, wanted, pending, view) for child in ids]
 
 
 async def related(request: web.Request) -> web.Response:
@@ -45,7 +50,9 @@ async def related(request: web.Request) -> web.Response:
     at the level the last path part names."""
     level, wanted = level_of(request), Level.parse(request.match_info["related"])
     walk = _ancestor if wanted.depth < level.depth else _descendants
-    found = await blocking(walk, core_of(request), request.match_info["id"], level, wanted)
+    found = await blocking(
+        walk, core_of(request), request.match_info["id"], level, wanted, resource_view(request)
+    )
     return web.json_response(found)
 
 

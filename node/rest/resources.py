@@ -145,7 +145,8 @@ async def instance_file(request: web.Request) -> web.Response:
 async def instance_tags(request: web.Request) -> web.Response:
     core = core_of(request)
     ref = await blocking(core.instance_ref, request.match_info["id"])
-    metadata = await blocking(core.instance_json, ref)
+    # as Orthanc shows them: numbers as the file wrote them ("0001"), not as JSON numbers
+    metadata = await blocking(core.instance_json_as_sent, ref)
     simplified = request.match_info["kind"] == "simplified-tags"
     writer = writer_for(request, TagFormat.HUMAN if simplified else TagFormat.FULL)
     return web.json_response(writer.dataset(metadata))

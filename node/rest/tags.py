@@ -191,17 +191,12 @@ class TagWriter:
             if after_pixels and key > PIXEL_DATA_KEY:
                 break
             tag, element = int(key, 16), metadata[key]
-            pixels = top and key == PIXEL_DATA_KEY and is_binary(element)
-            if pixels and self.fmt is not TagFormat.FULL:
-                continue
             creator = _creator(metadata, tag)
             name = self.names.name(tag, creator)
             label = name if self.fmt is TagFormat.HUMAN else tag_key(tag)
             if implicit and name == UNKNOWN:  # read without a VR: bytes, as DCMTK reads them
                 element = {"vr": "UN", "BulkDataURI": ""}
             shown[label] = self._element(tag, name, creator, element, implicit)
-            if pixels:
-                shown[label]["Type"] = "TooLong"
         return shown
 
     def _element(

@@ -53,3 +53,20 @@ async def test_a_bad_if_none_match_keeps_the_etag(client: TestClient) -> None:
     response = await client.get(f"{base}/data", headers={"If-None-Match": "tata"})
     await assert_error(response, 400, "bad-request")
     assert response.headers["ETag"] == f'"0-{hashlib.md5(b"hello").hexdigest()}"'
+
+
+async def test_tags_show_numbers_as_the_file_wrote_them(client: TestClient) -> None:
+    ids = await upload(client, to_bytes(odd_file()))
+    short = await get_json(client, f"/instances/{ids['ID']}/tags?short")
+    assert short["0020,0011"] == "0005" and short["0018,0050"] == "0"
+    assert short["7fe0,0010"] is None  # binary: null, in every format
+    simple = await get_json(client, f"/instances/{ids['ID']}/simplified-tags")
+    assert simple["SeriesNumber"] == "0005" and simple["PixelData"] is None
+
+
+async def test_hierarchy_walks_take_the_tag_format(client: TestClient) -> None:
+    ids = await upload(client, to_bytes(odd_file()))
+    studies = await get_json(client, f"/patients/{ids['ParentPatient']}/studies?short")
+    assert "0020,000d" in studies[0]["MainDicomTags"]
+    patient = await get_json(client, f"/instances/{ids['ID']}/patient?full")
+    assert patient["MainDicomTags"]["0010,0020"]["Name"] == "PatientID"
