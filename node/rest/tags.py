@@ -197,6 +197,10 @@ class TagWriter:
             if implicit and name == UNKNOWN:  # read without a VR: bytes, as DCMTK reads them
                 element = {"vr": "UN", "BulkDataURI": ""}
             shown[label] = self._element(tag, name, creator, element, implicit)
+        if self.fmt is TagFormat.HUMAN:
+            # by name, as Orthanc's JSON writer orders keys: clients (Orthanc's own tests,
+            # under Python 2) compare key lists in the order they are read
+            return dict(sorted(shown.items()))
         return shown
 
     def _element(

@@ -70,3 +70,10 @@ async def test_hierarchy_walks_take_the_tag_format(client: TestClient) -> None:
     assert "0020,000d" in studies[0]["MainDicomTags"]
     patient = await get_json(client, f"/instances/{ids['ID']}/patient?full")
     assert patient["MainDicomTags"]["0010,0020"]["Name"] == "PatientID"
+
+
+async def test_simplified_tags_are_ordered_by_name(client: TestClient) -> None:
+    ids = await upload(client, to_bytes(odd_file()))
+    response = await client.get(f"/instances/{ids['ID']}/tags?simplify")
+    names = list(await response.json())
+    assert names == sorted(names)
