@@ -30,6 +30,11 @@ PERSON_NAME_KEYWORDS = {
 }
 
 
+#: identifiers Orthanc's ``/tools/find`` matches case-insensitively too unless asked
+#: otherwise (UIDs need not be: they hold no letters)
+CASE_FOLDED_IDENTIFIERS = {"PatientID", "AccessionNumber"}
+
+
 def normalize(keyword: str, value: str) -> str:
     """A value as the index stores it: trimmed, person names upper-cased."""
     return value.strip().upper() if keyword in PERSON_NAME_KEYWORDS else value.strip()
@@ -89,12 +94,18 @@ def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def parse_constraint(keyword: str, value: str, case_sensitive: bool = False) -> Constraint:
+def parse_constraint(
+    keyword: str, value: str, case_sensitive: bool = False, *, fold_identifiers: bool = False
+) -> Constraint:
+    """One attribute's constraint. Person names match case-insensitively unless
+    ``case_sensitive``; with ``fold_identifiers``, so do PatientID and AccessionNumber
+    (Orthanc's ``/tools/find``; DICOM's C-FIND matches them as written)."""
     tag = tag_for_keyword(keyword)
     if tag is None and keyword != "ModalitiesInStudy":
         raise BadRequest(f"unknown DICOM keyword {keyword!r} in query")
     vr = dictionary_VR(tag) if tag is not None else "CS"
-    sensitive = case_sensitive or keyword not in PERSON_NAME_KEYWORDS
+    folded = PERSON_NAME_KEYWORDS | (CASE_FOLDED_IDENTIFIERS if fold_identifiers else set())
+    sensitive = case_sensitive or keyword not in folded
     text = value.strip()
     if not text:
         return Constraint(keyword, Kind.UNIVERSAL, (), sensitive)
@@ -108,12 +119,16 @@ def parse_constraint(keyword: str, value: str, case_sensitive: bool = False) -> 
     return Constraint(keyword, Kind.EXACT, (text,), sensitive)
 
 
-def parse_query(query: dict[str, Any], case_sensitive: bool = False) -> list[Constraint]:
+def parse_query(
+    query: dict[str, Any], case_sensitive: bool = False, *, fold_identifiers: bool = False
+) -> list[Constraint]:
     if not isinstance(query, dict):
         raise BadRequest("Query must be a JSON object of DICOM keywords to values")
     constraints = []
     for keyword, value in query.items():
         if not isinstance(value, str):
             raise BadRequest(f"the value of {keyword} must be a string")
-        constraints.append(parse_constraint(keyword, value, case_sensitive))
+        constraints.append(
+            parse_constraint(keyword, value, case_sensitive, fold_identifiers=fold_identifiers)
+        )
     return constraints

@@ -23,13 +23,27 @@ from pacsnode.node.query import PERSON_NAME_KEYWORDS, Constraint, Kind, normaliz
 _SELECTIVITY = {Kind.EXACT: 0, Kind.LIST: 1, Kind.WILDCARD: 2, Kind.RANGE: 3}
 
 
+def _folded(constraint: Constraint) -> bool:
+    """Matched case-insensitively on an attribute the index keeps as written (person
+    names are indexed upper-case, so they are not)."""
+    return not constraint.case_sensitive and constraint.keyword not in PERSON_NAME_KEYWORDS
+
+
 def _candidates(txn: Txn, level: Level, constraints: list[Constraint]) -> Iterator[str]:
     indexed = [
         c
         for c in constraints
         if c.keyword in LOOKUP_KEYWORDS[level] and c.kind is not Kind.UNIVERSAL
     ]
-    usable = [c for c in indexed if not (c.kind is Kind.WILDCARD and not c.literal_prefix)]
+    usable = [
+        c
+        for c in indexed
+        if not _folded(c) and not (c.kind is Kind.WILDCARD and not c.literal_prefix)
+    ]
+    folded = [c for c in indexed if _folded(c)]
+    if not usable and folded:
+        yield from _folded_candidates(txn, level, folded[0])
+        return
     if not usable:
         wildcard = next((c for c in indexed if c.kind is Kind.WILDCARD), None)
         if wildcard is not None:
@@ -71,6 +85,44 @@ def _matching_lookup_values(txn: Txn, level: Level, constraint: Constraint) -> I
     for raw in txn.lookup_values(level, constraint.keyword):
         if pattern.fullmatch(raw) is not None:
             yield from txn.lookup_exact(level, constraint.keyword, raw.decode("utf-8"))
+
+
+#: the letters of a case-insensitive value whose case variants are scanned for
+_FOLDED_LETTERS = 3
+
+
+def _case_variants(text: str) -> list[str]:
+    """Each spelling of the text up to its first few letters with those letters in either
+    case: the value prefixes a case-insensitive match can start with (at most 8)."""
+    variants = [""]
+    letters = 0
+    for character in text:
+        if letters == _FOLDED_LETTERS:
+            break
+        cases = {character.lower(), character.upper()}
+        letters += len(cases) > 1
+        variants = [v + c for v in variants for c in sorted(cases)]
+    return variants
+
+
+def _folded_candidates(txn: Txn, level: Level, constraint: Constraint) -> Iterator[str]:
+    """Ids whose indexed value matches a case-insensitive constraint: a few short prefix
+    scans (one per case variant of each value's start) rather than every value, the
+    constraint deciding each value found."""
+    starts = (
+        constraint.values
+        if constraint.kind is Kind.LIST
+        else (constraint.literal_prefix,)
+        if constraint.kind is Kind.WILDCARD
+        else constraint.values[:1]
+    )
+    prefixes = sorted({p for start in starts for p in _case_variants(start.strip())})
+    seen: set[str] = set()
+    for prefix in prefixes:
+        for value, resource_id in txn.lookup_scan(level, constraint.keyword, prefix, prefix=True):
+            if resource_id not in seen and constraint.matches(value):
+                seen.add(resource_id)
+                yield resource_id
 
 
 _ONE_UTF8_CHARACTER = rb"(?:[\x00-\x7f]|[\xc0-\xff][\x80-\xbf]+)"

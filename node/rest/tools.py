@@ -9,8 +9,11 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.query import indexed_keywords
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
+from pacsnode.node.index.maintags import json_value
+from pacsnode.node.query import Kind, parse_query
 from pacsnode.node.rest.conformance import conformance_statement
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.formats import ResourceView, body_view
@@ -39,6 +42,43 @@ async def _query_body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _find(
+    core: NodeCore,
+    level: Level,
+    query: Any,
+    *,
+    case_sensitive: bool = False,
+    since: int = 0,
+    limit: int | None = None,
+) -> list[str]:
+    """The ids ``/tools/find`` answers. The index decides its own attributes (PatientID
+    and AccessionNumber case-insensitively unless ``CaseSensitive``, as Orthanc); any
+    other attribute is matched on one instance of each candidate, as C-FIND does."""
+    if not isinstance(query, dict):
+        raise BadRequest("Query must be a JSON object of DICOM keywords to values")
+    in_index = indexed_keywords(level)
+    indexed = {k: v for k, v in query.items() if k in in_index}
+    others = {k: v for k, v in query.items() if k not in in_index}
+    options = {"case_sensitive": case_sensitive, "fold_identifiers": True}
+    on_file = [c for c in parse_query(others, **options) if c.kind is not Kind.UNIVERSAL]
+    if not on_file:
+        return core.find(level, indexed, since=since, limit=limit, **options)
+    found: list[str] = []
+    skipped = 0
+    for resource_id in core.find(level, indexed, **options):
+        ref = core.first_instance(resource_id)
+        metadata = core.instance_json(ref) if ref is not None else {}
+        if not all(c.matches(json_value(metadata, c.keyword)) for c in on_file):
+            continue
+        if skipped < since:
+            skipped += 1
+            continue
+        found.append(resource_id)
+        if limit and len(found) >= limit:
+            break
+    return found
+
+
 async def tools_find(request: web.Request) -> web.Response:
     body = await _query_body(request)
     level = _level(body)
@@ -51,8 +91,8 @@ async def tools_find(request: web.Request) -> web.Response:
 
     def work() -> list[Any]:
         cap = request.app[CONFIG].find.cap(level is Level.INSTANCE)
-        ids = core.find(
-            level, query, case_sensitive=case_sensitive, since=since, limit=limit or cap
+        ids = _find(
+            core, level, query, case_sensitive=case_sensitive, since=since, limit=limit or cap
         )
         if not expand:
             return ids
@@ -71,7 +111,7 @@ async def count_resources(request: web.Request) -> web.Response:
     if body.get("CaseSensitive") is True:
         raise BadRequest("/tools/count-resources does not match case-sensitively")
     core = core_of(request)
-    found = await blocking(core.find, level, body.get("Query", {}), limit=None)
+    found = await blocking(_find, core, level, body.get("Query", {}))
     return web.json_response({"Count": len(found)})
 
 
@@ -84,7 +124,8 @@ def _lookup(core: NodeCore, value: str) -> list[dict[str, str]]:
         Level.INSTANCE: "SOPInstanceUID",
     }
     for level, keyword in keywords.items():
-        for resource_id in core.find(level, {keyword: value}):
+        # case-insensitive for PatientID, as Orthanc's lookup (UIDs hold no letters)
+        for resource_id in core.find(level, {keyword: value}, fold_identifiers=True):
             found.append(
                 {"ID": resource_id, "Path": f"/{level.plural}/{resource_id}", "Type": level.value}
             )

@@ -240,3 +240,44 @@ def test_c_move_of_a_list_of_series(empty: NodeProcess, receiver: Path) -> None:
     while len(list(receiver.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(list(receiver.iterdir())) == 2
+
+
+def test_rest_find_folds_identifiers_unless_case_sensitive(empty: NodeProcess) -> None:
+    store(empty, 0, PatientID="abcDEF12", AccessionNumber="acc-9")
+
+    def found(query: dict[str, str], **options: object) -> int:
+        body = {"Level": "Patient", "Query": query, **options}
+        return len(empty.request("POST", "/tools/find", body).json())
+
+    assert found({"PatientID": "ABCdef12"}) == 1  # CaseSensitive is false by default
+    assert found({"PatientID": "ABCdef12"}, CaseSensitive=True) == 0
+    assert found({"PatientID": "abcDEF12"}, CaseSensitive=True) == 1
+    assert found({"PatientID": "ABC*"}) == 1 and found({"PatientID": "*def1?"}) == 1
+    assert found({"PatientID": "NOPE\\ABCDEF12"}) == 1
+    study = {"Level": "Study", "Query": {"AccessionNumber": "ACC-9"}}
+    assert len(empty.request("POST", "/tools/find", study).json()) == 1
+    looked_up = empty.request("POST", "/tools/lookup", "ABCDEF12").json()
+    assert [x["Type"] for x in looked_up] == ["Patient"]
+
+
+def test_rest_find_matches_attributes_outside_the_index_on_the_files(
+    empty: NodeProcess,
+) -> None:
+    for series in (1, 2, 3):
+        store(empty, 0, series=series, PatientPosition="HFS" if series < 3 else "FFS")
+
+    def found(query: dict[str, str], **options: object) -> list[str]:
+        body = {"Level": "Series", "Query": query, **options}
+        answer = empty.request("POST", "/tools/find", body)
+        assert answer.status == 200, answer.body
+        return list(answer.json())
+
+    assert len(found({"PatientPosition": "HFS"})) == 2
+    assert len(found({"PatientPosition": "F*"})) == 1
+    assert len(found({"PatientPosition": "HFS", "Modality": "CT"})) == 2
+    both = found({"PatientPosition": "HFS"})
+    assert found({"PatientPosition": "HFS"}, Since=1, Limit=1) == both[1:]
+    counted = empty.request(
+        "POST", "/tools/count-resources", {"Level": "Series", "Query": {"PatientPosition": "HFS"}}
+    )
+    assert counted.json() == {"Count": 2}
