@@ -921,8 +921,14 @@ def frame_scenarios(system: str, client: WebClient, data: Data, figures: Figures
     for clients in (1, 4):
         scenario = f"9 DICOMweb frames: set A, one request a frame, {clients} client(s)"
         progress(f"{system}: {scenario}")
+        cpu = client.archive.cpu()
         value = frames_per_second(client.archive, paths, clients)
         figures.add(Measure(scenario, "rate", "frames/s", True, 2.0), system, value)
+        figures.add(
+            Measure(scenario, "server CPU a frame", "ms", False),
+            system,
+            (client.archive.cpu() - cpu) / len(paths) * 1000,
+        )
 
 
 def stow_bodies(blobs: list[bytes]) -> list[bytes]:
@@ -964,10 +970,17 @@ def dicomweb_session(system: str, data: Data, sizes: Sizes, figures: Figures) ->
         stored = warm_up(archive, data)
         scenario = f"9 DICOMweb STOW-RS: set B, {STOW_BATCH} instances a request, 1 client"
         progress(f"{system}: {scenario}")
+        cpu = archive.cpu()
         seconds = timed(lambda: stow(archive, bodies))
+        cpu = archive.cpu() - cpu
         stored += len(data.b.files)
         archive.expect_count(stored)
         figures.add(rate(scenario), system, len(data.b.files) / seconds)
+        figures.add(
+            Measure(scenario, "server CPU an instance", "ms", False),
+            system,
+            cpu / len(data.b.files) * 1000,
+        )
         progress(f"{system}: 9 loading set A (POST /instances, 4 clients), then sealing")
         rest_ingest(archive, data.a.blobs(), 4)
         archive.expect_count(stored + len(data.a.files))
