@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pydicom
+from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
@@ -76,10 +77,12 @@ def p10_of(source: InstanceSource) -> bytes:
 
 
 def metadata_as_sent(source: InstanceSource) -> dict[str, Any]:
-    """The instance's metadata with DS and IS values as the file wrote them (``"0001"``,
-    not ``1``), read from its kept layout; the stored metadata when there is none.
+    """The instance's metadata with some values as the file wrote them, read from its
+    kept layout (the stored metadata when there is none): DS and IS as text (``"0001"``,
+    not ``1``), person names whole (``"Wang^XiaoDong=王^小东="``; DICOM JSON has no way to
+    keep an empty component group).
 
-    DICOM JSON holds those values as numbers, which is what DICOMweb clients want;
+    DICOM JSON holds numbers and name groups, which is what DICOMweb clients want;
     Orthanc's tag views show the text, so they ask for this.
     """
     layout = source.p10_layout()
@@ -90,15 +93,26 @@ def metadata_as_sent(source: InstanceSource) -> dict[str, Any]:
         head = assemble(layout, *_readers(source, archive), end=end)
     try:
         dataset = pydicom.dcmread(io.BytesIO(head), force=True, stop_before_pixels=True)
-        return _with_number_texts(source.metadata, dataset)
+        return _with_texts(source.metadata, dataset, _encodings(dataset, None))
     except Exception:  # what pydicom raises for a file it read once is not worth failing on
         return source.metadata
 
 
 _NUMBER_STRINGS = ("DS", "IS")
+_PN_DELIMITERS = {0x5E, 0x3D}  # ^ and =: where ISO 2022 switches back to the default set
 
 
-def _with_number_texts(metadata: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+def _encodings(dataset: Dataset, inherited: list[str] | None) -> list[str] | None:
+    """The character sets names are read in; ``None`` without Specific Character Set,
+    where the node's default encoding decided and the stored names stay as they are."""
+    if "SpecificCharacterSet" not in dataset:
+        return inherited
+    return convert_encodings(dataset.SpecificCharacterSet)
+
+
+def _with_texts(
+    metadata: dict[str, Any], dataset: Dataset, encodings: list[str] | None
+) -> dict[str, Any]:
     shown = dict(metadata)
     for tag in dataset.keys():
         key = f"{int(tag):08X}"
@@ -106,17 +120,23 @@ def _with_number_texts(metadata: dict[str, Any], dataset: Dataset) -> dict[str, 
         if not isinstance(element, dict) or not element.get("Value"):
             continue
         raw = dataset.get_item(tag)
-        if element.get("vr") in _NUMBER_STRINGS and isinstance(raw, RawDataElement):
-            texts = _texts(raw.value)
+        vr = element.get("vr")
+        as_sent = vr in _NUMBER_STRINGS or (vr == "PN" and encodings is not None)
+        if as_sent and isinstance(raw, RawDataElement):
+            texts = _texts(raw.value or b"", encodings if vr == "PN" else None)
             if len(texts) == len(element["Value"]):
                 shown[key] = {**element, "Value": texts}
-        elif element.get("vr") == "SQ":
+        elif vr == "SQ":
             items = dataset[tag].value
             if len(items) == len(element["Value"]):
                 pairs = zip(element["Value"], items, strict=True)
-                shown[key] = {**element, "Value": [_with_number_texts(*p) for p in pairs]}
+                shown[key] = {
+                    **element,
+                    "Value": [_with_texts(j, d, _encodings(d, encodings)) for j, d in pairs],
+                }
     return shown
 
 
-def _texts(value: bytes | None) -> list[str]:
-    return [text.strip(" \0") for text in (value or b"").decode("ascii", "replace").split("\\")]
+def _texts(value: bytes, encodings: list[str] | None) -> list[str]:
+    text = decode_bytes(value, encodings or ["iso8859"], _PN_DELIMITERS)
+    return [part.strip(" \0") for part in text.split("\\")]

@@ -77,3 +77,16 @@ async def test_simplified_tags_are_ordered_by_name(client: TestClient) -> None:
     response = await client.get(f"/instances/{ids['ID']}/tags?simplify")
     names = list(await response.json())
     assert names == sorted(names)
+
+
+async def test_person_names_show_as_the_file_wrote_them(client: TestClient) -> None:
+    dataset = odd_file()
+    dataset.SpecificCharacterSet = "GB18030"
+    dataset.PatientName = "Wang^XiaoDong=王^小东"
+    # an empty phonetic group in place of the padding (pydicom would not write one):
+    # DICOM JSON cannot keep it, the file does
+    name = "王^小东".encode("gb18030")
+    original = to_bytes(dataset).replace(name + b" ", name + b"=", 1)
+    ids = await upload(client, original)
+    simple = await get_json(client, f"/instances/{ids['ID']}/tags?simplify")
+    assert simple["PatientName"] == "Wang^XiaoDong=王^小东="
