@@ -29,6 +29,7 @@ from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
 from pacsnode.node.settings import NodeConfig
 from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
+from pacsnode.node.viewer.install import DEFAULT_REGISTRY, DEFAULT_VERSION
 
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -224,6 +225,29 @@ def cmd_peers(config: NodeConfig, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_viewer(config: NodeConfig, args: argparse.Namespace) -> int:
+    """``viewer install``: the only action so far."""
+    from pacsnode.node.viewer import ViewerInstallError, viewer_dir
+    from pacsnode.node.viewer.install import PACKAGE, install
+
+    target = viewer_dir(config)
+    try:
+        release = install(
+            target,
+            config.dicomweb.root,
+            args.version,
+            args.registry,
+            say=lambda line: print(line, file=sys.stderr),
+        )
+    except ViewerInstallError as exc:
+        print(f"pacsnode: {exc.message}", file=sys.stderr)
+        return EXIT_FOUND_PROBLEMS
+    if not config.dicomweb.enabled:
+        print("pacsnode: [dicomweb] is disabled; the viewer needs it", file=sys.stderr)
+    print(json.dumps({"installed": f"{PACKAGE}@{release.version}", "to": str(target)}))
+    return EXIT_OK
+
+
 def cmd_hash_password(config: NodeConfig | None, args: argparse.Namespace) -> int:
     from pacsnode.node.auth import hash_password
 
@@ -283,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_identity,
         "print this node's id (certificate fingerprint) for the other site's [[peers]]",
     )
+    sub = add("viewer", cmd_viewer, "the OHIF Viewer the node serves under /viewer/")
+    actions = sub.add_subparsers(dest="action", required=True, metavar="ACTION")
+    help_text = "fetch the OHIF Viewer from the npm registry, verified, for /viewer/"
+    sub = actions.add_parser("install", help=help_text, description=help_text)
+    sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration")
+    sub.add_argument(
+        "--version", default=DEFAULT_VERSION, help="@ohif/app version or dist-tag (%(default)s)"
+    )
+    sub.add_argument("--registry", default=DEFAULT_REGISTRY, help="npm registry (%(default)s)")
     add(
         "hash-password",
         cmd_hash_password,
