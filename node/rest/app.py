@@ -34,6 +34,7 @@ from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR,
 from pacsnode.node.rest.errors import errors_as_json
 from pacsnode.node.rest.paths import orthanc_paths
 from pacsnode.node.settings import NodeConfig
+from pacsnode.node.viewer import routes as viewer
 
 _ROUTES = (
     resources,
@@ -51,6 +52,7 @@ _ROUTES = (
     job_routes,
     peers,
     queries,
+    viewer,
 )
 
 
