@@ -104,6 +104,11 @@ class Index:
         """Ids of the resources of ``level`` matching every constraint, paged."""
         return self._read(lambda txn: find(txn, level, constraints, since=since, limit=limit))
 
+    def ids_in_order(self, level: Level, keyword: str) -> list[str]:
+        """Every id of ``level``, ascending by an indexed keyword's value (those without a
+        value last), read from the lookup alone: for sorted, paged listings."""
+        return self._read(lambda txn: reads.ids_in_order(txn, level, keyword))
+
     def query_answer(self, resource_id: str) -> tuple[dict[str, str], dict[str, int]]:
         """A match's tags (with its ancestors') and related-object counts, for C-FIND."""
         return self._read(lambda txn: reads.query_answer(txn, resource_id))
@@ -181,6 +186,13 @@ class Index:
             return choose_victims(reads.usage(txn), incoming_size, not_here, limits, candidates)
 
         return self._read(decide)
+
+    def recycling_order(self, count: int) -> list[tuple[str, int]]:
+        """The next ``count`` patients recycling would remove (id, bytes), oldest first."""
+        return self._read(lambda txn: reads.recycling_order(txn, count))
+
+    def protected_patients(self) -> list[str]:
+        return self._read(reads.protected_patients)
 
     def patients_of_study(self, study_uid: str) -> set[str]:
         """The patient ids under which this Study Instance UID is indexed."""

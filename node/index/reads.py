@@ -269,3 +269,32 @@ def registry_entries(txn: Txn) -> dict[tuple[str, str], dict[str, Any] | None]:
         kind, _, entry = name[len(REGISTRY_PREFIX) :].partition("\x1f")
         found[(kind, entry)] = json.loads(value)
     return found
+
+
+def ids_in_order(txn: Txn, level: Level, keyword: str) -> list[str]:
+    """Ids of ``level`` by the indexed value of ``keyword`` (ascending), then those without
+    one: a sorted listing walks the lookup, it reads no record. A multi-valued keyword
+    (ModalitiesInStudy) places a resource at its first value."""
+    seen: set[str] = set()
+    ordered: list[str] = []
+    for _, resource_id in txn.lookup_scan(level, keyword):
+        if resource_id not in seen:
+            seen.add(resource_id)
+            ordered.append(resource_id)
+    if len(ordered) < txn.counter(count_name(level)):
+        ordered.extend(i for i in txn.level_ids(level) if i not in seen)
+    return ordered
+
+
+def recycling_order(txn: Txn, count: int) -> list[tuple[str, int]]:
+    """The first ``count`` patients recycling would remove, (id, bytes), oldest first."""
+    found: list[tuple[str, int]] = []
+    for candidate in recycling_candidates(txn, set()):
+        if len(found) >= count:
+            break
+        found.append(candidate)
+    return found
+
+
+def protected_patients(txn: Txn) -> list[str]:
+    return [p for p in txn.patients_oldest_first() if txn.is_protected(p)]
