@@ -17,5 +17,9 @@ setup(
         f"pacsnode.{package}"
         for package in find_packages(include=[f"{folder}*" for folder in FOLDERS])
     ],
-    package_data={"pacsnode.configs": ["*.toml", "examples/*.toml"]},
+    package_data={
+        "pacsnode.configs": ["*.toml", "examples/*.toml"],
+        # the web UI's templates and assets, served from inside the package
+        "pacsnode.node.ui": ["templates/*.html", "static/*"],
+    },
 )

@@ -34,6 +34,7 @@ from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR,
 from pacsnode.node.rest.errors import errors_as_json
 from pacsnode.node.rest.paths import orthanc_paths
 from pacsnode.node.settings import NodeConfig
+from pacsnode.node.ui import routes as ui
 from pacsnode.node.viewer import routes as viewer
 
 _ROUTES = (
@@ -53,6 +54,7 @@ _ROUTES = (
     peers,
     queries,
     viewer,
+    ui,
 )
 
 
