@@ -700,7 +700,8 @@ FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-synta
 #: instances per STOW-RS request, as an uploader batches them
 STOW_BATCH = 50
 STOW_BOUNDARY = "versus-orthanc-stow-7f3a9c"
-#: the study list as OHIF's first page asks it (StudyDescription, ModalitiesInStudy)
+#: the study list as OHIF's first page asks it: includefield StudyDescription and Modality
+#: (0008,0060, a series attribute, which the archive finds in an instance of each study)
 OHIF_STUDY_LIST = "/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030,00080060"
 DICOMWEB_NOTE = (
     "metadata is asked with Accept-Encoding: gzip from both systems and timed to the last "
