@@ -50,6 +50,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "host": (str,),
         "port": (int,),
         "accept_unknown_callers": (bool,),
+        "always_allow_store": (bool,),
         "default_encoding": (str,),
     },
     "storage": {
@@ -211,6 +212,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             _port(source, "dicom.port", dicom["port"]),
             dicom["accept_unknown_callers"],
             _encoding(source, dicom["default_encoding"]),
+            always_allow_store=dicom["always_allow_store"],
         ),
         users=users,
         modalities=modalities,

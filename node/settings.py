@@ -64,6 +64,9 @@ class DicomSettings:
     accept_unknown_callers: bool = True
     #: Orthanc's DefaultEncoding: files without a character set, and C-FIND answers
     default_encoding: str = "Latin1"
+    #: with accept_unknown_callers false, anyone may still C-ECHO and C-STORE; only
+    #: queries and retrieves stay limited to the modalities (Orthanc's DicomAlwaysAllowStore)
+    always_allow_store: bool = False
 
 
 @dataclass(frozen=True)

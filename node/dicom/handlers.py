@@ -45,16 +45,35 @@ IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNKNOWN_MOVE_DESTINATION = 0xA801
 
 
+def _not_allowed() -> Dataset:
+    """The failure an unknown caller gets for a query or retrieve (Unable to process,
+    with the reason: DCMTK shows no other refusal for C-FIND)."""
+    status = Dataset()
+    status.Status = UNABLE_TO_PROCESS
+    status.ErrorComment = "the calling AE title is not a known modality"
+    return status
+
+
+def caller_allowed(event: events.Event, config: NodeConfig, registry: Registry) -> bool:
+    """Whether the caller may query and retrieve. Unknown callers are refused the whole
+    association unless anyone may store (``always_allow_store``): then here, per service."""
+    if config.dicom.accept_unknown_callers:
+        return True
+    return str(event.assoc.requestor.ae_title).strip() in registry.calling_aets()
+
+
 def handle_echo(event: events.Event) -> int:
     return SUCCESS
 
 
 def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset:
     requestor = event.assoc.requestor
+    # the AE title the caller called, which need not be ours (Orthanc records it so)
+    called = getattr(requestor.primitive, "called_ae_title", "") or aet
     origin = Origin(
         kind=OriginKind.DICOM,
         remote_aet=requestor.ae_title.strip(),
-        called_aet=aet,
+        called_aet=str(called).strip(),
         remote_ip=requestor.address,
     )
     try:
@@ -106,8 +125,11 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
 
 
 def handle_find(
-    event: events.Event, core: NodeCore, config: NodeConfig
+    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry
 ) -> Iterator[tuple[int, Dataset | None]]:
+    if not caller_allowed(event, config, registry):
+        yield _not_allowed(), None
+        return
     identifier = event.identifier
     level = query_level(identifier)
     if level is None:
@@ -163,16 +185,32 @@ def _sub_operations(
     yield from _datasets(core, refs, event)
 
 
-def handle_get(event: events.Event, core: NodeCore) -> Iterator[Any]:
+def _refused() -> Iterator[Any]:
+    """What C-GET and C-MOVE yield after their setup for a caller that may not retrieve."""
+    yield 1
+    yield _not_allowed(), None
+
+
+def handle_get(
+    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry
+) -> Iterator[Any]:
+    if not caller_allowed(event, config, registry):
+        yield from _refused()
+        return
     yield from _sub_operations(core, _requested_instances(core, event.identifier), event)
 
 
 def handle_move(
-    event: events.Event, core: NodeCore, registry: Registry, jobs: JobRegistry, aet: str
+    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry, jobs: JobRegistry
 ) -> Iterator[Any]:
     """Send what is asked to the destination, as one job in ``/jobs`` (Orthanc lists each
     incoming C-MOVE there, and scripts wait on it)."""
     destination = registry.modality_with_aet(event.move_destination)
+    if not caller_allowed(event, config, registry):
+        yield (destination.host, destination.port) if destination else (None, None)
+        yield from _refused()
+        return
+    aet = config.dicom.aet
     refs = _requested_instances(core, event.identifier)
     job = jobs.track("DicomModalityStore", _move_description(event, aet, refs))
     if destination is None:

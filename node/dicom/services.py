@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -18,7 +18,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
-from pacsnode.node.dicom.network import set_nodelay
+from pacsnode.node.dicom.network import ACCEPTED_SYNTAXES, CheaplyCopied, set_nodelay
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
@@ -38,16 +38,16 @@ QUERY_MODELS = (
 
 def make_ae(config: NodeConfig, registry: Registry) -> AE:
     ae = AE(ae_title=config.dicom.aet)
-    ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+    ae.add_supported_context(Verification, ACCEPTED_SYNTAXES)
     for context in AllStoragePresentationContexts:
         # scp_role for C-GET: the requestor stores what we send on its association
         ae.add_supported_context(
-            context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scp_role=True, scu_role=False
+            context.abstract_syntax, ACCEPTED_SYNTAXES, scp_role=True, scu_role=False
         )
     for model in QUERY_MODELS:
         ae.add_supported_context(model)
-    if not config.dicom.accept_unknown_callers:
-        _follow_callers(ae, registry)
+    if not config.dicom.accept_unknown_callers and not config.dicom.always_allow_store:
+        _follow_callers(ae, registry)  # else the handlers refuse unknown callers per service
     ae.maximum_associations = 32
     return ae
 
@@ -75,12 +75,15 @@ def start_dicom_server(
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
-        (evt.EVT_C_FIND, handlers.handle_find, [core, config]),
-        (evt.EVT_C_GET, handlers.handle_get, [core]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [core, registry, jobs, config.dicom.aet]),
+        (evt.EVT_C_FIND, handlers.handle_find, [core, config, registry]),
+        (evt.EVT_C_GET, handlers.handle_get, [core, config, registry]),
+        (evt.EVT_C_MOVE, handlers.handle_move, [core, config, registry, jobs]),
     ]
     server = ae.start_server(
-        (config.dicom.host, config.dicom.port), block=False, evt_handlers=bindings
+        (config.dicom.host, config.dicom.port),
+        block=False,
+        evt_handlers=bindings,
+        contexts=CheaplyCopied(ae.supported_contexts),
     )
     log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host, config.dicom.port)
     return server

@@ -26,6 +26,7 @@ class CoreKey(IntEnum):
     SOP_CLASS_UID = 10
     REMOTE_IP = 11
     CALLED_AET = 12
+    HTTP_USERNAME = 13
     PIXEL_DATA_OFFSET = 14
     PEER = 100
 
@@ -41,6 +42,7 @@ _CORE_NAMES = {
     CoreKey.SOP_CLASS_UID: "SopClassUid",
     CoreKey.REMOTE_IP: "RemoteIP",
     CoreKey.CALLED_AET: "CalledAET",
+    CoreKey.HTTP_USERNAME: "HttpUsername",
     CoreKey.PIXEL_DATA_OFFSET: "PixelDataOffset",
     CoreKey.PEER: "Peer",
 }

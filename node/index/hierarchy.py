@@ -13,7 +13,7 @@ from pacsnode.node.ids import Level, resource_ids
 from pacsnode.node.index.annotation_keys import CoreKey
 from pacsnode.node.index.environment import Txn
 from pacsnode.node.index.maintags import json_value, main_tags
-from pacsnode.node.index.records import AddedInstance, Origin, Removed
+from pacsnode.node.index.records import AddedInstance, Origin, OriginKind, Removed
 from pacsnode.node.query import normalize
 from pacsnode.storage.results import StoredInstance
 
@@ -125,7 +125,8 @@ def add_instance(
         else:
             record["last_update"] = now
         txn.put_resource(record)
-        txn.set_metadata(resource_id, CoreKey.LAST_UPDATE, now)
+        if level is not Level.INSTANCE:  # an instance is never updated (Orthanc has none)
+            txn.set_metadata(resource_id, CoreKey.LAST_UPDATE, now)
         parent = resource_id
     _adjust_sizes(txn, ids, instance.stored_size, instance.uncompressed_size, 1)
     if Level.SERIES in added.created:
@@ -195,6 +196,11 @@ def _write_instance_metadata(
     for key, value in values.items():
         if value:
             txn.set_metadata(instance_id, key, value)
+    # Written even empty, as Orthanc does: scripts read them whatever the origin.
+    txn.set_metadata(instance_id, CoreKey.REMOTE_AET, origin.remote_aet)
+    txn.set_metadata(ids[Level.SERIES], CoreKey.REMOTE_AET, origin.remote_aet)
+    if origin.kind is OriginKind.REST_API:
+        txn.set_metadata(instance_id, CoreKey.HTTP_USERNAME, origin.http_username)
     if instance.pixel_data_offset is not None or "7FE00010" in instance.metadata:
         # empty when the file is regenerated, as Orthanc leaves it for a file it cannot place
         offset = "" if instance.pixel_data_offset is None else str(instance.pixel_data_offset)

@@ -33,6 +33,7 @@ class Origin:
     called_aet: str = ""
     remote_ip: str = ""
     peer: str = ""
+    http_username: str = ""  # who uploaded it over REST (empty without authentication)
 
 
 class DeletionReason(StrEnum):
