@@ -74,7 +74,14 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "find": {"limit_results": (int,), "limit_instances": (int,)},
     "dicomweb": {"enabled": (bool,), "root": (str,), "cors_origins": (list,)},
     "private_tags": {"tag": (str,), "vr": (str,), "name": (str,), "creator": (str,)},
-    "peering": {"host": (str,), "port": (int,), "shared_ca": (str,)},
+    "peering": {
+        "host": (str,),
+        "port": (int,),
+        "shared_ca": (str,),
+        "max_upload_mb": (int,),
+        "spool_idle_s": (int,),
+        "max_transfers_per_peer": (int,),
+    },
     "peers": {
         "name": (str,),
         "fingerprint": (str,),
@@ -258,6 +265,15 @@ def _peering(source: str, base: Path, table: dict[str, Any]) -> PeeringSettings:
         table.get("host", "127.0.0.1"),
         _port(source, "peering.port", table.get("port", 8443)),
         _path(base, table.get("shared_ca")),
+        _ranged(source, "peering.max_upload_mb", table.get("max_upload_mb", 16384), 1, 1 << 30),
+        _ranged(source, "peering.spool_idle_s", table.get("spool_idle_s", 1800), 1, 7 * 86400),
+        _ranged(
+            source,
+            "peering.max_transfers_per_peer",
+            table.get("max_transfers_per_peer", 4),
+            1,
+            1024,
+        ),
     )
 
 

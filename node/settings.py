@@ -125,6 +125,12 @@ class PeeringSettings:
     host: str = "127.0.0.1"
     port: int = 8443
     shared_ca: Path | None = None
+    #: the largest upload a peer may declare: one study's missing instances as one ZIP
+    max_upload_mb: int = 16384
+    #: a spooled upload or export untouched this long is abandoned and removed
+    spool_idle_s: int = 1800
+    #: uploads in progress (and prepared exports) one peer may hold at once
+    max_transfers_per_peer: int = 4
 
 
 @dataclass(frozen=True)
