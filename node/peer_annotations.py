@@ -10,12 +10,17 @@ never bounce edits back and forth.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from pacsnode.node.annotations import Annotations
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Index
 from pacsnode.node.index.annotation_keys import FIRST_USER_KEY
+from pacsnode.peer.annotation_doc import annotations_problem
+
+log = logging.getLogger(__name__)
 
 
 def collect(index: Index, annotations: Annotations, study_uid: str) -> dict[str, Any]:
@@ -41,14 +46,32 @@ def collect(index: Index, annotations: Annotations, study_uid: str) -> dict[str,
     return {"Resources": resources}
 
 
-def apply(index: Index, annotations: Annotations, document: dict[str, Any]) -> int:
-    """Add what this node lacks; return how many annotations were added."""
+def _outside(index: Index, resource_id: str, study_uid: str | None) -> bool:
+    """Whether a resource is not the study's, its patient's, or one below the study."""
+    # A patient's studies include this one; a series' or instance's study is this one.
+    return study_uid is not None and study_uid not in index.studies_of(resource_id)
+
+
+def apply(
+    index: Index, annotations: Annotations, document: dict[str, Any], study_uid: str | None = None
+) -> int:
+    """Add what this node lacks; return how many annotations were added.
+
+    With ``study_uid``, resources outside that study (and its patient) are skipped,
+    without saying so to the sender: answering differently would tell it which
+    resource ids exist here. Raises BadRequest for a document of the wrong shape.
+    """
+    problem = annotations_problem(document)
+    if problem:
+        raise BadRequest(f"bad annotations: {problem}")
     added = 0
-    resources = document.get("Resources", {})
-    if not isinstance(resources, dict):
-        return 0
-    for resource_id, entry in resources.items():
-        if not isinstance(entry, dict) or index.resource(resource_id) is None:
+    for resource_id, entry in dict(document.get("Resources", {})).items():
+        if index.resource(resource_id) is None:
+            continue
+        if _outside(index, resource_id, study_uid):
+            log.warning(
+                "annotations for %s name %s, not of that study: skipped", study_uid, resource_id
+            )
             continue
         have_metadata = index.metadata(resource_id)
         for key, value in dict(entry.get("Metadata", {})).items():

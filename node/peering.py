@@ -15,6 +15,7 @@ from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangeType, DeletionReason, Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
+from pacsnode.node.recycling import StorageMode
 from pacsnode.peer.interface import (
     ChangeBatch,
     Deletion,
@@ -22,6 +23,7 @@ from pacsnode.peer.interface import (
     MergeSummary,
     StudyChange,
 )
+from pacsnode.peer.spool import TransferLimits
 from pacsnode.storage.errors import NotFound
 
 _STUDY_CHANGES = {
@@ -44,8 +46,9 @@ def _mirrored(change: dict[str, Any]) -> bool:
 
 
 class NodePeering:
-    def __init__(self, core: NodeCore) -> None:
+    def __init__(self, core: NodeCore, limits: TransferLimits | None = None) -> None:
         self._core = core
+        self._limits = limits or TransferLimits()
 
     def study_changes(
         self, since: int, limit: int, query: dict[str, str] | None = None
@@ -69,6 +72,9 @@ class NodePeering:
         # At series level a query sees series tags (Modality) and study and patient tags.
         found = self._core.find(Level.SERIES, {**query, "StudyInstanceUID": study_uid}, limit=1)
         return bool(found)
+
+    def study_matches(self, study_uid: str, query: dict[str, str]) -> bool:
+        return self._matches(study_uid, query)
 
     def inventory(self, study_uid: str) -> dict[str, str]:
         try:
@@ -94,8 +100,8 @@ class NodePeering:
     def annotations(self, study_uid: str) -> dict[str, Any]:
         return peer_annotations.collect(self._core.index, self._core.annotations, study_uid)
 
-    def apply_annotations(self, document: dict[str, Any]) -> int:
-        return peer_annotations.apply(self._core.index, self._core.annotations, document)
+    def apply_annotations(self, document: dict[str, Any], study_uid: str | None = None) -> int:
+        return peer_annotations.apply(self._core.index, self._core.annotations, document, study_uid)
 
     def deletions(self, since: int, limit: int) -> DeletionBatch:
         page = self._core.changes(since, limit)
@@ -123,6 +129,18 @@ class NodePeering:
     def store_p10(self, data: bytes, peer_name: str) -> bool:
         result = self._core.ingest(data, Origin(kind=OriginKind.PEER, peer=peer_name))
         return result.status is IngestStatus.SUCCESS
+
+    def storage_room(self) -> int | None:
+        limits = self._core.settings.limits
+        if not limits.max_size_bytes:
+            return None
+        if limits.mode is StorageMode.RECYCLE:
+            # Stored studies make way for new ones; the spool must fit beside them.
+            return limits.max_size_bytes
+        return max(0, limits.max_size_bytes - self._core.index.usage().size_bytes)
+
+    def transfer_limits(self) -> TransferLimits:
+        return self._limits
 
     def load_cursor(self, name: str) -> int:
         return self._core.index.cursor(name)

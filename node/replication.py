@@ -27,6 +27,7 @@ from pacsnode.peer.orthanc import OrthancClient
 from pacsnode.peer.replica import ReplicaClient
 from pacsnode.peer.retry import with_retries
 from pacsnode.peer.schedule import in_window, parse_window, trigger_for
+from pacsnode.peer.spool import TransferLimits
 from pacsnode.peer.sync import (
     SyncResult,
     queued_studies,
@@ -49,6 +50,15 @@ def node_identity(config: NodeConfig) -> Identity:
     return load_or_create(config.data_dir / "identity")
 
 
+def transfer_limits(config: NodeConfig) -> TransferLimits:
+    settings = config.peering
+    return TransferLimits(
+        max_upload_bytes=settings.max_upload_mb * 1024 * 1024,
+        idle_s=float(settings.spool_idle_s),
+        per_peer=settings.max_transfers_per_peer,
+    )
+
+
 class Replicator:
     """Sync jobs, their schedule and the pins of the peering listener, for the peers of
     the node's registry (followed as it changes)."""
@@ -61,7 +71,7 @@ class Replicator:
         self._jobs = jobs
         self._registry = registry
         self.identity = node_identity(config)
-        self.peering = NodePeering(core)
+        self.peering = NodePeering(core, transfer_limits(config))
         self._running: dict[str, threading.Lock] = {}
         self._state: dict[str, dict[str, Any]] = {}
         # name -> ((push cursor, last change), queued studies): a GET repeated while
@@ -87,7 +97,7 @@ class Replicator:
         self._state.setdefault(name, {})
         if peer.kind == "pacsnode":
             self.pins[name] = PeerGrant(
-                peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions
+                peer.fingerprint, peer.push, peer.pull, peer.mirror_deletions, peer.filter
             )
         self._schedule(peer)
 

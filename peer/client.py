@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,8 +77,19 @@ class PeerClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise PeerError(f"GET {path}: unexpected answer: {exc!r}", transient=False) from exc
 
-    def inventory(self, study_uid: str) -> dict[str, str]:
-        return dict(self._json("GET", f"/peer/v1/studies/{study_uid}/inventory")["Instances"])
+    def inventory(self, study_uid: str, named: Collection[str] | None = None) -> dict[str, str]:
+        path = f"/peer/v1/studies/{study_uid}/inventory"
+        if named is None:
+            return dict(self._json("GET", path)["Instances"])
+        if not named:
+            return {}
+        try:
+            return dict(self._json("POST", path, {"Instances": sorted(named)})["Instances"])
+        except PeerRefused as exc:
+            if exc.status != 405:
+                raise
+        # A node from before named inventories: it still answers the whole one.
+        return dict(self._json("GET", path)["Instances"])
 
     def push_instances(
         self, node: NodeForPeers, study_uid: str, sop_uids: set[str]
@@ -213,6 +225,23 @@ class PeerClient:
             "POST", "/peer/v1/uploads", {"Study": study_uid, "Size": size, "SHA256": digest}
         )
         path = f"/peer/v1/uploads/{upload['Upload']}"
+        try:
+            return self._send_upload(study_uid, path, archive, size)
+        except BaseException:
+            self._abandon(path)
+            raise
+
+    def _abandon(self, path: str) -> None:
+        """Free the peer's spool at once (it counts our uploads in progress); if this
+        fails too, the peer's sweep removes the upload later."""
+        try:
+            self._peer.request("DELETE", path).read()
+        except (PeerError, OSError, http.client.HTTPException) as exc:
+            log.info("could not abandon %s: %s", path, exc)
+
+    def _send_upload(
+        self, study_uid: str, path: str, archive: IO[bytes], size: int
+    ) -> dict[str, Any]:
         missing: list[Range] = [(0, size)] if size else []
         for attempt in range(1, _RESUME_ATTEMPTS + 1):
             try:

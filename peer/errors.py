@@ -26,10 +26,11 @@ class PeerUnreachable(PeerError):
 
 
 class PeerRefused(PeerError):
-    """The peer answered with an HTTP error ``status``; transient only for 5xx."""
+    """The peer answered with an HTTP error ``status``; transient for 5xx (507: its
+    storage is full for now) and 429 (it holds as many of our transfers as it allows)."""
 
     def __init__(self, message: str, status: int) -> None:
-        super().__init__(message, transient=status >= 500)
+        super().__init__(message, transient=status >= 500 or status == 429)
         self.status = status
 
 

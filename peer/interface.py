@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from pacsnode.peer.spool import TransferLimits
+
 
 @dataclass(frozen=True)
 class StudyChange:
@@ -57,6 +59,10 @@ class NodeForPeers(Protocol):
     def inventory(self, study_uid: str) -> dict[str, str]:
         """SOP Instance UID -> content digest; empty when the study is not here."""
 
+    def study_matches(self, study_uid: str, query: dict[str, str]) -> bool:
+        """Whether the study is here and matches ``query`` (``/tools/find`` keywords, as
+        a peer's ``filter``); the listener keeps a filtered peer to matching studies."""
+
     def write_study(self, study_uid: str, sop_uids: set[str] | None, handle: BinaryIO) -> int:
         """Write the study (or those instances) as an archive-direct ZIP; return the count."""
 
@@ -69,8 +75,12 @@ class NodeForPeers(Protocol):
     def annotations(self, study_uid: str) -> dict[str, Any]:
         """User metadata, attachments and protection of the study's resources (JSON)."""
 
-    def apply_annotations(self, document: dict[str, Any]) -> int:
-        """Add the annotations this node lacks; never overwrite. Returns how many."""
+    def apply_annotations(self, document: dict[str, Any], study_uid: str | None = None) -> int:
+        """Add the annotations this node lacks; never overwrite. Returns how many.
+
+        With ``study_uid`` (what a peer sends is always about one study), only resources
+        of that study and its patient are touched; others are skipped. The document's
+        shape is checked first (``peer.annotation_doc``)."""
 
     def deletions(self, since: int, limit: int) -> DeletionBatch:
         """Deletions asked by a user or mirrored from a peer after cursor ``since``
@@ -84,6 +94,14 @@ class NodeForPeers(Protocol):
 
     def store_p10(self, data: bytes, peer_name: str) -> bool:
         """Ingest one DICOM file received from a peer; whether it was new here."""
+
+    def storage_room(self) -> int | None:
+        """Bytes the node may still take in under its storage size limit (recycling
+        counted as room), or ``None`` without a size limit; the peer spool counts
+        against it."""
+
+    def transfer_limits(self) -> TransferLimits:
+        """What one peer may hold in the spool (the node's ``[peering]`` settings)."""
 
     def load_cursor(self, name: str) -> int:
         """A durable replication cursor (0 when never saved)."""

@@ -24,6 +24,7 @@ import http.client
 import json
 import logging
 import ssl
+from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -148,8 +149,11 @@ class OrthancClient:
         )
         return {str(item["MainDicomTags"].get("SOPInstanceUID")): str(item["ID"]) for item in found}
 
-    def inventory(self, study_uid: str) -> dict[str, str]:
-        return dict.fromkeys(self._instances_of_study(study_uid), "")
+    def inventory(self, study_uid: str, named: Collection[str] | None = None) -> dict[str, str]:
+        found = dict.fromkeys(self._instances_of_study(study_uid), "")
+        if named is None:
+            return found
+        return {uid: found[uid] for uid in named if uid in found}
 
     def store(self, data: bytes) -> str:
         """POST one DICOM file; Orthanc's status (``Success``, ``AlreadyStored``)."""

@@ -23,6 +23,7 @@ never stored twice). That is what lets a pass be cut anywhere and resumed.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 from pacsnode.peer.interface import ChangeBatch, DeletionBatch, MergeSummary, NodeForPeers
@@ -54,12 +55,14 @@ class ReplicaClient(Protocol):
         not transient when the peer refuses us (4xx, ``UntrustedPeer``).
         """
 
-    def inventory(self, study_uid: str) -> dict[str, str]:
+    def inventory(self, study_uid: str, named: Collection[str] | None = None) -> dict[str, str]:
         """The peer's instances of a study: SOP Instance UID -> content digest.
 
         Empty when the peer does not hold the study (never an error). The
         digest is ``""`` when the peer has none (Orthanc): such instances are
-        compared by UID only. Raises ``PeerError`` as :meth:`study_changes`.
+        compared by UID only. With ``named`` (what a push asks), only those of
+        the named instances the peer holds: a peer that lets us push but not
+        pull answers nothing more. Raises ``PeerError`` as :meth:`study_changes`.
         """
 
     def push_instances(

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pacsnode.peer.annotation_doc import annotations_problem
 from pacsnode.peer.cursors import Direction, cursor_name
-from pacsnode.peer.errors import PeerRefused, Unsupported
+from pacsnode.peer.errors import PeerError, PeerRefused, Unsupported
 from pacsnode.peer.interface import NodeForPeers
 from pacsnode.peer.replica import ReplicaClient
 
@@ -146,7 +147,9 @@ def send_study(
     mine = node.inventory(study_uid)
     if only is not None:
         mine = {uid: digest for uid, digest in mine.items() if uid in only}
-    missing = plan_missing(mine, client.inventory(study_uid))
+    # Asking only about our own instances is all a push needs, and all a peer that
+    # lets us push but not pull answers.
+    missing = plan_missing(mine, client.inventory(study_uid, mine.keys()))
     if missing:
         summary = client.push_instances(node, study_uid, missing)
         result.pushed_instances += len(summary.added)
@@ -172,8 +175,12 @@ def pull(
             result.pulled_instances += len(summary.added)
             result.conflicts.extend(summary.conflicts)
         document = client.annotations(study_uid)
+        problem = annotations_problem(document)
+        if problem:
+            raise PeerError(f"annotations of {study_uid}: {problem}", transient=False)
         if document.get("Resources"):
-            result.annotations += node.apply_annotations(document)
+            # Only of that study and its patient: a peer cannot annotate others through it.
+            result.annotations += node.apply_annotations(document, study_uid)
         if progress:
             progress("pull", result.pulled_instances)
         return seq

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import pytest
 
 from pacsnode.peer.cursors import Direction, cursor_name
@@ -115,8 +117,9 @@ class Side(Cursors):
         last = page[-1].seq if page else since
         return ChangeBatch(page, last, last >= len(feed))
 
-    def inventory(self, study_uid: str) -> dict[str, str]:
-        return dict(self.studies.get(study_uid, {}))
+    def inventory(self, study_uid: str, named: Collection[str] | None = None) -> dict[str, str]:
+        held = self.studies.get(study_uid, {})
+        return {uid: held[uid] for uid in (held if named is None else named) if uid in held}
 
     def annotations(self, study_uid: str) -> dict[str, object]:
         return {}
