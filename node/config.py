@@ -31,6 +31,7 @@ from pacsnode.node.settings import (
     PeeringSettings,
     PeerSettings,
     PrivateTag,
+    Role,
     User,
     peer_problem,
 )
@@ -44,6 +45,12 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "tls_cert": (str,),
         "tls_key": (str,),
         "check_revisions": (bool,),
+        "max_connections": (int,),
+        "request_head_timeout_s": (int, float),
+        "request_body_timeout_s": (int, float),
+        "keepalive_timeout_s": (int, float),
+        "max_request_size_mb": (int,),
+        "max_changes_limit": (int,),
     },
     "dicom": {
         "aet": (str,),
@@ -62,7 +69,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "maximum_storage_mode": (str,),
         "conflict_policy": (str,),
     },
-    "users": {"name": (str,), "password_hash": (str,)},
+    "users": {"name": (str,), "password_hash": (str,), "role": (str,)},
     "modalities": {
         "name": (str,),
         "aet": (str,),
@@ -171,7 +178,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
     http = _table(source, merged, "http")
     dicom = _table(source, merged, "dicom")
     storage = _table(source, merged, "storage")
-    users = tuple(User(**_entry(source, "users", u)) for u in merged.get("users", []))
+    users = _users(source, merged.get("users", []))
     modalities = tuple(
         Modality(**_entry(source, "modalities", m)) for m in merged.get("modalities", [])
     )
@@ -212,6 +219,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             _path(base, http.get("tls_cert")),
             _path(base, http.get("tls_key")),
             http.get("check_revisions", False),
+            **_http_limits(source, http),
         ),
         dicom=DicomSettings(
             _aet(source, dicom["aet"]),
@@ -232,6 +240,40 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
     )
     _check_secure(config)
     return config
+
+
+def _users(source: str, entries: list[Any]) -> tuple[User, ...]:
+    """``[[users]]`` with their roles. A lone user without ``role`` is the admin (configs
+    written before roles keep working: nobody else could administer the node); with several
+    users each must say its role, so adding a user never silently makes it an admin."""
+    tables = [_entry(source, "users", entry) for entry in entries]
+    users = []
+    for table in tables:
+        role = table.get("role")
+        if role is None and len(tables) > 1:
+            raise ConfigError(
+                f"{source}: [[users]] '{table['name']}' needs a role "
+                '("read-only", "read-write" or "admin") when there are several users'
+            )
+        chosen = Role.ADMIN if role is None else _choice(source, "users.role", role, Role)
+        users.append(User(table["name"], table["password_hash"], chosen))
+    return tuple(users)
+
+
+def _http_limits(source: str, http: dict[str, Any]) -> dict[str, Any]:
+    """The REST server's connection and request limits (see configs/default.toml)."""
+    limits: dict[str, Any] = {}
+    for key, low, high in (
+        ("max_connections", 1, 1 << 20),
+        ("request_head_timeout_s", 1, 3600),
+        ("request_body_timeout_s", 1, 86400),
+        ("keepalive_timeout_s", 1, 3600),
+        ("max_request_size_mb", 1, 1 << 30),
+        ("max_changes_limit", 1, 1 << 31),
+    ):
+        if key in http:
+            limits[key] = _ranged(source, f"http.{key}", http[key], low, high)
+    return limits
 
 
 def _peer(source: str, table: Any) -> PeerSettings:

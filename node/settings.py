@@ -54,6 +54,22 @@ class HttpSettings:
     tls_key: Path | None = None
     #: changing or deleting metadata and attachments needs If-Match (Orthanc's CheckRevisions)
     check_revisions: bool = False
+    #: REST connections open at once (more are refused; at most half the open-file limit)
+    max_connections: int = 1000
+    #: seconds a client has to send a whole request head (slow-loris defence)
+    request_head_timeout_s: float = 20.0
+    #: seconds a request body may stall: no byte arrives while the node waits for one
+    request_body_timeout_s: float = 60.0
+    #: seconds an idle keep-alive connection stays open
+    keepalive_timeout_s: float = 15.0
+    #: the largest request body in MiB (413 beyond)
+    max_request_size_mb: int = 4096
+    #: the most entries one /changes or /exports page gives, whatever ``limit`` asks
+    max_changes_limit: int = 10000
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_request_size_mb * _MB
 
 
 @dataclass(frozen=True)
@@ -79,10 +95,23 @@ class DicomWebSettings:
     cors_origins: tuple[str, ...] = ()
 
 
+class Role(StrEnum):
+    """What a REST user may do; each role can do what the ones before it can."""
+
+    READ_ONLY = "read-only"  # look, query, download
+    READ_WRITE = "read-write"  # and store, annotate, send to configured modalities/peers
+    ADMIN = "admin"  # and delete, change modalities, peers, settings
+
+    def allows(self, needed: Role) -> bool:
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
 @dataclass(frozen=True)
 class User:
     name: str
     password_hash: str
+    role: Role = Role.ADMIN  # the configuration file's default is decided in config.py
 
 
 @dataclass(frozen=True)
