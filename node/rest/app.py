@@ -77,7 +77,7 @@ def create_app(
     if config.users:  # authentication answers with the error envelope: it runs inside it
         middlewares.append(basic_auth(config.users))
     middlewares.append(orthanc_paths)  # innermost: it dispatches again, after the others
-    app = web.Application(middlewares=middlewares, client_max_size=1024**4)
+    app = web.Application(middlewares=middlewares, client_max_size=config.http.max_request_bytes)
     app[CORE] = core
     app[CONFIG] = config
     app[JOBS] = jobs or JobRegistry()

@@ -11,6 +11,13 @@ VERSION = "0.1.0"
 API_VERSION = 1
 
 
+def _page_limit(request: web.Request) -> int:
+    """``limit`` (100 by default), at most ``[http] max_changes_limit``: one request must
+    not make the node read and serialise its whole history at once. A client pages on
+    with ``since`` (``Done`` says when it has everything). The index has its own ceiling."""
+    return min(int_param(request, "limit", 100), request.app[CONFIG].http.max_changes_limit)
+
+
 async def changes(request: web.Request) -> web.Response:
     """The change feed after ``since`` (``limit`` entries), or only the newest (``last``).
 
@@ -19,7 +26,7 @@ async def changes(request: web.Request) -> web.Response:
     """
     core = core_of(request)
     last = flag_param(request, "last")
-    since, limit = int_param(request, "since", 0), int_param(request, "limit", 100)
+    since, limit = int_param(request, "since", 0), _page_limit(request)
     if not flag_param(request, "deleted"):
         page = await blocking(core.orthanc_changes, since, limit, last=last)
     elif last:
@@ -42,7 +49,7 @@ async def exports(request: web.Request) -> web.Response:
         page = await blocking(core.last_export_page)
     else:
         since = int_param(request, "since", 0)
-        page = await blocking(core.exports, since, int_param(request, "limit", 100))
+        page = await blocking(core.exports, since, _page_limit(request))
     return web.json_response(page.as_json("Exports"))
 
 

@@ -1,7 +1,9 @@
 """``POST /instances``: a DICOM file, or a ZIP of DICOM files, in the request body.
 
 The body is spooled to a temporary file as it arrives (large uploads never sit
-in memory) and goes through the node's one ingest pipeline.
+in memory) and goes through the node's one ingest pipeline. The spool is in the data
+directory, not the system's temporary one: patient data stays on the data disk, private to
+the node; bodies over ``[http] max_request_size_mb`` are refused (413).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestResult
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.limits import check_declared_size, too_large
 from pacsnode.node.uploads import (
     ChunkedUploads,
     FileOutcome,
@@ -71,9 +74,13 @@ def _ingest_body(core: NodeCore, body: IO[bytes], origin: Origin) -> Any:
 async def post_instances(request: web.Request) -> web.Response:
     core = core_of(request)
     origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as body:
+    limit = check_declared_size(request)
+    spool_dir = core.settings.data_dir
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=spool_dir) as body:
         received = 0
         async for chunk in request.content.iter_chunked(_CHUNK):
+            if received + len(chunk) > limit:  # a chunked body declares no length
+                raise too_large(limit)
             await blocking(body.write, chunk) if received > _SPOOL_IN_MEMORY else body.write(chunk)
             received += len(chunk)
         if received == 0:
@@ -94,7 +101,7 @@ def _ingest_form(core: NodeCore, body: IO[bytes], boundary: str, origin: Origin)
     body.seek(0)
     answers = []
     for content in form_data_files(body.read(), boundary):
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY) as part:
+        with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY, dir=core.settings.data_dir) as part:
             part.write(content)
             answer = _ingest_body(core, part, origin)
         answers.extend(answer if isinstance(answer, list) else [answer])
