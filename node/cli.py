@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Every command may write patient data (studies, index, exports): 0600 files, 0700
+    # directories, set before anything is written.
+    os.umask(0o077)
     # pynetdicom logs every DIMSE message at INFO; that is noise for an archive
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.basicConfig(
