@@ -112,6 +112,9 @@ class NodePeering:
         ]
         return DeletionBatch(found, page.last, page.done)
 
+    def studies_of(self, resource_id: str) -> list[str]:
+        return self._core.index.studies_of(resource_id)
+
     def mirror_deletions(self, resource_ids: list[str], peer_name: str) -> int:
         deleted = 0
         for resource_id in resource_ids:

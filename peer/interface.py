@@ -86,6 +86,10 @@ class NodeForPeers(Protocol):
         """Deletions asked by a user or mirrored from a peer after cursor ``since``
         (never recycling: recycling on one node must not delete on another)."""
 
+    def studies_of(self, resource_id: str) -> list[str]:
+        """The Study Instance UIDs a resource belongs to or holds (a patient: all of
+        its studies); empty when it is not here."""
+
     def mirror_deletions(self, resource_ids: list[str], peer_name: str) -> int:
         """Delete those resources that exist here; return how many were deleted."""
 

@@ -308,8 +308,22 @@ async def post_deletions(request: web.Request) -> web.Response:
     ids = body.get("IDs") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return _error(400, "bad-request", 'send {"IDs": [resource ids]}')
+    query = _grant(request).query
+    if query:
+        ids = await _blocking(_within, _node(request), ids, query)
     deleted = await _blocking(_node(request).mirror_deletions, ids, request["peer"])
     return web.json_response({"Deleted": deleted})
+
+
+def _within(node: NodeForPeers, resource_ids: list[str], query: dict[str, str]) -> list[str]:
+    """The resources whose every study matches the grant: a filtered peer cannot
+    delete a study it may not see, nor a patient who also has such a study."""
+
+    def inside(resource_id: str) -> bool:
+        studies = node.studies_of(resource_id)
+        return bool(studies) and all(node.study_matches(uid, query) for uid in studies)
+
+    return [resource_id for resource_id in resource_ids if inside(resource_id)]
 
 
 async def export(request: web.Request) -> web.Response:

@@ -177,7 +177,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     identities = {name: load_or_create(root / name / "identity") for name in ("f", "p", "u")}
     port = free_port()
     peers: list[dict[str, object]] = [
-        {"name": "filtered", "fingerprint": identities["f"].fingerprint},
+        {
+            "name": "filtered",
+            "fingerprint": identities["f"].fingerprint,
+            "mirror_deletions": True,
+        },
         {"name": "pusher", "fingerprint": identities["p"].fingerprint, "pull": False},
         {"name": "full", "fingerprint": identities["u"].fingerprint},
     ]
@@ -376,3 +380,13 @@ def test_abandoned_uploads_and_exports_are_removed_on_a_timer(site: Site) -> Non
     assert not any(path.exists() for path in files)
     assert site.pusher.call("GET", upload)[0] == 404
     assert site.full.call("GET", f"/peer/v1/exports/{export['Export']}")[0] == 404
+
+
+@pytest.mark.e2e
+def test_a_filtered_peer_mirrors_deletions_only_inside_its_grant(site: Site) -> None:
+    ct = _stored(site.node, ct_bytes(0, patient=3))
+    mr = _stored(site.node, mr_bytes(0, patient=4))
+    asked = {"IDs": [ct["study"], ct["patient"], mr["study"]]}
+    assert site.filtered.json("POST", "/peer/v1/deletions", asked) == {"Deleted": 1}
+    assert site.node.request("GET", f"/studies/{ct['study']}").status == 200
+    assert site.node.request("GET", f"/studies/{mr['study']}").status == 404
