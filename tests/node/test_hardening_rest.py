@@ -349,6 +349,16 @@ def test_stalled_body_and_idle_keep_alive_are_closed(tmp_path: Path) -> None:
         start = time.monotonic()
         assert _closed_by_peer(idle.sock, 4) and time.monotonic() - start < 3.5
         idle.close()
+        # A later head on a kept-alive connection is bounded too (aiohttp's keep-alive timer
+        # closes a connection still waiting for a complete head).
+        again = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=5)
+        again.request("GET", "/system")
+        assert again.getresponse().read()
+        assert again.sock is not None
+        again.sock.sendall(b"GET /system HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        assert _closed_by_peer(again.sock, 4) and time.monotonic() - start < 3.5
+        again.close()
     finally:
         node.stop()
 
