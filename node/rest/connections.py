@@ -181,15 +181,20 @@ class ConnectionGuard:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.limits.sweep_s)
-            now = self.loop.time()
-            for protocol in list(self._open.values()):
-                transport = protocol.transport
-                if transport is None or transport.is_closing():
-                    continue
-                reason = overdue(protocol.state, now, self.limits, transport.is_reading())
-                if reason is not None:
-                    log.warning("REST connection from %s closed: %s", protocol.peer(), reason)
-                    transport.abort()  # nothing worth flushing; frees the descriptor now
+            try:
+                self._close_overdue(self.loop.time())
+            except Exception:  # the guard must outlive any one connection's oddity
+                log.exception("REST connection sweep failed")
+
+    def _close_overdue(self, now: float) -> None:
+        for protocol in list(self._open.values()):
+            transport = protocol.transport
+            if transport is None or transport.is_closing():
+                continue
+            reason = overdue(protocol.state, now, self.limits, transport.is_reading())
+            if reason is not None:
+                log.warning("REST connection from %s closed: %s", protocol.peer(), reason)
+                transport.abort()  # nothing worth flushing; frees the descriptor now
 
 
 class GuardedRunner(web.AppRunner):
