@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag
@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom.network import contexts_for, set_nodelay
+from pacsnode.node.dicom.network import contexts_for, fitted_for, set_nodelay
 from pacsnode.node.dicom.query import (
     SOP_CLASSES_IN_STUDY,
     Charset,
@@ -36,6 +36,8 @@ from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
+#: a dataset as it is sent on a given association
+Fit = Callable[[Dataset], Dataset]
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -164,17 +166,21 @@ def _requested_instances(core: NodeCore, identifier: Dataset) -> list[InstanceRe
 
 
 def _datasets(
-    core: NodeCore, refs: list[InstanceRef], event: events.Event
+    core: NodeCore, refs: list[InstanceRef], event: events.Event, fit: Fit
 ) -> Iterator[tuple[int, Dataset | None]]:
     for ref in refs:
         if event.is_cancelled:
             yield CANCEL, None
             return
-        yield PENDING, core.instance_dataset(ref)
+        yield PENDING, fit(core.instance_dataset(ref))
+
+
+def _as_stored(dataset: Dataset) -> Dataset:
+    return dataset
 
 
 def _sub_operations(
-    core: NodeCore, refs: list[InstanceRef] | None, event: events.Event
+    core: NodeCore, refs: list[InstanceRef] | None, event: events.Event, fit: Fit = _as_stored
 ) -> Iterator[Any]:
     """What C-GET and C-MOVE yield after their setup: a count, then each dataset."""
     if refs is None:
@@ -182,7 +188,7 @@ def _sub_operations(
         yield IDENTIFIER_DOES_NOT_MATCH, None
         return
     yield len(refs)
-    yield from _datasets(core, refs, event)
+    yield from _datasets(core, refs, event, fit)
 
 
 def _refused() -> Iterator[Any]:
@@ -197,7 +203,10 @@ def handle_get(
     if not caller_allowed(event, config, registry):
         yield from _refused()
         return
-    yield from _sub_operations(core, _requested_instances(core, event.identifier), event)
+    # C-GET sends on the requestor's own association: what it accepted is known here.
+    contexts = event.assoc.accepted_contexts
+    refs = _requested_instances(core, event.identifier)
+    yield from _sub_operations(core, refs, event, lambda ds: fitted_for(ds, contexts))
 
 
 def handle_move(

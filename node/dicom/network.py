@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import logging
 import socket
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, events
 from pynetdicom.presentation import PresentationContext
 
 from pacsnode.node.index import InstanceRef
 
+log = logging.getLogger(__name__)
 _MAX_CONTEXTS = 128
 
 
@@ -42,6 +45,30 @@ def set_nodelay(event: events.Event) -> None:
     raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if raw is not None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def fitted_for(dataset: Dataset, contexts: list[PresentationContext]) -> Dataset:
+    """The dataset as the peer accepted its SOP class: as stored when it took that
+    transfer syntax, else decompressed when it took only uncompressed ones (a C-GET
+    requestor often offers nothing else; pydicom decodes what its installed plugins can).
+    When that fails the dataset goes as stored, and that sub-operation fails."""
+    accepted = {
+        str(syntax)
+        for context in contexts
+        if context.abstract_syntax == dataset.get("SOPClassUID")
+        for syntax in context.transfer_syntax
+    }
+    stored = str(dataset.file_meta.get("TransferSyntaxUID", ""))
+    if not accepted or stored in accepted or stored in _UNCOMPRESSED:
+        return dataset
+    if not accepted & set(_UNCOMPRESSED):
+        return dataset
+    try:
+        # the same instance, decoded: its SOP Instance UID stays (pydicom would make one)
+        dataset.decompress(generate_instance_uid=False)
+    except Exception as exc:  # no decoder for it here: sent as stored, refused there
+        log.info("cannot decompress %s for a peer without it: %s", stored, exc)
+    return dataset
 
 
 def contexts_for(refs: list[InstanceRef]) -> list[PresentationContext]:

@@ -4,12 +4,14 @@ for DicomAlwaysAllowStore/Echo), driven by DCMTK's tools."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from tests.node.server import DCMTK_ENV, NodeProcess
 from tests.storage.helpers import ct_bytes
@@ -94,3 +96,24 @@ def test_c_get_sends_explicit_vr_when_offered(node: NodeProcess, tmp_path: Path)
         "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT00008",
     )  # fmt: skip
     assert list(out.iterdir()) == []  # only modalities retrieve
+
+
+def test_c_get_decompresses_for_a_requestor_that_takes_only_uncompressed(
+    node: NodeProcess, tmp_path: Path
+) -> None:
+    sample = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    sample.PatientID = "JPEG1"
+    buffer = io.BytesIO()
+    sample.save_as(buffer)
+    assert node.request("POST", "/instances", buffer.getvalue()).status == 200
+    out = tmp_path / "got"
+    out.mkdir()
+    # getscu offers only uncompressed syntaxes by default
+    keys = ("-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=JPEG1")
+    got = dcmtk(node, "getscu", "-aet", "KNOWN", "-aec", "NODE", "-od", str(out), *keys)
+    assert got.returncode == 0, got.stderr
+    [received] = list(out.iterdir())
+    decoded = pydicom.dcmread(received)
+    assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert decoded.SOPInstanceUID == sample.SOPInstanceUID  # the same instance, decoded
+    assert decoded.pixel_array.shape == (sample.Rows, sample.Columns, 3)
