@@ -162,9 +162,12 @@ def app_config(dicomweb_root: str, base: str = BASE_PATH) -> str:
     """OHIF's ``app-config.js`` for one data source: this node's DICOMweb service.
 
     The roots are server-relative (same origin), so the viewer works under whatever host, port
-    and scheme the node is reached by. pacsnode's study metadata names bulk data relative to
-    the study (``series/{SE}/instances/{I}/bulkdata/{key}``), hence ``relativeResolution:
-    'studies'``; series and instance metadata carry absolute URIs, which OHIF keeps as they are.
+    and scheme the node is reached by. OHIF opens a study with one request for its metadata
+    (``enableStudyLazyLoad: false``): pacsnode sends the stored gzip entry as it is, where the
+    lazy way asks for each series' metadata, which is derived from it per request. That
+    metadata names bulk data relative to the study (``series/{SE}/instances/{I}/bulkdata/
+    {key}``), hence ``relativeResolution: 'studies'``; series and instance metadata carry
+    absolute URIs, which OHIF keeps as they are.
     """
     source = {
         "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
@@ -181,7 +184,7 @@ def app_config(dicomweb_root: str, base: str = BASE_PATH) -> str:
             "supportsReject": False,
             "imageRendering": "wadors",
             "thumbnailRendering": "wadors",
-            "enableStudyLazyLoad": True,
+            "enableStudyLazyLoad": False,
             "dicomUploadEnabled": True,
             "bulkDataURI": {"enabled": True, "relativeResolution": "studies"},
         },

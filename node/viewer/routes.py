@@ -66,9 +66,7 @@ def _file(root: Path, tail: str) -> Path | None:
 def _answer(path: Path) -> web.FileResponse:
     content_type = _TYPES.get(path.suffix.lower(), "application/octet-stream")
     cache = _IMMUTABLE if _HASHED.search(path.name) else _REVALIDATE
-    return web.FileResponse(
-        path, headers={"Content-Type": content_type, "Cache-Control": cache}
-    )
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": cache})
 
 
 async def viewer_file(request: web.Request) -> web.StreamResponse:

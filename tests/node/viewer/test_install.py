@@ -65,7 +65,8 @@ def test_app_config_points_ohif_at_the_nodes_dicomweb_root() -> None:
     settings = source["configuration"]
     assert settings["qidoRoot"] == settings["wadoRoot"] == settings["wadoUriRoot"] == "/dicom-web"
     assert settings["imageRendering"] == settings["thumbnailRendering"] == "wadors"
-    assert settings["enableStudyLazyLoad"] and settings["supportsFuzzyMatching"]
+    assert settings["supportsFuzzyMatching"] and settings["dicomUploadEnabled"]
+    assert settings["enableStudyLazyLoad"] is False  # the stored study metadata, as it is
     assert settings["bulkDataURI"] == {"enabled": True, "relativeResolution": "studies"}
 
 
