@@ -109,7 +109,7 @@ async def _run(config: NodeConfig, core: NodeCore, open_files: int) -> None:
         http.request_head_timeout_s,
         http.request_body_timeout_s,
     )
-    guard = ConnectionGuard(limits)
+    guard = ConnectionGuard(limits, tls_context(config))  # the guard runs the TLS handshake
     runner = GuardedRunner(
         create_app(core, config, serve_dicom=True),
         guard,
@@ -119,7 +119,7 @@ async def _run(config: NodeConfig, core: NodeCore, open_files: int) -> None:
     try:
         await runner.setup()  # opens the services
         guard.start()
-        await web.TCPSite(runner, http.host, http.port, ssl_context=tls_context(config)).start()
+        await web.TCPSite(runner, http.host, http.port).start()
         for level, line in exposure(config, limits):
             log.log(level, line)
         await stop.wait()

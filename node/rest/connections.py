@@ -9,6 +9,9 @@ likes. :class:`GuardedRunner` wraps aiohttp's protocol factory (what ``TCPSite``
 - the first request's head (line and headers) must arrive within ``head_timeout_s`` of
   the connection opening; later heads on a kept-alive connection are bounded by aiohttp's
   keep-alive timer, which closes a connection still waiting for a complete head;
+- with TLS the guard runs the handshake itself (``loop.start_tls``), so a connection is
+  counted and on the clock from its first byte: asyncio's own handshake would keep it
+  out of sight for up to a minute;
 - a request body may stall (the node is waiting to read and no byte comes) for at most
   ``body_timeout_s``; a body the node is not reading yet (flow control paused the socket)
   never counts as stalled.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -87,37 +91,76 @@ class _GuardedProtocol(asyncio.Protocol):
         self.inner: RequestHandler | None = inner
         self.state = ConnectionState(now, now)
         self.transport: asyncio.Transport | None = None
+        self.connected = False  # aiohttp's protocol has its transport (after any handshake)
+        self._early: list[bytes] = []  # data decrypted before the handshake task resumed
+        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         if not self.guard.admit(self):
             self.inner = None
-            transport.write(_BUSY)
+            if self.guard.tls is None:
+                transport.write(_BUSY)
             transport.close()
             return
+        if self.guard.tls is None:
+            self._connect(transport)
+        else:
+            transport.pause_reading()  # no ClientHello may reach us before start_tls runs
+            self._handshake = self.guard.loop.create_task(self._start_tls(transport))
+
+    async def _start_tls(self, raw: asyncio.Transport) -> None:
+        tls = self.guard.tls
+        assert tls is not None
+        try:
+            secure = await self.guard.loop.start_tls(
+                raw,
+                self,
+                tls,
+                server_side=True,
+                ssl_handshake_timeout=self.guard.limits.head_timeout_s,
+            )
+        except OSError:  # a failed or timed-out handshake (ssl.SSLError, ConnectionError)
+            # asyncio tells no protocol of a connection lost during its handshake.
+            self.guard.release(self)
+            raw.abort()
+            return
+        if secure is None or self.inner is None or secure.is_closing():
+            self.guard.release(self)
+            return
+        self.transport = secure
+        self._connect(secure)
+
+    def _connect(self, transport: asyncio.Transport) -> None:
         assert self.inner is not None
+        self.connected = True
         self.inner.connection_made(transport)
+        for data in self._early:
+            self.inner.data_received(data)
+        self._early.clear()
 
     def data_received(self, data: bytes) -> None:
         self.state.last_data_at = self.guard.loop.time()
-        if self.inner is not None:
+        if self.connected and self.inner is not None:
             self.inner.data_received(data)
+        elif self.inner is not None:
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.inner is not None else None
+        return self.inner.eof_received() if self.connected and self.inner else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.guard.release(self)
-        if self.inner is not None:
+        if self.connected and self.inner is not None:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        if self.inner is not None:
+        if self.connected and self.inner is not None:
             self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        if self.inner is not None:
+        if self.connected and self.inner is not None:
             self.inner.resume_writing()
 
     def peer(self) -> str:
@@ -128,8 +171,9 @@ class _GuardedProtocol(asyncio.Protocol):
 class ConnectionGuard:
     """The open connections of one REST listener, and the sweep that closes laggards."""
 
-    def __init__(self, limits: ConnectionLimits) -> None:
+    def __init__(self, limits: ConnectionLimits, tls: ssl.SSLContext | None = None) -> None:
         self.limits = limits
+        self.tls = tls
         self.loop = asyncio.get_running_loop()
         self._open: dict[RequestHandler, _GuardedProtocol] = {}
         self._sweeper: asyncio.Task[None] | None = None

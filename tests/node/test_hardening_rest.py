@@ -10,7 +10,10 @@ import http.client
 import logging
 import os
 import socket
+import ssl
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +35,7 @@ from pacsnode.node.rest.connections import (
 from pacsnode.node.rest.roles import required_role, strictest
 from pacsnode.node.server import exposure, raised_soft_limit
 from pacsnode.node.settings import Role, User
-from tests.node.server import NodeProcess
+from tests.node.server import REPO, NodeProcess
 from tests.storage.helpers import ct_bytes
 
 READ, WRITE, ADMIN = Role.READ_ONLY, Role.READ_WRITE, Role.ADMIN
@@ -522,5 +525,62 @@ def test_data_files_are_private(tmp_path: Path) -> None:
             if stat.S_IMODE(p.stat().st_mode) & 0o077
         ]
         assert not opened
+    finally:
+        node.stop()
+
+
+@pytest.mark.e2e
+def test_tls_handshakes_are_on_the_clock_and_requests_served(tmp_path: Path) -> None:
+    from pacsnode.peer.identity import load_or_create
+
+    identity = load_or_create(tmp_path / "tls")
+    tls = f'tls_cert = "{identity.cert_path}"\ntls_key = "{identity.key_path}"\n'
+    node = NodeProcess(tmp_path / "node")
+    node.config.write_text(
+        node.config.read_text().replace(
+            "[http]\n", f"[http]\n{tls}request_head_timeout_s = 1\nmax_connections = 20\n"
+        )
+    )
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+
+    def get() -> int:
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", node.http_port, timeout=5, context=client
+        )
+        connection.request("GET", "/system")
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    try:  # NodeProcess.start() polls over plain HTTP: start and poll here
+        with open(node.log, "ab") as log:
+            node.process = subprocess.Popen(
+                [sys.executable, "-m", "pacsnode.node.cli", "--config", str(node.config), "serve"],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert get() == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, node.log.read_text()
+                time.sleep(0.1)
+        # Connections that never finish the handshake count against the cap and are
+        # closed on the head deadline (asyncio's own handshake gave them a minute).
+        silent = [
+            socket.create_connection(("127.0.0.1", node.http_port), timeout=5) for _ in range(20)
+        ]
+        time.sleep(0.3)
+        with pytest.raises(OSError):
+            get()  # the cap is full: closed before the handshake
+        assert all(_closed_by_peer(s, 3) for s in silent)
+        for sock in silent:
+            sock.close()
+        assert get() == 200
+        assert "REST API on https://" in node.log.read_text()
     finally:
         node.stop()
