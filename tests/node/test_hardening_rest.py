@@ -35,6 +35,7 @@ from pacsnode.node.rest.connections import (
 from pacsnode.node.rest.roles import required_role, strictest
 from pacsnode.node.server import exposure, raised_soft_limit
 from pacsnode.node.settings import Role, User
+from pacsnode.peer.identity import load_or_create
 from tests.node.server import REPO, NodeProcess
 from tests.storage.helpers import ct_bytes
 
@@ -531,8 +532,6 @@ def test_data_files_are_private(tmp_path: Path) -> None:
 
 @pytest.mark.e2e
 def test_tls_handshakes_are_on_the_clock_and_requests_served(tmp_path: Path) -> None:
-    from pacsnode.peer.identity import load_or_create
-
     identity = load_or_create(tmp_path / "tls")
     tls = f'tls_cert = "{identity.cert_path}"\ntls_key = "{identity.key_path}"\n'
     node = NodeProcess(tmp_path / "node")
