@@ -472,7 +472,7 @@ async def write_upload_chunk(request: web.Request) -> web.Response:
     length = request.content_length
     if length is not None and offset + length > size:
         # Refused before reading: nothing beyond the declared size is ever written.
-        return _error(413, "too-long", f"the upload is {size} bytes")
+        return _error(400, "too-long", f"the upload is {size} bytes")
     with request.app[SPOOL].busy(path):
         return await _write_chunk(request, path, offset, size)
 
@@ -483,7 +483,7 @@ async def _write_chunk(request: web.Request, path: Path, offset: int, size: int)
     try:
         async for chunk in request.content.iter_chunked(_CHUNK):
             if position + len(chunk) > size:
-                return _error(413, "too-long", f"the upload is {size} bytes")
+                return _error(400, "too-long", f"the upload is {size} bytes")
             position += await _blocking(os.pwrite, descriptor, chunk, position)
     finally:
         os.close(descriptor)
