@@ -124,11 +124,11 @@ def unpack_dist(tarball: Path, into: Path) -> int:
     return sum(member.isfile() for member in members)
 
 
-# OHIF's build names "/" in these places only (checked with 3.13.2): the HTML's links
-# and PUBLIC_URL, webpack's public path in each entry bundle, the stylesheet's font URLs and
-# the web manifest's icons.
+# OHIF's build names "/" in these places only (checked with 3.11.1, 3.12.10 and 3.13.2): the
+# HTML's links and PUBLIC_URL, webpack's public path in each entry bundle, the stylesheet's
+# font URLs and the web manifest's icons.
 _HTML_LINK = re.compile(rb'((?:href|src|content)=")/(?!/)')
-_HTML_PUBLIC_URL = re.compile(rb'(window\.PUBLIC_URL=")/(?=")')
+_HTML_PUBLIC_URL = re.compile(rb"""(window\.PUBLIC_URL\s*=\s*["'])/(?=["'])""")
 _WEBPACK_PUBLIC_PATH = re.compile(rb'(__webpack_require__\.p = ")/(?=")')
 _CSS_URL = re.compile(rb"(url\([\"']?)/(?!/)")
 _MANIFEST_URL = re.compile(rb'("(?:src|start_url|scope)"\s*:\s*")/(?!/)')

@@ -38,9 +38,9 @@ _TYPES = {
     ".txt": "text/plain; charset=utf-8",
     ".onnx": "application/octet-stream",
 }
-#: webpack's [contenthash] (16 hex digits) as a dotted part of the name:
-#: ``app.bundle.0f6159c501addfe9.js``, ``0ddf166f7a343eda.wasm``
-_HASHED = re.compile(r"(^|\.)[0-9a-f]{16}\.[a-z0-9]+$")
+#: webpack's [contenthash] (16 hex digits in OHIF 3.13, 20 before) as a dotted part of the
+#: name: ``app.bundle.0f6159c501addfe9.js``, ``0ddf166f7a343eda.wasm``
+_HASHED = re.compile(r"(^|\.)[0-9a-f]{16,32}\.[a-z0-9]+$")
 _IMMUTABLE = "max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 

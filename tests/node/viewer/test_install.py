@@ -150,3 +150,17 @@ def test_only_files_inside_dist_are_unpacked(
 
     outside = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")}
     assert outside <= {"package.tgz", "viewer", "viewer/index.html"}
+
+
+def test_builds_before_3_13_are_rebased_too(tmp_path: Path) -> None:
+    # 3.11 and 3.12 write PUBLIC_URL with spaces and single quotes, and 20-digit hashes.
+    index = '<script>window.PUBLIC_URL = \'/\';</script><script defer="defer" src="/app.js">'
+    bundle = {"app.bundle.096daabbdde29bd851ab.js": '__webpack_require__.p = "/";'}
+    registry = file_registry(
+        tmp_path / "registry", "3.12.10", ohif_tarball(dist={"index.html": index, **bundle})
+    )
+
+    install(tmp_path / "viewer", "/dicom-web", "3.12.10", registry)
+
+    rebased = (tmp_path / "viewer" / "index.html").read_text()
+    assert "window.PUBLIC_URL = '/viewer/';" in rebased and 'src="/viewer/app.js"' in rebased
