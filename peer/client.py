@@ -179,6 +179,7 @@ class PeerClient:
                     )
         except BaseException:
             path.unlink(missing_ok=True)
+            self._abandon(export_path)
             raise
         self._peer.request("DELETE", export_path).read()
         return path
@@ -232,8 +233,8 @@ class PeerClient:
             raise
 
     def _abandon(self, path: str) -> None:
-        """Free the peer's spool at once (it counts our uploads in progress); if this
-        fails too, the peer's sweep removes the upload later."""
+        """Drop an upload or export we give up on: the peer counts them against our
+        quota; if this fails too, the peer's sweep removes it later."""
         try:
             self._peer.request("DELETE", path).read()
         except (PeerError, OSError, http.client.HTTPException) as exc:

@@ -85,6 +85,10 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/-])/[^\s'\"]+")
 # ... and a spool file's own name (a storage error names the file it read).
 _FILE_NAME = re.compile(r"[\w.-]+\.(?:zip|json|part|tmp)\b")
+# ... and a Python exception's class name that a storage message quotes ("BadZipFile: ").
+_PYTHON_TYPE = re.compile(
+    r"\b(?:(?:[a-z_]+\.)*[A-Z]\w*(?:Error|Exception|ZipFile)|(?:[a-z_]+\.)+error)\b: "
+)
 _INTERNAL = "the node could not do this; its log has the details"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -116,6 +120,7 @@ def public_error(exc: BaseException) -> tuple[int, str, str]:
         return 500, "internal-error", _INTERNAL
     message = _ABSOLUTE_PATH.sub("<path>", str(getattr(exc, "message", exc)))
     message = _FILE_NAME.sub("the file", message)
+    message = _PYTHON_TYPE.sub("", message)
     return status, str(getattr(exc, "code", "bad-request")), message[:500]
 
 

@@ -73,6 +73,10 @@ def test_public_errors_name_no_path_and_no_python() -> None:
     assert "/srv" not in message and "peer-spool" not in message and "CRC" in message
     message = public_error(InvalidArchive("0a1b.zip is not a readable ZIP"))[2]
     assert message == "the file is not a readable ZIP"
+    message = public_error(InvalidArchive("the ZIP is malformed: BadZipFile: Bad magic number"))[2]
+    assert message == "the ZIP is malformed: Bad magic number"
+    message = public_error(InvalidArchive("damaged: zlib.error: Error -3 while decompressing"))[2]
+    assert "zlib.error" not in message and "Error -3" in message
     status, code, message = public_error(ValueError("invalid literal for int() with base 10"))
     assert (status, code) == (500, "internal-error")
     assert "int()" not in message
