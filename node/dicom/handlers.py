@@ -230,13 +230,24 @@ def handle_move(
     if not refs:
         # pynetdicom asks for nothing more once it knows there is nothing to send.
         jobs.end(job, "the C-MOVE identifier names nothing to retrieve" if refs is None else None)
+    # pynetdicom opens the association to the destination itself; its opening event is
+    # where this handler learns it, to send each instance as the destination accepted it.
+    store_association: list[Any] = []
+
+    def opened(opening: events.Event) -> None:
+        set_nodelay(opening)
+        store_association.append(opening.assoc)
+
+    def fit(dataset: Dataset) -> Dataset:
+        return fitted_for(dataset, store_association[-1].accepted_contexts)
+
     options = {
         "contexts": contexts_for(refs or []),
-        "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
+        "evt_handlers": [(evt.EVT_CONN_OPEN, opened)],
     }
     try:
         yield destination.host, destination.port, options
-        yield from _sub_operations(core, refs, event)
+        yield from _sub_operations(core, refs, event, fit)
     finally:
         # pynetdicom also drops the generator when the destination cannot be reached or
         # the association breaks: the job must not stay running then.

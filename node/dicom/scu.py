@@ -12,7 +12,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom.network import contexts_for, set_nodelay
+from pacsnode.node.dicom.network import contexts_for, fitted_for, set_nodelay
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.jobs import JobContext
@@ -73,7 +73,8 @@ def send(
     try:
         for done, ref in enumerate(refs):
             context.progress(done, len(refs), Instances=done)
-            status = association.send_c_store(core.instance_dataset(ref))
+            dataset = fitted_for(core.instance_dataset(ref), association.accepted_contexts)
+            status = association.send_c_store(dataset)
             if not status or status.Status not in (0x0000, 0xB000, 0xB007, 0xB006):
                 failed.append(ref.id)
     finally:

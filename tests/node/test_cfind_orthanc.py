@@ -4,13 +4,16 @@ findscu and movescu against a real node."""
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from tests.node.server import DCMTK_ENV, NodeProcess, free_port
 from tests.storage.helpers import ct_instance, to_bytes
@@ -281,3 +284,27 @@ def test_rest_find_matches_attributes_outside_the_index_on_the_files(
         "POST", "/tools/count-resources", {"Level": "Series", "Query": {"PatientPosition": "HFS"}}
     )
     assert counted.json() == {"Count": 2}
+
+
+def test_a_compressed_instance_reaches_a_receiver_that_takes_only_uncompressed(
+    empty: NodeProcess, receiver: Path
+) -> None:
+    # storescp accepts uncompressed syntaxes only, unless told otherwise
+    sample = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))
+    buffer = io.BytesIO()
+    sample.save_as(buffer)
+    stored = empty.request("POST", "/instances", buffer.getvalue()).json()
+
+    uncompressed = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+    study = f"StudyInstanceUID={sample.StudyInstanceUID}"
+    assert movescu(empty, "QueryRetrieveLevel=STUDY", study) == 0
+    [moved] = list(receiver.iterdir())
+    assert pydicom.dcmread(moved).file_meta.TransferSyntaxUID in uncompressed
+    moved.unlink()
+
+    sent = empty.request("POST", "/modalities/receiver/store", stored["ID"])
+    assert sent.status == 200, sent.body
+    [copy] = list(receiver.iterdir())
+    decoded = pydicom.dcmread(copy)
+    assert decoded.SOPInstanceUID == sample.SOPInstanceUID
+    assert decoded.file_meta.TransferSyntaxUID in uncompressed
