@@ -87,13 +87,14 @@ def _matching_lookup_values(txn: Txn, level: Level, constraint: Constraint) -> I
             yield from txn.lookup_exact(level, constraint.keyword, raw.decode("utf-8"))
 
 
-#: the letters of a case-insensitive value whose case variants are scanned for
-_FOLDED_LETTERS = 3
+#: the letters of a case-insensitive value spelled in both cases (at most 2**6 spellings)
+_FOLDED_LETTERS = 6
 
 
 def _case_variants(text: str) -> list[str]:
     """Each spelling of the text up to its first few letters with those letters in either
-    case: the value prefixes a case-insensitive match can start with (at most 8)."""
+    case: the whole value in every case when it has few letters, else the prefixes a
+    case-insensitive match can start with."""
     variants = [""]
     letters = 0
     for character in text:
@@ -106,23 +107,24 @@ def _case_variants(text: str) -> list[str]:
 
 
 def _folded_candidates(txn: Txn, level: Level, constraint: Constraint) -> Iterator[str]:
-    """Ids whose indexed value matches a case-insensitive constraint: a few short prefix
-    scans (one per case variant of each value's start) rather than every value, the
-    constraint deciding each value found."""
-    starts = (
-        constraint.values
-        if constraint.kind is Kind.LIST
-        else (constraint.literal_prefix,)
-        if constraint.kind is Kind.WILDCARD
-        else constraint.values[:1]
-    )
-    prefixes = sorted({p for start in starts for p in _case_variants(start.strip())})
+    """Ids whose indexed value matches a case-insensitive constraint, without reading every
+    value: each spelling of a whole value is looked up exactly (PAT00012 is 8 lookups), and
+    a longer one or a wildcard's literal start is scanned as a prefix in each spelling. The
+    constraint decides each value found."""
+    exact = constraint.kind in (Kind.EXACT, Kind.LIST)
+    starts = constraint.values if exact else (constraint.literal_prefix,)
     seen: set[str] = set()
-    for prefix in prefixes:
-        for value, resource_id in txn.lookup_scan(level, constraint.keyword, prefix, prefix=True):
-            if resource_id not in seen and constraint.matches(value):
-                seen.add(resource_id)
-                yield resource_id
+    for start in starts:
+        start = start.strip()
+        for variant in _case_variants(start):
+            if exact and len(variant) == len(start):
+                found = ((variant, i) for i in txn.lookup_exact(level, constraint.keyword, variant))
+            else:
+                found = txn.lookup_scan(level, constraint.keyword, variant, prefix=True)
+            for value, resource_id in found:
+                if resource_id not in seen and constraint.matches(value):
+                    seen.add(resource_id)
+                    yield resource_id
 
 
 _ONE_UTF8_CHARACTER = rb"(?:[\x00-\x7f]|[\xc0-\xff][\x80-\xbf]+)"

@@ -57,7 +57,18 @@ def test_a_lone_star_matches_only_resources_with_the_attribute(populated: NodeCo
     assert len(found(populated, {"PatientSex": ""})) == 4
 
 
-def test_case_variants_stop_after_three_letters() -> None:
+def test_case_variants_spell_at_most_six_letters_both_ways() -> None:
     assert _case_variants("12a") == ["12A", "12a"]
-    assert len(_case_variants("abcdef")) == 8
-    assert all(len(v) == 3 for v in _case_variants("abcdef"))
+    assert len(_case_variants("PAT00012")) == 8
+    assert len(_case_variants("abcdefgh")) == 64
+    assert all(len(v) == 6 for v in _case_variants("abcdefgh"))
+
+
+def test_a_long_folded_value_is_found_by_its_prefix(make_core: MakeCore) -> None:
+    core = make_core()
+    dataset = ct_instance(0)
+    dataset.PatientID = "LongerThanSixLetters"
+    core.ingest(to_bytes(dataset))
+    query = {"PatientID": "longerthansixletters"}
+    assert len(core.find(Level.PATIENT, query, fold_identifiers=True)) == 1
+    assert core.find(Level.PATIENT, query) == []
