@@ -27,6 +27,7 @@ from pacsnode.node.dicomweb.paths import service_url, uid
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.limits import check_declared_size, too_large
 
 _CHUNK = 1024 * 1024
 #: PS3.4 / PS3.18 failure reasons
@@ -188,10 +189,13 @@ def split_parts(body: bytes | mmap.mmap, boundary: bytes) -> Iterator[tuple[str,
 
 
 async def _spool(request: web.Request, handle: IO[bytes]) -> int:
+    limit = check_declared_size(request)  # [http] max_request_size_mb, as for POST /instances
     size = 0
     async for chunk in request.content.iter_chunked(_CHUNK):
-        await blocking(handle.write, chunk)
         size += len(chunk)
+        if size > limit:  # a chunked body declares nothing: count as it arrives
+            raise too_large(limit)
+        await blocking(handle.write, chunk)
     return size
 
 

@@ -14,7 +14,6 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import generate_frames
 
 from pacsnode.node.rest.app import create_app
-from pacsnode.node.settings import DicomWebSettings
 from tests.node.rest.conftest import MakeClient, MakeCore, node_config
 
 #: single-frame native CT, 30-frame JPEG baseline, 2-frame RLE, 15-frame native implicit
@@ -43,12 +42,16 @@ def source_frames(dataset: Dataset) -> list[bytes]:
 
 @pytest.fixture
 def make_client(make_core: MakeCore, aiohttp_client: Any, tmp_path: Path) -> MakeClient:
-    """The node's web app in-process over a real core, with DICOMweb settings changed."""
+    """The node's web app in-process over a real core; ``make(dicomweb={...})`` changes
+    settings of a section."""
 
-    async def make(**dicomweb: Any) -> TestClient:
-        config = node_config(
-            tmp_path / "data", dicomweb=dataclasses.replace(DicomWebSettings(), **dicomweb)
-        )
+    async def make(**sections: dict[str, Any]) -> TestClient:
+        defaults = node_config(tmp_path / "data")
+        changed = {
+            name: dataclasses.replace(getattr(defaults, name), **values)
+            for name, values in sections.items()
+        }
+        config = dataclasses.replace(defaults, **changed)
         core = make_core(data_dir=config.core.data_dir)
         return await aiohttp_client(create_app(core, config))
 

@@ -227,7 +227,7 @@ async def test_stow_stores_and_answers_per_instance(client: TestClient):
 
 
 async def test_cors_is_off_by_default_and_answers_configured_origins(make_client):
-    client = await make_client(cors_origins=("https://viewer.example",))
+    client = await make_client(dicomweb={"cors_origins": ("https://viewer.example",)})
     preflight = await client.options(
         f"{ROOT}/studies",
         headers={
@@ -282,3 +282,23 @@ async def test_stow_takes_a_chunked_body(client: TestClient):
     )
     assert response.status == 200, await response.text()
     assert len((await response.json())["00081199"]["Value"]) == 2
+
+
+async def test_stow_bodies_are_limited_like_every_upload(make_client):
+    client = await make_client(http={"max_request_size_mb": 1})
+    data = (
+        b"--b\r\nContent-Type: application/dicom\r\n\r\n"
+        + bytes(2 * 1024 * 1024)
+        + b"\r\n--b--\r\n"
+    )
+    headers = {"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'}
+    declared = await client.post(f"{ROOT}/studies", data=data, headers=headers)
+    assert declared.status == 413
+
+    async def chunked():  # declares no length: refused as it arrives
+        for start in range(0, len(data), 65536):
+            yield data[start : start + 65536]
+
+    streamed = await client.post(f"{ROOT}/studies", data=chunked(), headers=headers)
+    assert streamed.status == 413
+    assert (await streamed.json())["ErrorCode"] == "request-too-large"
