@@ -490,6 +490,15 @@ class StudyStore:
             doomed = sorted(sop_uids & sources.keys())
             if not doomed:
                 return []
+            if self._only_staged(study_uid, doomed):
+                # Their staging files are their only copies: removing them is the whole
+                # deletion. No rewrite, so taking back an instance the index refused (a
+                # full disk) needs no room for a new study ZIP.
+                for sop_uid in doomed:
+                    remove_durable(staged_instance_path(self.root, study_uid, sop_uid))
+                self._files.remove_empty_dirs(study_uid)
+                self._files.clear_pending(study_uid)
+                return doomed
             self._files.mark_pending(study_uid)
             for sop_uid in doomed:
                 del sources[sop_uid]
@@ -497,6 +506,12 @@ class StudyStore:
             # so a crash in between never brings back an older copy.
             self._rewrite(study_uid, list(sources.values()))
         return doomed
+
+    def _only_staged(self, study_uid: str, sop_uids: list[str]) -> bool:
+        """Whether none of ``sop_uids`` is in the sealed study ZIP (an older copy there
+        would come back if only the staged one were removed)."""
+        sealed = self._files.sealed.get(study_zip_path(self.root, study_uid), study_uid)
+        return sealed is None or not set(sop_uids) & sealed.instances.keys()
 
     def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         check_uid(series_uid, "SeriesInstanceUID")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 # Virtual address space, not disk: the data file grows only as pages are used.
 _INITIAL_MAP_SIZE = 1 << 35
+# free bytes under which a failed commit is taken for a full disk (LMDB writes whole pages)
+_FULL_DISK_MARGIN = 1 << 20
 _MAX_KEY = 480  # LMDB's default key limit is 511 bytes
 _SEPARATOR = "\x1f"
 _ALL = "*"
@@ -336,15 +339,25 @@ class Txn:
 
 
 @contextlib.contextmanager
-def _disk_full_as_storage_full() -> Iterator[None]:
+def _disk_full_as_storage_full(path: str | None = None) -> Iterator[None]:
     try:
         yield
     except lmdb.MapFullError:
         raise
     except lmdb.Error as exc:
-        if "No space left" in str(exc) or "ENOSPC" in str(exc):
+        if "No space left" in str(exc) or "ENOSPC" in str(exc) or _short_of_space(exc, path):
             raise StorageFull("disk full while writing the index") from exc
         raise
+
+
+def _short_of_space(exc: lmdb.Error, path: str | None) -> bool:
+    """LMDB reports a write cut short by a full disk as EIO, not ENOSPC."""
+    if path is None or "Input/output error" not in str(exc):
+        return False
+    try:
+        return shutil.disk_usage(path).free < _FULL_DISK_MARGIN
+    except OSError:
+        return False
 
 
 class Environment:
@@ -382,7 +395,7 @@ class Environment:
         """Run ``fn`` in one write transaction, committed (and fsynced) before returning."""
         while True:
             try:
-                with _disk_full_as_storage_full(), self.env.begin(write=True) as txn:
+                with _disk_full_as_storage_full(self.env.path()), self.env.begin(write=True) as txn:
                     return fn(Txn(self, txn))
             except lmdb.MapFullError:
                 self._grow()
@@ -396,7 +409,10 @@ class Environment:
         while True:
             try:
                 outcomes: list[tuple[bool, Any]] = []
-                with _disk_full_as_storage_full(), self.env.begin(write=True) as parent:
+                with (
+                    _disk_full_as_storage_full(self.env.path()),
+                    self.env.begin(write=True) as parent,
+                ):
                     for job in jobs:
                         child = self.env.begin(write=True, parent=parent)
                         try:
