@@ -50,17 +50,16 @@ BulkReader = Callable[[str], bytes]
 
 @dataclass(frozen=True)
 class Layout:
+    """A file as segments: literal bytes (kept here, in order) or slices of payloads."""
+
     size: int
     pixel_data_offset: int | None
     segments: list[list[Any]]
     literals: bytes
 
     def encode(self) -> bytes:
-        header = json.dumps(
-            {"size": self.size, "pixel_data_offset": self.pixel_data_offset,
-             "segments": self.segments},
-            separators=(",", ":"),
-        ).encode()  # fmt: skip
+        facts = {"size": self.size, "pixel_data_offset": self.pixel_data_offset}
+        header = json.dumps({**facts, "segments": self.segments}, separators=(",", ":")).encode()
         return b"".join((_MAGIC, _HEADER_LENGTH.pack(len(header)), header, self.literals))
 
 
