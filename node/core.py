@@ -148,6 +148,10 @@ class NodeCore:
         """The resource's record with its children ids; UnknownResource if absent."""
         return self.index.resource_with_children(resource_id, level)
 
+    def records(self, resource_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """Many resources' records (no children) read at once; ``None`` for those absent."""
+        return self.index.resources(resource_ids)
+
     def exists(self, resource_id: str) -> bool:
         return self.index.resource(resource_id) is not None
 

@@ -63,6 +63,11 @@ class Index:
         """The resource's record, or ``None``."""
         return self._read(lambda txn: txn.resource(resource_id))
 
+    def resources(self, resource_ids: Iterable[str]) -> list[dict[str, Any] | None]:
+        """Many records in one read snapshot (``None`` for those absent)."""
+        ids = list(resource_ids)
+        return self._read(lambda txn: [txn.resource(i) for i in ids])
+
     def resource_with_children(
         self, resource_id: str, level: Level | None = None
     ) -> dict[str, Any]:
