@@ -84,8 +84,10 @@ def _contains(text: str) -> str:
 def find_query(fields: Mapping[str, str]) -> dict[str, str]:
     """The ``/tools/find`` query for the form's fields (empty: every study).
 
-    Names and descriptions match anywhere in the value; ids and accession numbers
-    exactly, or as the wildcards typed. Raises :class:`FormError` for a bad date.
+    Names match anywhere in the value; ids and accession numbers exactly, or as the
+    wildcards typed. The description is not indexed and the index matches it only with its
+    case, so :func:`description_matches` filters on it. Raises :class:`FormError` for a
+    bad date.
     """
     query: dict[str, str] = {}
     if fields.get("name"):
@@ -94,8 +96,6 @@ def find_query(fields: Mapping[str, str]) -> dict[str, str]:
         query["PatientID"] = fields["patient_id"]
     if fields.get("accession"):
         query["AccessionNumber"] = fields["accession"]
-    if fields.get("description"):
-        query["StudyDescription"] = _contains(fields["description"])
     if fields.get("modality"):
         query["ModalitiesInStudy"] = fields["modality"].upper()
     low = _dicom_date(fields["date_from"], "from") if fields.get("date_from") else ""
@@ -105,6 +105,13 @@ def find_query(fields: Mapping[str, str]) -> dict[str, str]:
     if low or high:
         query["StudyDate"] = low if low == high else f"{low}-{high}"
     return query
+
+
+def description_matches(asked: str, description: str) -> bool:
+    """Whether a study's description matches the form's text: anywhere in it, whatever
+    the case, or as the wildcards typed (``*``, ``?``)."""
+    pattern = re.escape(_contains(asked).casefold()).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(pattern, description.casefold(), re.DOTALL) is not None
 
 
 def page_of(ordered: list[str], matching: set[str] | None, search: Search) -> tuple[list[str], int]:

@@ -16,7 +16,7 @@ from pacsnode.node.jobs import JobContext, JobState
 from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, blocking
 from pacsnode.node.rest.system import VERSION
 from pacsnode.node.ui import BASE_PATH, csrf, listing, views
-from pacsnode.node.ui.render import STATIC, page, redirect, render, viewer_installed
+from pacsnode.node.ui.render import LISTINGS, STATIC, page, redirect, render, viewer_installed
 
 #: asset types by suffix (not the platform's mime.types, which may lack some)
 _STATIC_TYPES = {
@@ -47,7 +47,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 async def studies(request: web.Request) -> web.StreamResponse:
     search = listing.parse_search(request.query)
     try:
-        found = await blocking(views.search_studies, request.app[CORE], search)
+        found = await blocking(
+            views.search_studies, request.app[CORE], search, request.app[LISTINGS]
+        )
         error = None
     except listing.FormError as exc:
         found, error = views.StudyPage([], 0, 0), str(exc)

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp import web
 from pacsnode.node.errors import DomainError
 from pacsnode.node.rest.context import CONFIG
 from pacsnode.node.ui import BASE_PATH, csrf, listing
+from pacsnode.node.ui.views import ListingCache
 from pacsnode.node.viewer import viewer_dir
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def _make_environment() -> Any:
 
 
 UI_TEMPLATES: web.AppKey[LazyTemplates] = web.AppKey("ui_templates", LazyTemplates)
+LISTINGS: web.AppKey[ListingCache] = web.AppKey("ui_listings", ListingCache)
 
 
 @functools.cache
@@ -149,18 +152,26 @@ def page(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def shown(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except csrf.CsrfRefused as exc:
-            return error_page(request, 403, str(exc))
-        except DomainError as exc:
-            return error_page(request, exc.http_status, exc.message)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return error_page(request, exc.status, exc.reason)
-        except Exception:
-            log.exception("%s %s failed", request.method, request.path)
-            return error_page(request, 500, "Something went wrong; the node's log has details.")
+        started = time.perf_counter()
+        response = await _answer_or_error_page(handler, request)
+        # the server's share of a page's time, for the browser's tools and the speed check
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1e3:.1f}"
+        return response
 
     return shown
+
+
+async def _answer_or_error_page(handler: Handler, request: web.Request) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except csrf.CsrfRefused as exc:
+        return error_page(request, 403, str(exc))
+    except DomainError as exc:
+        return error_page(request, exc.http_status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_page(request, exc.status, exc.reason)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_page(request, 500, "Something went wrong; the node's log has details.")

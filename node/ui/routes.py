@@ -6,11 +6,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from pacsnode.node.ui import BASE_PATH, pages
-from pacsnode.node.ui.render import UI_TEMPLATES, LazyTemplates
+from pacsnode.node.ui.render import LISTINGS, UI_TEMPLATES, LazyTemplates
+from pacsnode.node.ui.views import ListingCache
 
 
 def setup_routes(app: web.Application) -> None:
     app[UI_TEMPLATES] = LazyTemplates()
+    app[LISTINGS] = ListingCache()
     base = BASE_PATH.rstrip("/")
     route = app.router
     route.add_get(base, pages.home)

@@ -6,8 +6,11 @@ Each function returns plain values for a template; none renders HTML.
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import UnknownResource
@@ -20,6 +23,7 @@ from pacsnode.node.ui import listing, tags
 #: how far back the study page looks in the exports log for where a study was sent
 _EXPORTS_LOOKED_AT = 2000
 RECYCLING_SHOWN = 5
+T = TypeVar("T")
 
 
 @dataclass
@@ -67,12 +71,43 @@ class StudyPage:
     everything: int  # studies on the node
 
 
-def search_studies(core: NodeCore, search: listing.Search) -> StudyPage:
+class ListingCache:
+    """The last few sort orders and search answers, valid while the index's change feed
+    has not moved (every study added, changed or removed moves it): paging through a
+    search, or coming back to the list, reads only the rows shown."""
+
+    _KEPT = 16
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return cast(T, self._entries[key])
+        value = make()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self._KEPT:
+                self._entries.popitem(last=False)
+        return value
+
+
+def search_studies(core: NodeCore, search: listing.Search, cache: ListingCache) -> StudyPage:
     """One page of studies: ids from the index's lookup order, records only for the rows
     shown; the search itself is the index's find (no record read when a lookup decides)."""
     query = listing.find_query(search.fields)
-    ordered = core.ids_in_order(Level.STUDY, listing.SORT_KEYWORDS[search.sort])
-    matching = set(core.find(Level.STUDY, query)) if query else None
+    keyword = listing.SORT_KEYWORDS[search.sort]
+    version = core.last_change()
+    ordered = cache.get(
+        ("order", version, keyword), lambda: core.ids_in_order(Level.STUDY, keyword)
+    )
+    matching = None
+    if query or search.fields.get("description"):
+        asked = (version, tuple(sorted(search.fields.items())))
+        matching = cache.get(("match", *asked), lambda: _matching(core, query, search, ordered))
     ids, total = listing.page_of(ordered, matching, search)
     pending = core.pending_studies()
     rows = []
@@ -80,6 +115,38 @@ def search_studies(core: NodeCore, search: listing.Search) -> StudyPage:
         with contextlib.suppress(UnknownResource):  # deleted meanwhile
             rows.append(_row(core, core.resource(study_id, Level.STUDY), pending))
     return StudyPage(rows, total, len(ordered))
+
+
+def _matching(
+    core: NodeCore, query: dict[str, str], search: listing.Search, ordered: list[str]
+) -> set[str]:
+    matching = set(_find(core, query)) if query else None
+    if search.fields.get("description"):
+        candidates = ordered if matching is None else matching
+        matching = _described(core, candidates, search.fields["description"])
+    assert matching is not None
+    return matching
+
+
+def _find(core: NodeCore, query: dict[str, str]) -> list[str]:
+    """The studies matching; a patient id or accession typed in another case than stored
+    still matches (as Orthanc's /tools/find folds them), at the cost of a walk over the
+    lookup's values, so the exact lookup is tried first."""
+    found = core.find(Level.STUDY, query)
+    if found or not {"PatientID", "AccessionNumber"} & set(query):
+        return found
+    return core.find(Level.STUDY, query, fold_identifiers=True)
+
+
+def _described(core: NodeCore, candidates: Iterable[str], asked: str) -> set[str]:
+    """The candidates whose description matches (a record read each: it is not indexed)."""
+    found = set()
+    for record in core.records(candidates):
+        if record and listing.description_matches(
+            asked, record["tags"].get("StudyDescription", "")
+        ):
+            found.add(record["id"])
+    return found
 
 
 # --- one study ----------------------------------------------------------------------------
@@ -131,17 +198,11 @@ def _series(core: NodeCore, series_id: str) -> SeriesItem | None:
         record = core.resource(series_id, Level.SERIES)
     except UnknownResource:
         return None
-    items = []
-    for instance_id in record["children"]:
-        instance = core.index.resource(instance_id)
-        if instance is not None:
-            items.append(
-                InstanceItem(
-                    instance_id,
-                    instance["tags"].get("InstanceNumber", ""),
-                    instance.get("sop_uid", ""),
-                )
-            )
+    items = [
+        InstanceItem(i["id"], i["tags"].get("InstanceNumber", ""), i.get("sop_uid", ""))
+        for i in core.records(record["children"])
+        if i is not None
+    ]
     items.sort(key=lambda item: _sort_key(item.number))
     tags_ = record["tags"]
     return SeriesItem(
@@ -364,15 +425,15 @@ def system_info(core: NodeCore, config: Any, replicator: Any) -> dict[str, Any]:
     used = stats["TotalDiskSize"]
     next_out = []
     for patient_id, size in core.recycling_order(RECYCLING_SHOWN):
-        record = core.index.resource(patient_id) or {"tags": {}}
-        next_out.append({"id": patient_id, "tags": record["tags"], "size": size})
+        (record,) = core.records([patient_id])
+        next_out.append({"id": patient_id, "tags": (record or {}).get("tags", {}), "size": size})
     protected = []
     for patient_id in core.protected_patients()[:100]:
-        record = core.index.resource(patient_id)
-        if record is not None:
-            studies = core.resource(patient_id)["children"]
+        with contextlib.suppress(UnknownResource):  # deleted meanwhile
+            patient = core.resource(patient_id)
+            studies = patient["children"]
             protected.append(
-                {"id": patient_id, "tags": record["tags"], "study": studies[0] if studies else ""}
+                {"id": patient_id, "tags": patient["tags"], "study": studies[0] if studies else ""}
             )
     identity = ""
     if replicator is not None:
