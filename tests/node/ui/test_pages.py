@@ -3,10 +3,12 @@ errors as pages, paging and sorting, the actions; and no template engine at star
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ from aiohttp.test_utils import TestClient
 from pacsnode.node.auth import hash_password
 from pacsnode.node.core import NodeCore
 from pacsnode.node.ids import Level
+from pacsnode.node.jobs import JobContext, JobState
 from pacsnode.node.rest.app import create_app
+from pacsnode.node.rest.context import JOBS
 from pacsnode.node.settings import User
 from tests.node.rest.conftest import node_config
 from tests.node.server import REPO
@@ -182,3 +186,31 @@ def test_an_idle_node_has_no_template_engine_loaded(tmp_path: Path) -> None:
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+async def test_a_running_job_shows_live_and_can_be_cancelled(
+    ui: tuple[TestClient, NodeCore],
+) -> None:
+    client, _ = ui
+    stop = threading.Event()
+
+    def work(context: JobContext) -> dict[str, Any]:
+        while not stop.wait(0.02):
+            context.progress(3, 10, Phase="copying")
+        return {}
+
+    job = client.server.app[JOBS].submit("Example", {"Peer": "siteb"}, work)
+    try:
+        while job.progress != 30:  # its first report
+            await asyncio.sleep(0.01)
+        page = await _page(client, "/ui/jobs")
+        assert 'data-refresh="1000"' in page  # the script fetches it again while it runs
+        assert f'id="job-{job.id}" data-state="Running"' in page and "Phase: copying" in page
+        assert '<progress max="100" value="30">' in page
+        token = _TOKEN.search(page).group(1)  # type: ignore[union-attr]
+        answer = await client.post(f"/ui/jobs/{job.id}/cancel", data={"csrf": token})
+        assert answer.status == 200 and "Cancel asked" in await answer.text()
+        assert job.state is JobState.CANCELLED
+        assert 'data-refresh="0"' in await _page(client, "/ui/jobs")
+    finally:
+        stop.set()
