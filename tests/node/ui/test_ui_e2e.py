@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
 from tests.node.server import NodeProcess
-from tests.node.ui.conftest import PASSWORD, USER, Browsing, store, users_toml
+from tests.node.ui.conftest import DESKTOP, PASSWORD, USER, Browsing, store, users_toml
 from tests.peer.test_replication import linked_sites
 
 pytestmark = pytest.mark.e2e
@@ -202,3 +202,35 @@ def test_delete_removes_the_study(node: NodeProcess, desktop: Browsing) -> None:
     desktop.screenshot("after-delete")
     remaining = [node.request("GET", f"/studies/{s}").json() for s in _studies(node)]
     assert [s["PatientMainDicomTags"]["PatientID"] for s in remaining] == ["PAT00032"]
+
+
+def test_pages_read_without_javascript(node: NodeProcess, browser: Any) -> None:
+    store(node, SeriesSpec(patient=41, study=1, series=1, count=3, size=128))
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD},
+        viewport=DESKTOP,
+        java_script_enabled=False,
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"{node.url}/ui/studies?name=patient41")
+        page.locator("table.studies tbody tr a").first.click()
+        page.wait_for_url(re.compile(r"/ui/studies/[0-9a-f-]+$"))
+        # The viewer's controls are links and a GET form: the next image, then a window.
+        page.click('[data-role="next"]')
+        page.wait_for_url(re.compile(r"n=2"))
+        assert page.locator('[data-role="position-label"]').inner_text() == "2 / 3"
+        page.fill('[data-role="wc"]', "40")
+        page.fill('[data-role="ww"]', "400")
+        page.click('[data-role="show"]')
+        page.wait_for_url(re.compile(r"wc=40&ww=400"))
+        image = page.locator("section.viewer img")
+        assert "window=40,400" in image.get_attribute("src")
+        assert page.evaluate(
+            "(img) => img.complete && img.naturalWidth > 0", image.element_handle()
+        )
+        for path in ("/ui/peers", "/ui/jobs", "/ui/system"):
+            page.goto(f"{node.url}{path}")
+            assert page.locator("h1").count() == 1
+    finally:
+        context.close()
