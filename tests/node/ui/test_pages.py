@@ -21,9 +21,9 @@ from pacsnode.node.ids import Level
 from pacsnode.node.jobs import JobContext, JobState
 from pacsnode.node.rest.app import create_app
 from pacsnode.node.rest.context import JOBS
-from pacsnode.node.settings import User
+from pacsnode.node.settings import Modality, User
 from tests.node.rest.conftest import node_config
-from tests.node.server import REPO
+from tests.node.server import REPO, free_port
 from tests.storage.helpers import ct_bytes
 
 _TOKEN = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -214,3 +214,33 @@ async def test_a_running_job_shows_live_and_can_be_cancelled(
         assert 'data-refresh="0"' in await _page(client, "/ui/jobs")
     finally:
         stop.set()
+
+
+async def test_send_runs_as_a_job_and_its_failure_shows(
+    make_core: Any, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    closed = free_port()  # nothing listens there: the association is refused
+    modality = Modality("archive2", "ARCHIVE2", "127.0.0.1", closed)
+    config = node_config(tmp_path / "data", modalities=(modality,))
+    core = make_core(data_dir=config.core.data_dir)
+    client = await aiohttp_client(create_app(core, config))
+    core.ingest(ct_bytes(0))
+    (study,) = core.list_ids(Level.STUDY)
+    page = await _page(client, f"/ui/studies/{study}")
+    assert '<option value="modality:archive2">modality archive2</option>' in page
+    token = _TOKEN.search(page).group(1)  # type: ignore[union-attr]
+
+    nowhere = await client.post(
+        f"/ui/studies/{study}/send", data={"csrf": token, "target": "peer:nope"}
+    )
+    assert nowhere.status == 404 and "no peer" in await nowhere.text()
+
+    sent = await client.post(
+        f"/ui/studies/{study}/send", data={"csrf": token, "target": "modality:archive2"}
+    )
+    assert sent.status == 200 and "Sending the study to archive2." in await sent.text()
+    (job_id,) = client.server.app[JOBS].ids()
+    await asyncio.to_thread(client.server.app[JOBS].get(job_id).finished.wait, 30)
+    jobs = await _page(client, "/ui/jobs")
+    assert f'id="job-{job_id}" data-state="Failure"' in jobs
+    assert 'class="error-text"' in jobs and "Traceback" not in jobs
