@@ -206,6 +206,10 @@ async def _retrieve_options(request: web.Request) -> RetrieveOptions:
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest('send an AE title, or {"TargetAet": ..., "Synchronous": ...}')
+    return _options_of(body, own_aet)
+
+
+def _options_of(body: dict[str, Any], own_aet: str) -> RetrieveOptions:
     asynchronous = body.get("Synchronous") is False or body.get("Asynchronous") is True
     target = str(body.get("TargetAet") or "") or own_aet
     fmt = TagFormat.HUMAN if body.get("Simplify") is True else body_format(body, TagFormat.SHORT)
@@ -225,12 +229,22 @@ async def retrieve_all(request: web.Request) -> web.Response:
 async def _move(
     request: web.Request, query: Query, answers: list[Dataset], options: RetrieveOptions
 ) -> web.Response:
-    """C-MOVE the answers to the target, as a job (Orthanc's ``DicomMoveScu``): answered
-    when done with the job's content, or at once with its id when asked asynchronous."""
-    registry: Registry = request.app[REGISTRY]
-    modality, aet = registry.modality(query.modality), request.app[CONFIG].dicom.aet
     keys = [_keys(answer) for answer in answers]
-    identifiers = [retrieve_scu.retrieve_identifier(query.level, k) for k in keys]
+    return await _move_job(request, query.modality, query.level, keys, options)
+
+
+async def _move_job(
+    request: web.Request,
+    name: str,
+    level: Level,
+    keys: list[dict[str, str]],
+    options: RetrieveOptions,
+) -> web.Response:
+    """C-MOVE what ``keys`` identify to the target, as a job (Orthanc's ``DicomMoveScu``):
+    answered when done with the job's content, or at once with its id when asynchronous."""
+    registry: Registry = request.app[REGISTRY]
+    modality, aet = registry.modality(name), request.app[CONFIG].dicom.aet
+    identifiers = [retrieve_scu.retrieve_identifier(level, k) for k in keys]
     writer = TagWriter(fmt=options.fmt, names=names_of(request.app))
     content = {
         "Description": "REST API",
@@ -243,7 +257,7 @@ async def _move(
     def work(context: JobContext) -> dict[str, Any]:
         for done, one in enumerate(keys):
             context.progress(done, len(keys))
-            retrieve_scu.move(aet, modality, query.level, one, options.target)
+            retrieve_scu.move(aet, modality, level, one, options.target)
         return content
 
     job = request.app[JOBS].submit("DicomMoveScu", content, work)
@@ -282,12 +296,12 @@ async def _retrieve_request(
 
 
 async def move_from_modality(request: web.Request) -> web.Response:
-    """Orthanc's ``POST /modalities/{name}/move``: {"Level", "Resources": [uids], "TargetAet"}."""
-    level, modality, aet, resources, body = await _retrieve_request(request)
-    target = str(body.get("TargetAet") or aet)
-    for keys in resources:
-        await blocking(retrieve_scu.move, aet, modality, level, keys, target)
-    return web.json_response({})
+    """Orthanc's ``POST /modalities/{name}/move``: {"Level", "Resources": [uids], "TargetAet",
+    "Asynchronous"}, a ``DicomMoveScu`` job as a query's retrieve is."""
+    level, _, aet, resources, body = await _retrieve_request(request)
+    keys = [{k: str(v) for k, v in resource.items()} for resource in resources]
+    options = _options_of(body, aet)
+    return await _move_job(request, request.match_info["name"], level, keys, options)
 
 
 async def get_from_modality(request: web.Request) -> web.Response:

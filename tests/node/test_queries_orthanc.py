@@ -167,10 +167,28 @@ def test_a_retrieve_is_a_job_and_moves_the_whole_study(empty: NodeProcess, recei
 
     body = {"TargetAet": "RECEIVER", "Synchronous": False}
     job = empty.request("POST", f"{started['Path']}/retrieve", body).json()
+    assert finished(empty, job["ID"]) == "Success"
+    assert empty.request("GET", f"/jobs/{job['ID']}").json()["Type"] == "DicomMoveScu"
+
+
+def test_a_move_is_a_job_as_a_retrieve_is(empty: NodeProcess, receiver: Path) -> None:
+    store(empty, 0)
+    study = ct_instance(0).StudyInstanceUID
+    body = {"Level": "Study", "Resources": [{"StudyInstanceUID": study}], "TargetAet": "RECEIVER"}
+    done = empty.request("POST", "/modalities/self/move", body)
+    assert done.status == 200, done.body
+    assert done.json()["Query"] == [{"0008,0052": "STUDY", "0020,000d": study}]
+    assert len(list(receiver.iterdir())) == 1
+    started = empty.request("POST", "/modalities/self/move", {**body, "Asynchronous": True})
+    assert finished(empty, started.json()["ID"]) == "Success"
+    assert empty.request("GET", started.json()["Path"]).json()["Type"] == "DicomMoveScu"
+
+
+def finished(node: NodeProcess, job_id: str) -> str:
+    """The job's final state (it is waited for: the receiver stops after the test)."""
     deadline = time.monotonic() + 20
     state = ""
     while state not in ("Success", "Failure") and time.monotonic() < deadline:
-        state = empty.request("GET", f"/jobs/{job['ID']}").json()["State"]
+        state = node.request("GET", f"/jobs/{job_id}").json()["State"]
         time.sleep(0.1)
-    assert state == "Success"
-    assert empty.request("GET", f"/jobs/{job['ID']}").json()["Type"] == "DicomMoveScu"
+    return state
