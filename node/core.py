@@ -28,6 +28,7 @@ from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
 from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.gzip_parts import DeflatedPart
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.results import MergeResult
 from pacsnode.storage.store import StudyStore
@@ -289,6 +290,11 @@ class NodeCore:
     def instance_frame(self, ref: InstanceRef, number: int) -> Part:
         """Frame ``number`` (from 1) as stored, in its own transfer syntax."""
         return self._store.frame(ref.study_uid, ref.series_uid, ref.sop_uid, number)
+
+    def instance_frame_gzip(self, ref: InstanceRef, number: int) -> DeflatedPart | None:
+        """Frame ``number`` as a gzip body of its stored bytes (no inflating), or ``None``
+        when it is not stored deflated."""
+        return self._store.frame_deflated(ref.study_uid, ref.series_uid, ref.sop_uid, number)
 
     def instance_bulk(self, ref: InstanceRef, key: str) -> Part:
         """A bulk data element as stored, by the key its ``BulkDataURI`` names."""

@@ -50,6 +50,7 @@ from pacsnode.storage.durable import (
 )
 from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
 from pacsnode.storage.fidelity import build_layout
+from pacsnode.storage.gzip_parts import DeflatedPart, read_deflated_part
 from pacsnode.storage.layout import (
     bulk_entry,
     check_uid,
@@ -373,6 +374,18 @@ class StudyStore:
         """One frame (1-based) as its stored part, with media type and boundary."""
         name = frame_entry(study_uid, series_uid, sop_uid, number)
         return self._read_part(study_uid, series_uid, sop_uid, name)
+
+    def frame_deflated(
+        self, study_uid: str, series_uid: str, sop_uid: str, number: int
+    ) -> DeflatedPart | None:
+        """Frame ``number`` as a gzip body of its stored deflate stream; ``None`` when it is
+        not stored deflated (or moved meanwhile): :meth:`frame` then."""
+        name = frame_entry(study_uid, series_uid, sop_uid, number)
+        with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
+            info = next((i for i in source.entries if i.filename == name), None)
+            if info is None:
+                raise NotFound(f"no {name}")
+            return read_deflated_part(Path(source.location), info)
 
     def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
         """Every frame of the instance, in order (none for an instance without pixels)."""

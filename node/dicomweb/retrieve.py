@@ -31,6 +31,7 @@ from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.ids import Level
 from pacsnode.node.index import InstanceRef
 from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.storage.gzip_parts import DeflatedPart
 from pacsnode.storage.multipart import Part
 
 _JSON_TYPE = DICOM_JSON
@@ -121,6 +122,19 @@ def _parts_response(request: web.Request, parts: list[Part]) -> web.Response:
     )
 
 
+def _deflated_response(request: web.Request, part: DeflatedPart) -> web.Response:
+    """The stored part file as it is on disk, deflated, as a gzip body."""
+    accepted = parse_accept(request.headers.get("Accept"))
+    if not choose_part(accepted, part.media_type, part.transfer_syntax).multipart:
+        raise NotAcceptable("a frame stored deflated is sent as multipart/related")
+    headers = {
+        "Content-Type": part.content_type,
+        "Content-Encoding": "gzip",
+        "Vary": "Accept-Encoding",
+    }
+    return web.Response(body=part.gzip_body, headers=headers)
+
+
 def _with_syntax(value: str, transfer_syntax: str) -> str:
     return f"{value}; transfer-syntax={transfer_syntax}" if transfer_syntax else value
 
@@ -130,6 +144,10 @@ async def frames(request: web.Request) -> web.Response:
     core = core_of(request)
     if "frames" in request.match_info:
         numbers = frame_numbers(request.match_info["frames"])
+        if len(numbers) == 1 and _accepts_gzip(request):  # a viewer's frame-by-frame reads
+            deflated = await blocking(core.instance_frame_gzip, ref, numbers[0])
+            if deflated is not None:
+                return _deflated_response(request, deflated)
         parts = await blocking(lambda: [core.instance_frame(ref, n) for n in numbers])
     else:  # the BulkDataURI of Pixel Data: every frame
         parts = await blocking(core.instance_frames, ref)

@@ -302,3 +302,29 @@ async def test_stow_bodies_are_limited_like_every_upload(make_client):
     streamed = await client.post(f"{ROOT}/studies", data=chunked(), headers=headers)
     assert streamed.status == 413
     assert (await streamed.json())["ErrorCode"] == "request-too-large"
+
+
+async def test_a_deflated_frame_goes_out_as_gzip_without_inflating(client: TestClient):
+    stored = await _store_corpus(client)
+    ct = stored["CT_small.dcm"]
+    core = client.server.app[CORE]
+    for sealed in (False, True):  # from the staging file, then from the study ZIP
+        if sealed:
+            core.seal_quiet_studies(now=time.time() + 3600)
+        response = await client.get(
+            f"{_instance_url(ct)}/frames/1", headers={"Accept-Encoding": "gzip"}
+        )
+        assert response.status == 200
+        assert response.headers["Content-Encoding"] == "gzip"
+        parts = _parts(await response.read(), response.headers["Content-Type"])
+        assert parts[0][1] == source_frames(ct)[0]
+        assert "transfer-syntax=1.2.840.10008.1.2.1" in parts[0][0]["Content-Type"]
+    plain = await client.get(
+        f"{_instance_url(ct)}/frames/1", headers={"Accept-Encoding": "identity"}
+    )
+    assert "Content-Encoding" not in plain.headers
+    jpeg = stored["examples_ybr_color.dcm"]  # compressed frames are stored as they are
+    stored_as_is = await client.get(
+        f"{_instance_url(jpeg)}/frames/1", headers={"Accept-Encoding": "gzip"}
+    )
+    assert "Content-Encoding" not in stored_as_is.headers

@@ -1,0 +1,91 @@
+"""A deflated part file sent as a gzip body, without inflating it.
+
+A frame of a native transfer syntax is stored as a raw deflate stream in the study ZIP. A
+gzip member is that same stream between a 10-byte header and a trailer of the CRC-32 and
+size of the inflated data, which the ZIP's directory already holds. So a server can answer
+``Content-Encoding: gzip`` with the stored bytes as they are: no inflating, no CRC pass,
+and fewer bytes on the wire. Only the part's head is inflated, to learn its boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pacsnode.storage.zipwriter import raw_data_offset
+
+# ID1 ID2, CM=deflate, no flags, no mtime, XFL=0, OS=unknown (RFC 1952)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_HEAD_BYTES = 512  # a part's boundary line and Content-Type header fit well within this
+
+
+@dataclass(frozen=True)
+class DeflatedPart:
+    """A stored part file as a gzip body, with what its Content-Type header needs."""
+
+    boundary: str
+    media_type: str
+    transfer_syntax: str
+    gzip_body: bytes
+
+    @property
+    def content_type(self) -> str:
+        value = f'multipart/related; type="{self.media_type}"; boundary={self.boundary}'
+        return f"{value}; transfer-syntax={self.transfer_syntax}" if self.transfer_syntax else value
+
+
+def gzip_member(raw_deflate: bytes, crc: int, size: int) -> bytes:
+    return b"".join((_GZIP_HEADER, raw_deflate, struct.pack("<II", crc, size & 0xFFFFFFFF)))
+
+
+def parse_head(head: bytes) -> tuple[str, str, str] | None:
+    """(boundary, media type, transfer syntax) from the start of a part file."""
+    lines = head.split(b"\r\n")
+    if len(lines) < 3 or not lines[0].startswith(b"--"):
+        return None
+    boundary = lines[0][2:].decode("ascii", "replace")
+    media_type, transfer_syntax = "", ""
+    for line in lines[1:]:
+        if not line:
+            break
+        name, _, value = line.decode("ascii", "replace").partition(":")
+        if name.strip().lower() == "content-type":
+            fields = [field.strip() for field in value.split(";")]
+            media_type = fields[0]
+            for field in fields[1:]:
+                key, _, parameter = field.partition("=")
+                if key.strip().lower() == "transfer-syntax":
+                    transfer_syntax = parameter.strip().strip('"')
+    else:
+        return None  # no end of headers within the head read
+    return (boundary, media_type, transfer_syntax) if media_type else None
+
+
+def read_deflated_part(path: Path, info: zipfile.ZipInfo) -> DeflatedPart | None:
+    """The entry as a gzip body; ``None`` when it is not deflated, or the file at ``path``
+    no longer holds it where the directory said (rewritten meanwhile): read it as usual."""
+    if info.compress_type != zipfile.ZIP_DEFLATED:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            start = raw_data_offset(handle, info)
+            handle.seek(info.header_offset + 30)
+            if handle.read(len(info.filename.encode())) != info.filename.encode():
+                return None
+            raw = os.pread(handle.fileno(), info.compress_size, start)
+    except (OSError, ValueError):
+        return None
+    if len(raw) != info.compress_size:
+        return None
+    try:
+        head = zlib.decompressobj(-15).decompress(raw[: _HEAD_BYTES * 4], _HEAD_BYTES)
+    except zlib.error:
+        return None
+    parsed = parse_head(head)
+    if parsed is None:
+        return None
+    return DeflatedPart(*parsed, gzip_member(raw, info.CRC, info.file_size))
