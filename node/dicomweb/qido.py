@@ -221,7 +221,7 @@ def answer(
         keywords.append("StudyInstanceUID")
     if search.level is Level.INSTANCE:
         keywords.append("SeriesInstanceUID")
-    keywords.extend(k for k in search.include if k not in keywords)
+    keywords.extend(k for k in _includable(search) if k not in keywords)
     if search.include_all:
         for upper in _LEVEL_ORDER[1 : _LEVEL_ORDER.index(search.level) + 1]:
             keywords.extend(k for k in MAIN_TAGS[upper] if k not in keywords)
@@ -250,10 +250,33 @@ def answer(
     return dict(sorted(result.items()))
 
 
+#: the highest level whose main tags hold each keyword (StudyDate: Study)
+_KEYWORD_LEVELS: dict[str, Level] = {}
+for _level in reversed(_LEVEL_ORDER):
+    _KEYWORD_LEVELS.update(dict.fromkeys(MAIN_TAGS[_level], _level))
+
+
+def _includable(search: Search) -> list[str]:
+    """The asked attributes an answer at the search's level can carry: not those of a lower
+    level (a study has no one Modality: OHIF's study list asks for it all the same, and
+    answering it would read an instance of every study listed)."""
+    depth = _LEVEL_ORDER.index(search.level)
+    return [
+        k
+        for k in search.include
+        if k not in _KEYWORD_LEVELS or _LEVEL_ORDER.index(_KEYWORD_LEVELS[k]) <= depth
+    ]
+
+
 def needs_stored(search: Search, tags: Mapping[str, str]) -> bool:
     """Whether an answer needs attributes the index does not keep."""
     if search.level is Level.INSTANCE:
         return True  # Rows, Columns, BitsAllocated, NumberOfFrames
+    # The index is the whole truth about main tags: one it lacks is absent from the data.
     return any(
-        k not in tags and k not in COUNTS and k != "InstanceAvailability" for k in search.include
+        k not in tags
+        and k not in _KEYWORD_LEVELS
+        and k not in COUNTS
+        and k not in ("InstanceAvailability", "ModalitiesInStudy")
+        for k in _includable(search)
     )

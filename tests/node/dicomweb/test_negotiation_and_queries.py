@@ -192,3 +192,18 @@ def test_multipart_parts_are_found_whatever_the_boundary_length():
     assert parts == [("application/dicom", b"first"), ("application/pdf", b"second")]
     with pytest.raises(BadRequest):
         list(split_parts(b"--b\r\nContent-Type: application/dicom\r\n\r\nno end", b"b"))
+
+
+def test_a_study_answer_does_not_carry_series_attributes_nor_read_instances_for_them():
+    # OHIF's study list asks for Modality (a series attribute) and StudyDescription
+    search = qido.parse_search(Level.STUDY, [("includefield", "00081030,00080060")], {})
+    tags = {"StudyInstanceUID": "1.2", "StudyDescription": "CHEST", "ModalitiesInStudy": "CT"}
+    assert not qido.needs_stored(search, tags)
+    answer = qido.answer(search, tags, {}, None, "http://x/studies/1.2")
+    assert "00080060" not in answer and answer["00081030"]["Value"] == ["CHEST"]
+    series = qido.parse_search(Level.SERIES, [("includefield", "00080060")], {})
+    assert not qido.needs_stored(series, {"Modality": "CT"})
+    # a main tag the index lacks is absent from the data: no instance is read to look for it
+    assert not qido.needs_stored(search, {"StudyInstanceUID": "1.2"})
+    extra = qido.parse_search(Level.STUDY, [("includefield", "InstitutionAddress")], {})
+    assert qido.needs_stored(extra, {"StudyInstanceUID": "1.2"})
