@@ -90,6 +90,10 @@ def start_dicom_server(
 
 
 def stop_dicom_server(server: ThreadedAssociationServer) -> None:
-    for association in server.active_associations:
-        association.abort()  # a peer that never releases must not hold up the exit
+    # A peer that never releases must not hold up the exit; nor a C-MOVE destination that
+    # stops answering once associated (pynetdicom opens that association with the server's
+    # own AE, and the shutdown waits for the C-MOVE's thread). One that never accepts is
+    # still waited for up to pynetdicom's ACSE timeout.
+    for association in {*server.active_associations, *server.ae.active_associations}:
+        association.abort()
     server.shutdown()

@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import io
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE, evt
 
-from tests.node.server import DCMTK_ENV, NodeProcess
-from tests.storage.helpers import ct_bytes
+from tests.node.server import DCMTK_ENV, NodeProcess, free_port
+from tests.storage.helpers import ct_bytes, ct_instance
 
 pytestmark = pytest.mark.e2e  # starts real node processes
 
@@ -117,3 +122,44 @@ def test_c_get_decompresses_for_a_requestor_that_takes_only_uncompressed(
     assert decoded.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
     assert decoded.SOPInstanceUID == sample.SOPInstanceUID  # the same instance, decoded
     assert decoded.pixel_array.shape == (sample.Rows, sample.Columns, 3)
+
+
+def test_a_stalled_c_move_destination_does_not_hold_up_the_exit(tmp_path: Path) -> None:
+    """A destination that accepts, then never answers a C-STORE: the node aborts that
+    association when it stops, rather than waiting out the DIMSE timeout."""
+    stalled = threading.Event()
+    destination = AE("STALLED")
+    destination.add_supported_context(ct_instance(0).SOPClassUID, ExplicitVRLittleEndian)
+
+    def never_answer(event: Any) -> int:
+        stalled.set()
+        time.sleep(60)
+        return 0x0000
+
+    port = free_port()
+    server = destination.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, never_answer)]
+    )
+    node = NodeProcess(tmp_path / "node")
+    node.config.write_text(
+        f'data_dir = "data"\n[http]\nport = {node.http_port}\n'
+        f'[dicom]\naet = "NODE"\nport = {node.dicom_port}\n'
+        f'[[modalities]]\nname = "stalled"\naet = "STALLED"\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    node.start()
+    try:
+        node.request("POST", "/instances", ct_bytes(0))
+        mover = subprocess.Popen(
+            ["/usr/bin/movescu", "-S", "-aec", "NODE", "--move", "STALLED", "127.0.0.1",
+             str(node.dicom_port), "-k", "QueryRetrieveLevel=STUDY",
+             "-k", f"StudyInstanceUID={ct_instance(0).StudyInstanceUID}"],
+            env=DCMTK_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert stalled.wait(20)
+        started = time.monotonic()
+        node.stop()  # waits at most 20 s, or fails
+        assert time.monotonic() - started < 10
+        mover.wait(timeout=30)
+    finally:
+        node.stop()
+        server.shutdown()
