@@ -8,7 +8,6 @@ from other URLs, so their references are made absolute first.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,19 +25,21 @@ def of_series(study: Iterable[dict[str, Any]], series_uid: str) -> list[dict[str
 
 
 def absolute_bulk_uris(metadata: dict[str, Any], study_url: str) -> dict[str, Any]:
-    """A copy of one instance's metadata whose relative ``BulkDataURI`` values are
-    resolved against ``study_url`` (``https://host/dicom-web/studies/{S}``)."""
-    result = copy.deepcopy(metadata)
-    _resolve(result, study_url.rstrip("/") + "/")
-    return result
+    """One instance's metadata whose relative ``BulkDataURI`` values are resolved against
+    ``study_url`` (``https://host/dicom-web/studies/{S}``). The stored object is not
+    changed; only the elements that change are copied (a deep copy of every instance cost
+    half of a series' answer)."""
+    return _resolved(metadata, study_url.rstrip("/") + "/")
 
 
-def _resolve(dataset: dict[str, Any], base: str) -> None:
-    for element in dataset.values():
+def _resolved(dataset: dict[str, Any], base: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, element in dataset.items():
         uri = element.get("BulkDataURI")
         if isinstance(uri, str) and "://" not in uri and not uri.startswith("/"):
-            element["BulkDataURI"] = base + uri
-        if element.get("vr") == "SQ":
-            for item in element.get("Value") or []:
-                if isinstance(item, dict):
-                    _resolve(item, base)
+            element = {**element, "BulkDataURI": base + uri}
+        elif element.get("vr") == "SQ" and element.get("Value"):
+            items = [_resolved(i, base) if isinstance(i, dict) else i for i in element["Value"]]
+            element = {**element, "Value": items}
+        result[key] = element
+    return result

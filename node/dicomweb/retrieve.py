@@ -75,25 +75,45 @@ def _study_metadata_gzip(core: NodeCore, study_uid: str) -> bytes:
     return core.study_metadata_gzip(study_uid)
 
 
-def _json_response(value: Any) -> web.Response:
+def _json_body(value: Any, gzipped: bool) -> bytes:
     body = json.dumps(value, separators=(",", ":")).encode()
-    return web.Response(body=body, headers={"Content-Type": _JSON_TYPE})
+    # level 1: a series of 300 CT slices (500 KB of JSON) packs to a tenth in ~3 ms
+    return gzip.compress(body, compresslevel=1, mtime=0) if gzipped else body
+
+
+def _json_response(body: bytes, gzipped: bool) -> web.Response:
+    headers = {"Content-Type": _JSON_TYPE, "Vary": "Accept-Encoding"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+def _series_metadata_body(core: NodeCore, ref: InstanceRef, base: str, gzipped: bool) -> bytes:
+    items = metadata.of_series(core.study_metadata(ref.study_uid), ref.series_uid)
+    return _json_body([metadata.absolute_bulk_uris(item, base) for item in items], gzipped)
+
+
+def _instance_metadata_body(core: NodeCore, ref: InstanceRef, base: str, gzipped: bool) -> bytes:
+    item = core.instance_json(ref)
+    return _json_body([metadata.absolute_bulk_uris(item, base)], gzipped)
 
 
 async def series_metadata(request: web.Request) -> web.Response:
     _json_accepted(request)
-    refs = await instance_refs(request)
-    study = await blocking(core_of(request).study_metadata, refs[0].study_uid)
-    base = study_url(request, refs[0].study_uid)
-    items = metadata.of_series(study, refs[0].series_uid)
-    return _json_response([metadata.absolute_bulk_uris(item, base) for item in items])
+    ref = (await instance_refs(request))[0]
+    gzipped = _accepts_gzip(request)
+    base = study_url(request, ref.study_uid)
+    body = await blocking(_series_metadata_body, core_of(request), ref, base, gzipped)
+    return _json_response(body, gzipped)
 
 
 async def instance_metadata(request: web.Request) -> web.Response:
     _json_accepted(request)
     ref = (await instance_refs(request))[0]
-    item = await blocking(core_of(request).instance_json, ref)
-    return _json_response([metadata.absolute_bulk_uris(item, study_url(request, ref.study_uid))])
+    gzipped = _accepts_gzip(request)
+    base = study_url(request, ref.study_uid)
+    body = await blocking(_instance_metadata_body, core_of(request), ref, base, gzipped)
+    return _json_response(body, gzipped)
 
 
 # --- frames and bulk data ---------------------------------------------------------------------

@@ -121,11 +121,12 @@ async def test_study_metadata_is_the_stored_gzip_entry(client: TestClient):
     plain = await client.get(url, headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers
     assert json.loads(await plain.read()) == items
-    series = await (
-        await client.get(
-            f"{ROOT}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}/metadata"
-        )
-    ).json()
+    series_response = await client.get(
+        f"{ROOT}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}/metadata",
+        headers={"Accept-Encoding": "gzip"},
+    )
+    assert series_response.headers["Content-Encoding"] == "gzip"  # packed on the way out
+    series = await series_response.json()
     assert series[0]["7FE00010"]["BulkDataURI"].startswith("http://")
     missing = await client.get(f"{ROOT}/studies/1.2.3.4.5.6/metadata")
     assert missing.status == 404
