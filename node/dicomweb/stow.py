@@ -118,21 +118,34 @@ def _identify(handle: IO[bytes]) -> tuple[str, str, str, str]:
     )
 
 
-def store_one(core: NodeCore, handle: IO[bytes], study_uid: str | None, origin: Origin) -> Outcome:
+def _claimed(handle: IO[bytes]) -> Outcome | None:
     try:
-        sop_class, sop_uid, part_study, series = _identify(handle)
-    except (InvalidDicomError, ValueError, EOFError, OSError) as exc:
-        return Outcome(failure=CANNOT_UNDERSTAND, reason=f"not a DICOM file: {exc}")
-    claimed = Outcome(sop_class, sop_uid, part_study, series)
-    if study_uid and part_study != study_uid:
-        return _failed(claimed, DOES_NOT_MATCH, f"belongs to study {part_study}, not {study_uid}")
+        return Outcome(*_identify(handle))
+    except (InvalidDicomError, ValueError, EOFError, OSError):
+        return None
+
+
+def store_one(core: NodeCore, handle: IO[bytes], study_uid: str | None, origin: Origin) -> Outcome:
+    """Ingest one part. Its header is read on its own only when the path names a study
+    (to refuse another study's instance before storing it) or to name a refused part."""
+    if study_uid:
+        claimed = _claimed(handle)
+        if claimed is None:
+            return Outcome(failure=CANNOT_UNDERSTAND, reason="not a DICOM file")
+        if claimed.study_uid != study_uid:
+            reason = f"belongs to study {claimed.study_uid}, not {study_uid}"
+            return _failed(claimed, DOES_NOT_MATCH, reason)
     try:
         result = core.ingest(handle, origin)
     except DomainError as exc:
-        return _failed(claimed, exc.dimse_status or PROCESSING_FAILURE, exc.message)
+        refused = _claimed(handle) or Outcome()
+        return _failed(refused, exc.dimse_status or PROCESSING_FAILURE, exc.message)
+    stored = result.instance
+    sop_class = stored.metadata.get("00080016", {}).get("Value") or [""]
+    outcome = Outcome(str(sop_class[0]), stored.sop_uid, stored.study_uid, stored.series_uid)
     if result.conflict:
-        return _failed(claimed, DOES_NOT_MATCH, "another instance with this UID is stored")
-    return claimed
+        return _failed(outcome, DOES_NOT_MATCH, "another instance with this UID is stored")
+    return outcome
 
 
 def _failed(claimed: Outcome, failure: int, reason: str) -> Outcome:
@@ -202,6 +215,8 @@ async def _spool(request: web.Request, handle: IO[bytes]) -> int:
 def _store_parts(
     core: NodeCore, handle: IO[bytes], boundary: bytes, study_uid: str | None, origin: Origin
 ) -> list[Outcome]:
+    # One part after another: storing parts of one study in parallel measured no faster
+    # (the store serialises writes to a study, and parsing holds the GIL).
     handle.flush()
     outcomes = []
     with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as body:
