@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pacsnode.storage.multipart import part_content_type
 from pacsnode.storage.zipwriter import raw_data_offset
 
 # ID1 ID2, CM=deflate, no flags, no mtime, XFL=0, OS=unknown (RFC 1952)
@@ -44,25 +45,11 @@ def gzip_member(raw_deflate: bytes, crc: int, size: int) -> bytes:
 
 def parse_head(head: bytes) -> tuple[str, str, str] | None:
     """(boundary, media type, transfer syntax) from the start of a part file."""
-    lines = head.split(b"\r\n")
-    if len(lines) < 3 or not lines[0].startswith(b"--"):
-        return None
-    boundary = lines[0][2:].decode("ascii", "replace")
-    media_type, transfer_syntax = "", ""
-    for line in lines[1:]:
-        if not line:
-            break
-        name, _, value = line.decode("ascii", "replace").partition(":")
-        if name.strip().lower() == "content-type":
-            fields = [field.strip() for field in value.split(";")]
-            media_type = fields[0]
-            for field in fields[1:]:
-                key, _, parameter = field.partition("=")
-                if key.strip().lower() == "transfer-syntax":
-                    transfer_syntax = parameter.strip().strip('"')
-    else:
-        return None  # no end of headers within the head read
-    return (boundary, media_type, transfer_syntax) if media_type else None
+    if not head.startswith(b"--") or b"\r\n\r\n" not in head:
+        return None  # not a part, or its headers do not end within the head read
+    lines = head.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace").split("\r\n")
+    media_type, transfer_syntax = part_content_type(lines[1:])
+    return lines[0][2:], media_type, transfer_syntax
 
 
 def read_deflated_part(path: Path, info: zipfile.ZipInfo) -> DeflatedPart | None:

@@ -99,6 +99,22 @@ def wrap(payload: bytes, media_type: str, transfer_syntax: str) -> bytes:
     return b"".join((head, payload, tail))
 
 
+def part_content_type(header_lines: list[str]) -> tuple[str, str]:
+    """(media type, transfer syntax) from a part's header lines (octet-stream when none)."""
+    media_type, transfer_syntax = OCTET_STREAM, ""
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() != "content-type":
+            continue
+        fields = [field.strip() for field in value.split(";")]
+        media_type = fields[0]
+        for field in fields[1:]:
+            key, _, parameter = field.partition("=")
+            if key.strip().lower() == "transfer-syntax":
+                transfer_syntax = parameter.strip().strip('"')
+    return media_type, transfer_syntax
+
+
 def unwrap(wrapped: bytes) -> Part:
     """Parse a part file written by :func:`wrap`."""
     try:
@@ -110,17 +126,8 @@ def unwrap(wrapped: bytes) -> Part:
     if not boundary_line.startswith("--"):
         raise StorageError("stored part does not start with a boundary")
     boundary = boundary_line[2:]
-    media_type, transfer_syntax = OCTET_STREAM, ""
-    for line in wrapped[first_end + 2 : header_end].decode("ascii", "replace").split("\r\n"):
-        name, _, value = line.partition(":")
-        if name.strip().lower() != "content-type":
-            continue
-        fields = [field.strip() for field in value.split(";")]
-        media_type = fields[0]
-        for field in fields[1:]:
-            key, _, parameter = field.partition("=")
-            if key.strip().lower() == "transfer-syntax":
-                transfer_syntax = parameter.strip().strip('"')
+    header_lines = wrapped[first_end + 2 : header_end].decode("ascii", "replace").split("\r\n")
+    media_type, transfer_syntax = part_content_type(header_lines)
     tail = f"\r\n--{boundary}--\r\n".encode("ascii")
     if not wrapped.endswith(tail):
         raise StorageError("stored part does not end with its closing boundary")

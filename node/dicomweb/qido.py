@@ -20,6 +20,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index.hierarchy import LOOKUP_KEYWORDS
 from pacsnode.node.index.maintags import MAIN_TAGS
 from pacsnode.node.query import Constraint, parse_constraint
+from pacsnode.node.rest.params import non_negative_int
 
 _LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
 
@@ -95,16 +96,6 @@ class Search:
         return [parse_constraint(keyword, value) for keyword, value in self.matches.items()]
 
 
-def _non_negative(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise BadRequest(f"'{name}' must not be negative")
-    return value
-
-
 def _match_value(keyword: str, raw: str) -> str:
     vr = "UI" if keyword.endswith("UID") else vr_of(keyword)
     if vr == "UI":  # QIDO separates UID lists with commas, the index with backslashes
@@ -122,9 +113,9 @@ def parse_search(
     for name, raw in query:
         lowered = name.lower()
         if lowered == "limit":
-            search.limit = _non_negative(name, raw)
+            search.limit = non_negative_int(name, raw)
         elif lowered == "offset":
-            search.offset = _non_negative(name, raw)
+            search.offset = non_negative_int(name, raw)
         elif lowered == "fuzzymatching":
             search.fuzzy = raw.lower() == "true"
         elif lowered == "includefield":

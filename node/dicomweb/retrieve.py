@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -98,22 +99,21 @@ def _instance_metadata_body(core: NodeCore, ref: InstanceRef, base: str, gzipped
     return _json_body([metadata.absolute_bulk_uris(item, base)], gzipped)
 
 
-async def series_metadata(request: web.Request) -> web.Response:
-    _json_accepted(request)
-    ref = (await instance_refs(request))[0]
-    gzipped = _accepts_gzip(request)
-    base = study_url(request, ref.study_uid)
-    body = await blocking(_series_metadata_body, core_of(request), ref, base, gzipped)
-    return _json_response(body, gzipped)
+def _metadata_handler(
+    build: Callable[[NodeCore, InstanceRef, str, bool], bytes],
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        _json_accepted(request)
+        ref = (await instance_refs(request))[0]
+        gzipped = _accepts_gzip(request)
+        base = study_url(request, ref.study_uid)
+        return _json_response(await blocking(build, core_of(request), ref, base, gzipped), gzipped)
+
+    return handler
 
 
-async def instance_metadata(request: web.Request) -> web.Response:
-    _json_accepted(request)
-    ref = (await instance_refs(request))[0]
-    gzipped = _accepts_gzip(request)
-    base = study_url(request, ref.study_uid)
-    body = await blocking(_instance_metadata_body, core_of(request), ref, base, gzipped)
-    return _json_response(body, gzipped)
+series_metadata = _metadata_handler(_series_metadata_body)
+instance_metadata = _metadata_handler(_instance_metadata_body)
 
 
 # --- frames and bulk data ---------------------------------------------------------------------

@@ -17,8 +17,11 @@ def level_of(request: web.Request) -> Level:
 
 def int_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
-    if raw is None:
-        return default
+    return default if raw is None else non_negative_int(name, raw)
+
+
+def non_negative_int(name: str, raw: str) -> int:
+    """A query parameter's whole, non-negative value; BadRequest naming it otherwise."""
     try:
         value = int(raw)
     except ValueError:
