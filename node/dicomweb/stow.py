@@ -25,8 +25,8 @@ from pacsnode.node.dicomweb.errors import NotAcceptable
 from pacsnode.node.dicomweb.negotiation import DICOM, DICOM_JSON, accepts_json, parse_accept
 from pacsnode.node.dicomweb.paths import service_url, uid
 from pacsnode.node.errors import BadRequest, DomainError
-from pacsnode.node.index import Origin, OriginKind
-from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.index import Origin
+from pacsnode.node.rest.context import blocking, core_of, rest_origin
 from pacsnode.node.rest.limits import check_declared_size, too_large
 
 _CHUNK = 1024 * 1024
@@ -237,7 +237,7 @@ async def store(request: web.Request) -> web.Response:
     _check_request_type(request)
     boundary = _boundary(request)
     core = core_of(request)
-    origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
+    origin = rest_origin(request)
     # The body goes to disk as it arrives and is read back one part at a time: a large
     # study is never held in memory, only the instance being stored.
     with tempfile.TemporaryFile(dir=core.settings.data_dir) as handle:

@@ -31,15 +31,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from pacsnode.node.auth import check_user, decoy_hash
-from pacsnode.node.rest.context import CONFIG
+from pacsnode.node.rest.context import CONFIG, USER
 from pacsnode.node.rest.errors import error_response
 from pacsnode.node.rest.roles import required_role, strictest
 from pacsnode.node.settings import User
 
 log = logging.getLogger(__name__)
 
-#: the authenticated user's name, for handlers and logs: ``request[USER]``
-USER = "pacsnode.user"
 _REMEMBER_S = 60.0
 _REMEMBERED = 1024
 _SCRYPT_THREADS = 2

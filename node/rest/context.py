@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
@@ -67,6 +68,19 @@ CONFIG = web.AppKey("config", NodeConfig)
 JOBS = web.AppKey("jobs", JobRegistry)
 REGISTRY = web.AppKey("registry", Registry)
 REPLICATOR = web.AppKey("replicator", ReplicatorSlot)
+
+
+#: the authenticated user's name (set by the auth middleware), for handlers and logs
+USER = "pacsnode.user"
+
+
+def rest_origin(request: web.Request) -> Origin:
+    """How an instance stored by this request arrived: over HTTP, from whom and where."""
+    return Origin(
+        kind=OriginKind.REST_API,
+        remote_ip=request.remote or "",
+        http_username=request.get(USER, ""),
+    )
 
 
 def core_of(request: web.Request) -> NodeCore:

@@ -16,9 +16,9 @@ from aiohttp import web
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.index import Origin, OriginKind
+from pacsnode.node.index import Origin
 from pacsnode.node.ingest import IngestResult
-from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.context import blocking, core_of, rest_origin
 from pacsnode.node.rest.limits import check_declared_size, too_large
 from pacsnode.node.uploads import (
     ChunkedUploads,
@@ -73,7 +73,7 @@ def _ingest_body(core: NodeCore, body: IO[bytes], origin: Origin) -> Any:
 
 async def post_instances(request: web.Request) -> web.Response:
     core = core_of(request)
-    origin = Origin(kind=OriginKind.REST_API, remote_ip=request.remote or "")
+    origin = rest_origin(request)
     limit = check_declared_size(request)
     spool_dir = core.settings.data_dir
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=spool_dir) as body:

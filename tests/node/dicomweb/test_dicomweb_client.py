@@ -144,3 +144,13 @@ def test_unknown_resources_and_bad_uids(client: DICOMwebClient, node: NodeProces
     assert bad.status == 400 and "not a valid DICOM UID" in bad.json()["Message"]
     anonymous = node.request("GET", "/dicom-web/studies", auth=False)
     assert anonymous.status == 401
+
+
+def test_stored_instances_name_the_user_who_sent_them(node: NodeProcess, stored):
+    ct = stored["CT_small.dcm"]
+    found = node.request("POST", "/tools/lookup", ct.SOPInstanceUID).json()
+    instance_id = found[0]["ID"]
+    username = node.request("GET", f"/instances/{instance_id}/metadata/HttpUsername")
+    assert username.status == 200 and username.body.decode() == USER
+    origin = node.request("GET", f"/instances/{instance_id}/metadata/Origin")
+    assert origin.body.decode() == "RestApi"
