@@ -15,7 +15,11 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index.environment import Txn
 
 MAX_LIMIT = 10_000
+#: before Orthanc numbering existed: the feed seq of the last change that is not a deletion
 _LAST_SHOWN = "last_shown_change"
+#: the last number Orthanc's view gave, and the feed seq below which it numbers as the feed
+_LAST_ORTHANC = "last_orthanc_change"
+_ORTHANC_BASE = "orthanc_numbering_base"
 
 
 class ChangeType(StrEnum):
@@ -43,8 +47,13 @@ NEW_CHANGE_OF_LEVEL = {
 def append(
     txn: Txn, change_type: ChangeType, level: Level, resource_id: str, date: str, **extra: Any
 ) -> int:
-    """Append a change in the current transaction; return its sequence number."""
-    seq = txn.append_change(
+    """Append a change in the current transaction; return its sequence number.
+
+    A change that is not a deletion also gets Orthanc's number (``OrthancSeq``): Orthanc
+    logs no deletions, so its numbers run on without them, and ``/changes`` shows those."""
+    if change_type is not ChangeType.DELETED:
+        extra = {**extra, "OrthancSeq": _number_for_orthanc(txn, txn.last_change() + 1)}
+    return txn.append_change(
         {
             "ChangeType": change_type.value,
             "ResourceType": level.value,
@@ -54,9 +63,36 @@ def append(
             **extra,
         }
     )
-    if change_type is not ChangeType.DELETED:  # Orthanc's view ends at the last of these
-        txn.set_global(_LAST_SHOWN, str(seq))
-    return seq
+
+
+def _number_for_orthanc(txn: Txn, seq: int) -> int:
+    if txn.get_global(_ORTHANC_BASE) is None:
+        # Changes logged before Orthanc numbering keep their feed seq as their number.
+        txn.set_global(_ORTHANC_BASE, str(seq - 1))
+        txn.set_global(_LAST_ORTHANC, str(max(seq - 1, txn.counter(_LAST_SHOWN))))
+    number = txn.counter(_LAST_ORTHANC) + 1
+    txn.set_global(_LAST_ORTHANC, str(number))
+    txn.map_orthanc_number(number, seq)
+    return number
+
+
+def last_orthanc_number(txn: Txn) -> int:
+    return txn.counter(_LAST_ORTHANC) or txn.counter(_LAST_SHOWN)
+
+
+def _feed_position(txn: Txn, since: int) -> int:
+    """The feed cursor at which entries numbered above Orthanc's ``since`` begin."""
+    base = txn.get_global(_ORTHANC_BASE)
+    if base is None or since < int(base):
+        return max(since, 0)  # numbered as the feed numbers them
+    seq = txn.seq_of_orthanc_number_after(since)
+    return txn.last_change() if seq is None else seq - 1
+
+
+def as_orthanc_shows(entry: dict[str, Any]) -> dict[str, Any]:
+    shown = {key: value for key, value in entry.items() if key != "OrthancSeq"}
+    shown["Seq"] = entry.get("OrthancSeq", entry["Seq"])
+    return shown
 
 
 @dataclass(frozen=True)
@@ -84,8 +120,9 @@ def page_after(
 ) -> ChangePage:
     """Entries after ``since`` (a cursor: the ``Last`` of the previous page).
 
-    With ``shown``, only the entries it accepts count: the page fills with ``limit`` of
-    them, passing over the others, so ``Done`` means no accepted entry is left.
+    With ``shown`` (Orthanc's view of the change feed), only the entries it accepts count,
+    numbered as Orthanc numbers them: the page fills with ``limit`` of them, passing over
+    the others, so ``Done`` means no accepted entry is left.
     """
     limit = max(1, min(limit, MAX_LIMIT))
     if shown is None:
@@ -94,33 +131,31 @@ def page_after(
         entries = entries[:limit]
         return ChangePage(entries, done, entries[-1]["Seq"] if entries else max(since, 0))
     found: list[dict[str, Any]] = []
-    cursor, scanned = max(since, 0), 0
+    cursor, number, scanned = _feed_position(txn, since), max(since, 0), 0
     while scanned < _MAX_SCANNED:
         chunk = txn.feed_after(feed, cursor, _SCAN_CHUNK)
         for entry in chunk:
             if len(found) == limit:
-                return ChangePage(found, False, cursor)
+                return ChangePage(found, False, number)
             cursor, scanned = entry["Seq"], scanned + 1
+            number = max(number, entry.get("OrthancSeq", 0))
             if shown(entry):
-                found.append(entry)
-        if len(chunk) < _SCAN_CHUNK:  # the end: Last is the feed's, as Orthanc answers
-            return ChangePage(found, True, _last_number(txn, feed))
-    return ChangePage(found, False, cursor)
+                found.append(as_orthanc_shows(entry))
+        if len(chunk) < _SCAN_CHUNK:  # the end: Last is the last number given, as Orthanc's
+            return ChangePage(found, True, last_orthanc_number(txn))
+    return ChangePage(found, False, number)
 
 
 def last_page(txn: Txn, feed: str = "changes", shown: Shown | None = None) -> ChangePage:
     """Only the newest entry (``shown`` accepts) as Orthanc's ``?last``; when there is none,
-    ``Last`` is 0 for a plain feed and the feed's last number for a filtered view."""
+    ``Last`` is 0 for a plain feed and the last number given for Orthanc's view."""
     for entry in txn.feed_newest_first(feed):
-        if shown is None or shown(entry):
+        if shown is None:
             return ChangePage([entry], True, entry["Seq"])
-    return ChangePage([], True, _last_number(txn, feed) if shown is not None else 0)
-
-
-def _last_number(txn: Txn, feed: str) -> int:
-    """The ``Last`` of an exhausted filtered view: Orthanc logs no deletions, so its
-    numbering ends at the last change that is not one."""
-    return txn.counter(_LAST_SHOWN) if feed == "changes" else txn.feed_last_seq(feed)
+        if shown(entry):
+            visible = as_orthanc_shows(entry)
+            return ChangePage([visible], True, visible["Seq"])
+    return ChangePage([], True, last_orthanc_number(txn) if shown is not None else 0)
 
 
 def of_existing_resource(txn: Txn) -> Shown:

@@ -55,6 +55,8 @@ _DATABASES = {
     "globals": False,  # name -> value
     "dirty": False,  # study UID -> b"" while a deletion is under way
     "removed_at": False,  # resource id -> seq of the change feed when it was last removed
+    # Orthanc's number of a change -> its seq in the feed (Orthanc numbers no deletions)
+    "orthanc_numbers": False,
     "revisions": False,  # id \x1f metadata key -> revision of its value
 }
 
@@ -250,6 +252,19 @@ class Txn:
                 break
             found.append(json.loads(raw))
         return found
+
+    def map_orthanc_number(self, number: int, seq: int) -> None:
+        self._txn.put(_SEQ.pack(number), _SEQ.pack(seq), db=self._db["orthanc_numbers"])
+
+    def seq_of_orthanc_number_after(self, number: int) -> int | None:
+        """The feed seq of the first change Orthanc numbers above ``number``, if any."""
+        cursor = self._txn.cursor(db=self._db["orthanc_numbers"])
+        if not cursor.set_range(_SEQ.pack(number + 1)):
+            return None
+        return int(_SEQ.unpack(cursor.value())[0])
+
+    def clear_orthanc_numbers(self) -> None:
+        self._txn.drop(self._db["orthanc_numbers"], delete=False)
 
     def feed_last_seq(self, feed: str) -> int:
         return self.counter(_LAST_OF_FEED[feed])

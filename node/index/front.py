@@ -154,7 +154,11 @@ class Index:
         self._write(lambda txn: txn.clear_feed("exports"))
 
     def clear_changes(self) -> None:
-        self._write(lambda txn: txn.clear_feed("changes"))
+        def clear(txn: Txn) -> None:
+            txn.clear_feed("changes")
+            txn.clear_orthanc_numbers()
+
+        self._write(clear)
 
     def last_change(self) -> int:
         return self._read(lambda txn: txn.last_change())
