@@ -20,6 +20,7 @@ from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.query import parse_query
 from pacsnode.node.recycling import StorageMode
 from pacsnode.node.settings import (
+    AuditSettings,
     ConflictPolicy,
     CoreSettings,
     DicomSettings,
@@ -59,6 +60,19 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "accept_unknown_callers": (bool,),
         "always_allow_store": (bool,),
         "default_encoding": (str,),
+        "check_called_aet": (bool,),
+        "check_caller_host": (bool,),
+        "max_associations": (int,),
+        "max_associations_per_host": (int,),
+        "reserved_for_modalities": (int,),
+        "association_request_timeout_s": (int, float),
+    },
+    "audit": {
+        "enabled": (bool,),
+        "path": (str,),
+        "max_size_mb": (int,),
+        "backup_count": (int,),
+        "hash_patient_ids": (bool,),
     },
     "storage": {
         "compression": (bool,),
@@ -68,6 +82,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "maximum_patient_count": (int,),
         "maximum_storage_mode": (str,),
         "conflict_policy": (str,),
+        "max_instance_size_mb": (int,),
+        "max_metadata_size_mb": (int,),
+        "max_compression_ratio": (int,),
     },
     "users": {"name": (str,), "password_hash": (str,), "role": (str,)},
     "modalities": {
@@ -114,7 +131,17 @@ _REQUIRED = {
     "private_tags": {"tag", "vr", "name", "creator"},
     "peers": {"name"},
 }
-_TABLES = {"http", "dicom", "storage", "metadata", "attachments", "peering", "find", "dicomweb"}
+_TABLES = {
+    "http",
+    "dicom",
+    "storage",
+    "metadata",
+    "attachments",
+    "peering",
+    "find",
+    "dicomweb",
+    "audit",
+}
 _LISTS = {"users", "modalities", "peers", "private_tags"}
 
 
@@ -167,6 +194,19 @@ def _table(source: str, merged: dict[str, Any], section: str) -> dict[str, Any]:
     return table
 
 
+def _archive_limits(source: str, storage: dict[str, Any]) -> dict[str, int]:
+    """How far a received ZIP may inflate (``storage.limits.ArchiveLimits``)."""
+    ranges = {
+        "max_instance_size_mb": (1, 1 << 20),
+        "max_metadata_size_mb": (1, 1 << 16),
+        "max_compression_ratio": (2, 1 << 20),
+    }
+    return {
+        key: _ranged(source, f"storage.{key}", storage[key], low, high)
+        for key, (low, high) in ranges.items()
+    }
+
+
 def _port(source: str, name: str, value: int) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(f"{source}: '{name}' must be a port number 1..65535")
@@ -208,6 +248,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         conflict_policy=_choice(
             source, "storage.conflict_policy", storage["conflict_policy"], ConflictPolicy
         ),
+        **_archive_limits(source, storage),
         metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
         attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
     )
@@ -225,9 +266,11 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             _aet(source, dicom["aet"]),
             dicom["host"],
             _port(source, "dicom.port", dicom["port"]),
-            dicom["accept_unknown_callers"],
+            # beyond loopback DICOM defaults to known callers only, from their hosts
+            dicom.get("accept_unknown_callers", is_loopback(dicom["host"])),
             _encoding(source, dicom["default_encoding"]),
             always_allow_store=dicom["always_allow_store"],
+            **_dicom_guards(source, dicom),
         ),
         users=users,
         modalities=modalities,
@@ -237,6 +280,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         find=_find(source, _table(source, merged, "find")),
         private_tags=tuple(_private_tag(source, t) for t in merged.get("private_tags", [])),
         dicomweb=_dicomweb(source, _table(source, merged, "dicomweb")),
+        audit=_audit(source, base, _table(source, merged, "audit")),
     )
     _check_secure(config)
     return config
@@ -274,6 +318,39 @@ def _http_limits(source: str, http: dict[str, Any]) -> dict[str, Any]:
         if key in http:
             limits[key] = _ranged(source, f"http.{key}", http[key], low, high)
     return limits
+
+
+def _dicom_guards(source: str, dicom: dict[str, Any]) -> dict[str, Any]:
+    """Who may associate and how many at once (issue 13, items 1 and 5). The caller and
+    called AE title checks default to on when DICOM listens beyond loopback."""
+    exposed = not is_loopback(dicom["host"])
+    guards: dict[str, Any] = {
+        "check_called_aet": dicom.get("check_called_aet", exposed),
+        "check_caller_host": dicom.get("check_caller_host", exposed),
+    }
+    for key, low, high in (
+        ("max_associations", 1, 4096),
+        ("max_associations_per_host", 1, 4096),
+        ("reserved_for_modalities", 0, 4095),
+        ("association_request_timeout_s", 1, 300),
+    ):
+        if key in dicom:
+            guards[key] = _ranged(source, f"dicom.{key}", dicom[key], low, high)
+    if guards.get("reserved_for_modalities", 8) >= guards.get("max_associations", 32):
+        raise ConfigError(
+            f"{source}: 'dicom.reserved_for_modalities' must be below 'dicom.max_associations'"
+        )
+    return guards
+
+
+def _audit(source: str, base: Path, table: dict[str, Any]) -> AuditSettings:
+    return AuditSettings(
+        enabled=table.get("enabled", True),
+        path=_path(base, table.get("path") or None),
+        max_size_mb=_ranged(source, "audit.max_size_mb", table.get("max_size_mb", 100), 1, 1 << 20),
+        backup_count=_ranged(source, "audit.backup_count", table.get("backup_count", 10), 0, 1000),
+        hash_patient_ids=table.get("hash_patient_ids", True),
+    )
 
 
 def _peer(source: str, table: Any) -> PeerSettings:

@@ -46,6 +46,7 @@ class NodeCore:
             compression=settings.compression,
             compression_level=settings.compression_level,
             stable_age_s=settings.stable_age_s,
+            archive_limits=settings.archive_limits,
         )
         self._blobs = AttachmentStore(data_dir, compression_level=settings.compression_level)
         self._data_dir = data_dir

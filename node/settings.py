@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pacsnode.node.recycling import Limits, StorageMode
+from pacsnode.storage.limits import ArchiveLimits
 
 _MB = 1024 * 1024
 
@@ -33,9 +34,22 @@ class CoreSettings:
     maximum_patient_count: int = 0
     maximum_storage_mode: StorageMode = StorageMode.RECYCLE
     conflict_policy: ConflictPolicy = ConflictPolicy.KEEP
+    #: the largest instance a ZIP (an upload's or a peer's) may inflate to
+    max_instance_size_mb: int = 2048
+    #: the largest study metadata a peer's ZIP may inflate to
+    max_metadata_size_mb: int = 256
+    #: inflated per compressed byte, for ZIP entries past 16 MiB (deflate's most is ~1032)
+    max_compression_ratio: int = 200
     metadata_names: dict[str, int] = field(default_factory=dict)
     #: symbolic name -> (content type >= 1024, MIME type)
     attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(
+            self.max_instance_size_mb * _MB, self.max_metadata_size_mb * _MB,
+            self.max_compression_ratio,
+        )  # fmt: skip
 
     @property
     def limits(self) -> Limits:
@@ -83,6 +97,32 @@ class DicomSettings:
     #: with accept_unknown_callers false, anyone may still C-ECHO and C-STORE; only
     #: queries and retrieves stay limited to the modalities (Orthanc's DicomAlwaysAllowStore)
     always_allow_store: bool = False
+    #: refuse an association whose called AE title is not ``aet`` (config: on beyond loopback)
+    check_called_aet: bool = False
+    #: a modality's AE title counts only from its configured host (config: on beyond loopback)
+    check_caller_host: bool = False
+    #: connections at once (negotiated or not); one more is closed at once
+    max_associations: int = 32
+    #: connections at once from one source address
+    max_associations_per_host: int = 8
+    #: of ``max_associations``, kept for the configured modalities' addresses
+    reserved_for_modalities: int = 8
+    #: seconds a new connection has to send its A-ASSOCIATE-RQ
+    association_request_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The audit log (JSON lines): who did what, from where, to which resource."""
+
+    enabled: bool = True
+    #: the log file; None: ``data_dir/audit/audit.log``
+    path: Path | None = None
+    max_size_mb: int = 100
+    #: rotated files kept besides the current one
+    backup_count: int = 10
+    #: patient ids as a keyed hash (the key is ``data_dir/audit.key``), not in clear
+    hash_patient_ids: bool = True
 
 
 @dataclass(frozen=True)
@@ -195,6 +235,7 @@ class NodeConfig:
     find: FindSettings = FindSettings()
     private_tags: tuple[PrivateTag, ...] = ()
     dicomweb: DicomWebSettings = DicomWebSettings()
+    audit: AuditSettings = AuditSettings()
 
     @property
     def data_dir(self) -> Path:

@@ -7,21 +7,30 @@ does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 import tempfile
 import threading
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import Origin
 from pacsnode.node.ingest import IngestResult
+from pacsnode.storage.errors import InvalidArchive
+from pacsnode.storage.limits import ArchiveLimits, check_sizes, read_bounded
 
+log = logging.getLogger(__name__)
 _ZIP_MAGIC = b"PK\x03\x04"
+#: a member up to this size is inflated in memory, as a single upload is
+_IN_MEMORY = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -42,20 +51,65 @@ def is_zip(handle: IO[bytes]) -> bool:
 
 
 def ingest_zip(core: NodeCore, handle: IO[bytes], origin: Origin) -> Iterator[FileOutcome]:
-    """Ingest each file of a ZIP; BadRequest if it is not a readable ZIP."""
+    """Ingest each file of a ZIP; BadRequest if it is not a readable ZIP.
+
+    What the ZIP's directory declares is checked against ``[storage]``'s limits before
+    any member is inflated: an archive that would inflate too far (a ZIP bomb) is refused
+    whole with ArchiveTooLarge, nothing of it stored. Each member is then inflated chunk
+    by chunk, counted, and stopped past the limit whatever it declared.
+    """
     try:
         archive = zipfile.ZipFile(handle)
-    except zipfile.BadZipFile as exc:
-        raise BadRequest(f"the body starts like a ZIP but is not one: {exc}") from exc
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        log.info("an uploaded ZIP is unreadable: %s", exc)
+        raise BadRequest("the body starts like a ZIP but is not one") from exc
     with archive:
-        for info in archive.infolist():
-            if info.is_dir() or _is_dicomdir(info.filename):
-                continue
+        members = [i for i in archive.infolist() if not i.is_dir() and not _is_dicomdir(i.filename)]
+        limits = core.settings.archive_limits
+        check_member_sizes(members, limits)
+        spool_dir = core.settings.data_dir
+        for info in members:
             try:
-                with archive.open(info) as member:
-                    yield FileOutcome(info.filename, result=core.ingest(member.read(), origin))
+                with _inflated(archive, info, limits.max_instance_bytes, spool_dir) as member:
+                    result = core.ingest(member, origin)
             except DomainError as exc:
                 yield FileOutcome(info.filename, error=exc)
+            else:
+                yield FileOutcome(info.filename, result=result)
+
+
+def check_member_sizes(members: list[zipfile.ZipInfo], limits: ArchiveLimits) -> None:
+    """ArchiveTooLarge if a member, or all of them together, would inflate past the limits."""
+    sizes = ((info.filename[:200], info.file_size, info.compress_size) for info in members)
+    check_sizes(sizes, limits.max_instance_bytes, limits.max_ratio, None, "the ZIP")
+
+
+@contextlib.contextmanager
+def _inflated(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, spool_dir: Path
+) -> Iterator[bytes | IO[bytes]]:
+    """The member inflated: its bytes when small (as before, the hot path), else a file in
+    the data directory, so a large member is never held whole in memory twice. Inflating
+    is done before the caller gets it, so only its own failures are "damaged"."""
+    with contextlib.ExitStack() as stack:
+        member: bytes | IO[bytes]
+        try:
+            with archive.open(info) as stream:
+                if info.file_size <= _IN_MEMORY:
+                    member = b"".join(read_bounded(stream, limit, "the file"))
+                else:
+                    spool = stack.enter_context(tempfile.TemporaryFile(dir=spool_dir))
+                    for chunk in read_bounded(stream, limit, "the file"):
+                        spool.write(chunk)
+                    spool.seek(0)
+                    member = spool
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            log.info("ZIP member %s is damaged: %s", info.filename, exc)
+            raise InvalidArchive("the file is damaged in the ZIP") from exc
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
+            log.info("ZIP member %s cannot be read: %s", info.filename, exc)
+            raise InvalidArchive("the file is encrypted or compressed in a way not read") from exc
+        yield member
 
 
 def _is_dicomdir(name: str) -> bool:

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -38,6 +39,7 @@ from pacsnode.storage.layout import (
     p10_layout_entry,
     staged_metadata_entry,
 )
+from pacsnode.storage.limits import gunzip_bounded
 from pacsnode.storage.multipart import OCTET_STREAM, frame_media_type, unwrap, wrap
 from pacsnode.storage.zipwriter import ZipWriter
 
@@ -46,6 +48,8 @@ SERIES_UID_KEY = "0020000E"
 SOP_UID_KEY = "00080018"
 INSTANCE_NUMBER_KEY = "00200013"
 _GZIP_LEVEL = 6
+_META = "the study metadata"
+log = logging.getLogger(__name__)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -111,7 +115,8 @@ class InstanceSource:
             with self.opened() as archive:
                 return decode_layout(unwrap(archive.read(info)).payload)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-            raise StorageError(f"{info.filename} is damaged on disk: {exc}") from exc
+            log.error("%s in %s is damaged: %s", info.filename, self.archive.filename, exc)
+            raise StorageError(f"{info.filename} is damaged on disk") from exc
 
     @property
     def p10_size(self) -> int:
@@ -232,27 +237,36 @@ def read_staged(archive: zipfile.ZipFile) -> InstanceSource:
     """The one instance in a staging file."""
     meta_infos = [info for info in archive.infolist() if info.filename.endswith("/metadata")]
     if len(meta_infos) != 1:
-        raise StorageError(f"staging file {archive.filename} has no instance metadata")
+        log.error("staging file %s has no instance metadata", archive.filename)
+        raise StorageError("a staging file has no instance metadata")
     meta_info = meta_infos[0]
     owner = _entry_owner(meta_info.filename)
     if owner is None:
-        raise StorageError(f"staging file {archive.filename} is malformed")
+        log.error("staging file %s is malformed", archive.filename)
+        raise StorageError("a staging file is malformed")
     study_uid = meta_info.filename.split("/")[1]
     metadata = json.loads(archive.read(meta_info))
     entries = [info for info in archive.infolist() if info is not meta_info]
     return InstanceSource(study_uid, owner[0], owner[1], metadata, archive, entries)
 
 
-def read_study_metadata(archive: zipfile.ZipFile, study_uid: str) -> list[dict[str, Any]]:
+def read_study_metadata(
+    archive: zipfile.ZipFile, study_uid: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The study's metadata objects; with ``limit``, refused (ArchiveTooLarge) once it
+    inflates past that many bytes, for a ZIP from elsewhere: its gzip could be a bomb.
+    Errors name no file (they may reach a peer); the log has it."""
     try:
         raw = archive.read(metadata_entry(study_uid))
-        objects = json.loads(gzip.decompress(raw))
+        document = gzip.decompress(raw) if limit is None else gunzip_bounded(raw, limit, _META)
+        objects = json.loads(document)
     except KeyError:
-        raise StorageError(f"{archive.filename} has no study metadata") from None
+        raise StorageError("the study ZIP has no study metadata") from None
     except (OSError, EOFError, zlib.error, ValueError) as exc:
-        raise StorageError(f"{archive.filename}: unreadable study metadata: {exc}") from exc
+        log.warning("unreadable study metadata in %s: %s", archive.filename, exc)
+        raise StorageError("the study metadata is unreadable") from exc
     if not isinstance(objects, list):
-        raise StorageError(f"{archive.filename}: study metadata is not a JSON array")
+        raise StorageError("the study metadata is not a JSON array")
     return objects
 
 
@@ -339,6 +353,8 @@ def open_zip(path: Path) -> zipfile.ZipFile:
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise StorageError(f"cannot open {path.name}: {exc.strerror or exc}") from exc
+        log.error("cannot open %s: %s", path, exc)
+        raise StorageError(f"cannot open a ZIP: {exc.strerror or 'I/O error'}") from exc
     except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
-        raise InvalidArchive(f"{path.name} is not a readable ZIP: {exc}") from exc
+        log.warning("%s is not a readable ZIP: %s", path, exc)
+        raise InvalidArchive("the file is not a readable ZIP") from exc

@@ -63,6 +63,14 @@ class InvalidArchive(StorageError):
     http_status = 400
 
 
+class ArchiveTooLarge(InvalidArchive):
+    """A ZIP (an upload's or a peer's) would inflate past the configured limits, by the
+    sizes it declares or by what it inflates to; nothing of it was stored."""
+
+    code = "archive-too-large"
+    http_status = 413
+
+
 class NotFound(StorageError):
     """The study, series, instance, frame, bulk element or attachment does not exist."""
 

@@ -25,6 +25,7 @@ literal bytes one after the other. A segment is ``["L", length]``,
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 from pacsnode.storage.errors import StorageError
 
+log = logging.getLogger(__name__)
 _MAGIC = b"PNL1"
 _HEADER_LENGTH = struct.Struct("<I")
 # A probe this long that matches is almost surely the payload, not a look-alike.
@@ -188,7 +190,8 @@ def decode_layout(data: bytes) -> Layout:
             data[8 + length :],
         )
     except (ValueError, KeyError, TypeError) as exc:
-        raise StorageError(f"the P10 layout is malformed: {exc}") from exc
+        log.warning("a P10 layout is malformed: %s: %s", type(exc).__name__, exc)
+        raise StorageError("the P10 layout is malformed") from exc
     _check_segments(layout)
     return layout
 

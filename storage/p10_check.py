@@ -8,6 +8,7 @@ aside (those are checked by CRC and part structure).
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any
 
 from pydicom.uid import UID
@@ -25,6 +26,7 @@ from pacsnode.storage.convert import (
 from pacsnode.storage.errors import InvalidArchive
 from pacsnode.storage.layout import is_valid_uid
 
+log = logging.getLogger(__name__)
 _SPECIFIC_CHARACTER_SET_KEY = "00080005"
 _SOP_CLASS_UID_KEY = "00080016"
 _PIXEL_DATA_KEY = "7FE00010"
@@ -129,9 +131,8 @@ def _try_regenerating(
             dataset = build_body(metadata, _stub_frames, _stub_bulk)
             write_body(dataset, transfer_syntax_of_metadata(metadata), io.BytesIO())
     except Exception as exc:
-        raise InvalidArchive(
-            f"instance {source.sop_uid} does not make a DICOM file: {exc}"
-        ) from exc
+        log.warning("instance %s does not make a DICOM file: %r", source.sop_uid, exc)
+        raise InvalidArchive(f"instance {source.sop_uid} does not make a DICOM file") from exc
 
 
 def _stub_frames() -> list[bytes]:

@@ -3,11 +3,17 @@
 A peer's ZIP is refused whole when an entry name escapes ``studies/{S}/`` or
 is not one pacsnode writes, when a CRC, a part file or the metadata JSON is
 wrong, when metadata and entries disagree, or when an instance's metadata
-would not regenerate as DICOM P10 (:mod:`storage.p10_check`).
+would not regenerate as DICOM P10 (:mod:`storage.p10_check`), or when it would
+inflate past the configured limits (:mod:`storage.limits`): checked from the ZIP's
+directory before anything is inflated, and counted while inflating.
+
+A refusal's message goes back to the peer: it names entries, never a file path or
+Python's exception text (those go to the log).
 """
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,43 +28,59 @@ from pacsnode.storage.archive import (
     layout_comment,
     read_study_metadata,
 )
-from pacsnode.storage.errors import InvalidArchive, StorageError
+from pacsnode.storage.errors import ArchiveTooLarge, InvalidArchive, StorageError
 from pacsnode.storage.fidelity import decode_layout
 from pacsnode.storage.layout import (
     EntryName,
     instance_path,
     is_p10_layout_entry,
     is_valid_uid,
+    metadata_entry,
     parse_entry_name,
 )
+from pacsnode.storage.limits import RATIO_FLOOR, ArchiveLimits, check_sizes, read_bounded
 from pacsnode.storage.multipart import unwrap
 from pacsnode.storage.p10_check import P10Check
+
+log = logging.getLogger(__name__)
 
 _TAG_KEY_LENGTH = 8
 _CHECK_THREADS = 2
 _ENCRYPTED_FLAG = 0x1
+# A part file's boundary line and Content-Type header fit well within this (wrap writes ~110
+# bytes), and its closing boundary within the tail kept while streaming it.
+_PART_HEAD = 4096
+_PART_TAIL = 256
+_UNLIMITED = 1 << 62
 
 
-def validate_study_zip(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]:
+def validate_study_zip(
+    archive: zipfile.ZipFile, limits: ArchiveLimits | None = None
+) -> tuple[str, dict[str, InstanceSource]]:
     """Check every part of ``archive``; return its study UID and instances.
 
     Raises :class:`InvalidArchive` naming the first problem found, whatever
-    the problem is: nothing a peer sends may surface as another exception.
+    the problem is: nothing a peer sends may surface as another exception
+    (:class:`ArchiveTooLarge` when it would inflate past ``limits``).
     """
     try:
-        return _validate(archive)
+        return _validate(archive, limits or ArchiveLimits())
     except InvalidArchive:
         raise
     except RecursionError:
         raise InvalidArchive("the metadata is nested too deeply") from None
     except Exception as exc:
-        raise InvalidArchive(f"the ZIP is malformed: {type(exc).__name__}: {exc}") from exc
+        log.warning("a received ZIP is malformed: %s: %s", type(exc).__name__, exc)
+        raise InvalidArchive("the ZIP is malformed") from exc
 
 
-def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]:
+def _validate(
+    archive: zipfile.ZipFile, limits: ArchiveLimits
+) -> tuple[str, dict[str, InstanceSource]]:
     entries = _parse_names(archive)
     study_uid = _single_study(entries)
-    sources = _instances_from_metadata(archive, study_uid)
+    _check_declared_sizes(entries, limits)
+    sources = _instances_from_metadata(archive, study_uid, limits)
     for info, name in entries:
         if name.is_metadata:
             continue
@@ -70,7 +92,7 @@ def _validate(archive: zipfile.ZipFile) -> tuple[str, dict[str, InstanceSource]]
     for source in sources.values():
         _check_bulk_references(source)
         p10_check.check(source)
-    _check_contents(archive, entries)
+    _check_contents(archive, entries, limits)
     return study_uid, sources
 
 
@@ -101,13 +123,52 @@ def _single_study(entries: list[tuple[zipfile.ZipInfo, EntryName]]) -> str:
     return studies.pop()
 
 
-def _instances_from_metadata(archive: zipfile.ZipFile, study_uid: str) -> dict[str, InstanceSource]:
+def _check_declared_sizes(
+    entries: list[tuple[zipfile.ZipInfo, EntryName]], limits: ArchiveLimits
+) -> None:
+    """Refuse, before inflating anything, what the directory says inflates too far: the
+    metadata past its limit, an instance's entries together past the instance limit, or
+    any entry (or the whole ZIP) past the ratio. What is then inflated is counted too
+    (zipfile stops at the declared size and fails the CRC if the entry holds more)."""
+    instances: dict[str, list[tuple[str, int, int]]] = {}
+    everything = []
+    for info, name in entries:
+        sizes = (f"entry {info.filename[:200]}", info.file_size, info.compress_size)
+        everything.append(sizes)
+        if name.is_metadata:
+            check_sizes([sizes], limits.max_metadata_bytes, limits.max_ratio, None)
+        else:
+            instances.setdefault(name.sop_uid or "", []).append(sizes)
+    for sop_uid, sizes in instances.items():
+        try:
+            limit = limits.max_instance_bytes
+            check_sizes(sizes, limit, limits.max_ratio, limit, "its entries together")
+        except ArchiveTooLarge as exc:
+            raise ArchiveTooLarge(f"instance {sop_uid}: {exc.message}") from None
+    check_sizes(everything, _UNLIMITED, limits.max_ratio, None, "the ZIP")
+
+
+def _metadata_limit(archive: zipfile.ZipFile, study_uid: str, limits: ArchiveLimits) -> int:
+    """How far the metadata gzip may inflate: its own gzip declares nothing the directory
+    checks, so the ratio applies to what it inflates to (past the floor), as to entries."""
+    compressed = archive.getinfo(metadata_entry(study_uid)).file_size
+    by_ratio = max(RATIO_FLOOR, limits.max_ratio * compressed)
+    return min(limits.max_metadata_bytes, by_ratio)
+
+
+def _instances_from_metadata(
+    archive: zipfile.ZipFile, study_uid: str, limits: ArchiveLimits
+) -> dict[str, InstanceSource]:
     try:
-        objects = read_study_metadata(archive, study_uid)
+        limit = _metadata_limit(archive, study_uid, limits)
+        objects = read_study_metadata(archive, study_uid, limit)
+    except ArchiveTooLarge:
+        raise
     except StorageError as exc:
         raise InvalidArchive(exc.message) from exc
     except zipfile.BadZipFile as exc:
-        raise InvalidArchive(f"the study metadata entry is damaged: {exc}") from exc
+        log.warning("a received ZIP's study metadata is damaged: %s", exc)
+        raise InvalidArchive(f"the study metadata entry is damaged ({_damage(exc)})") from exc
     sources: dict[str, InstanceSource] = {}
     for index, metadata in enumerate(objects):
         if not _is_json_dataset(metadata):
@@ -173,7 +234,9 @@ def _check_bulk_references(source: InstanceSource) -> None:
 
 
 def _check_contents(
-    archive: zipfile.ZipFile, entries: list[tuple[zipfile.ZipInfo, EntryName]]
+    archive: zipfile.ZipFile,
+    entries: list[tuple[zipfile.ZipInfo, EntryName]],
+    limits: ArchiveLimits,
 ) -> None:
     """Read every part file: zipfile checks each CRC; part files must parse.
 
@@ -184,22 +247,67 @@ def _check_contents(
     parts = [info for info, name in entries if not name.is_metadata]
     with ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="zip-check") as workers:
         shares = [parts[start::_CHECK_THREADS] for start in range(_CHECK_THREADS)]
-        for _ in workers.map(lambda share: _check_parts(archive, share), shares):
+        limit = limits.max_instance_bytes
+        for _ in workers.map(lambda share: _check_parts(archive, share, limit), shares):
             pass
 
 
-def _check_parts(archive: zipfile.ZipFile, parts: list[zipfile.ZipInfo]) -> None:
+def _check_parts(archive: zipfile.ZipFile, parts: list[zipfile.ZipInfo], limit: int) -> None:
     for info in parts:
         try:
-            data = archive.read(info)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            raise InvalidArchive(f"entry {info.filename} is damaged: {exc}") from exc
-        try:
-            part = unwrap(data)
             if is_p10_layout_entry(info.filename):
-                _check_layout(info, part.payload)
+                # A layout is a few KiB: read whole, it must parse.
+                data = b"".join(_streamed(archive, info, limit))
+                _check_layout(info, unwrap(data).payload)
+            else:
+                _check_part_stream(_streamed(archive, info, limit))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            log.warning("received entry %s is damaged: %s", info.filename, exc)
+            raise InvalidArchive(f"entry {info.filename} is damaged ({_damage(exc)})") from exc
+        except ArchiveTooLarge as exc:
+            raise ArchiveTooLarge(f"entry {info.filename}: {exc.message}") from exc
         except StorageError as exc:
             raise InvalidArchive(f"entry {info.filename}: {exc.message}") from exc
+
+
+def _streamed(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> Iterator[bytes]:
+    with archive.open(info) as stream:
+        yield from read_bounded(stream, limit, "the entry")
+
+
+def _check_part_stream(chunks: Iterator[bytes]) -> None:
+    """What :func:`unwrap` checks, on a part read chunk by chunk (zipfile checks the CRC
+    at its end): a frame is never held whole, however large it is."""
+    head = tail = b""
+    size = 0
+    for chunk in chunks:
+        if len(head) < _PART_HEAD:
+            head += chunk[: _PART_HEAD - len(head)]
+        tail = (tail + chunk[-_PART_TAIL:])[-_PART_TAIL:]
+        size += len(chunk)
+    if size <= len(head):  # small enough to be checked whole
+        unwrap(head)
+        return
+    try:
+        header_end = head.index(b"\r\n\r\n")
+    except ValueError:
+        raise StorageError("stored part has no multipart header") from None
+    boundary_line = head[: head.index(b"\r\n")]
+    if not boundary_line.startswith(b"--"):
+        raise StorageError("stored part does not start with a boundary")
+    closing = b"\r\n" + boundary_line + b"--\r\n"
+    if not tail.endswith(closing) or size < header_end + 4 + len(closing):
+        raise StorageError("stored part does not end with its closing boundary")
+
+
+def _damage(exc: BaseException) -> str:
+    """The kind of damage, in words of our own (zipfile's and zlib's texts stay in the log)."""
+    text = str(exc)
+    if "CRC" in text:
+        return "CRC mismatch"
+    if isinstance(exc, EOFError) or "truncated" in text.lower() or "end" in text.lower():
+        return "truncated"
+    return "bad compressed data"
 
 
 def _check_layout(info: zipfile.ZipInfo, payload: bytes) -> None:

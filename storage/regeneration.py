@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -20,13 +21,16 @@ from pacsnode.storage.fidelity import assemble
 from pacsnode.storage.layout import bulk_entry
 from pacsnode.storage.multipart import Part, unwrap
 
+log = logging.getLogger(__name__)
+
 
 def read_part_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Part:
     """A stored part; damage on disk (bad CRC, broken deflate) is a StorageError."""
     try:
         return unwrap(archive.read(info))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise StorageError(f"{info.filename} is damaged on disk: {exc}") from exc
+        log.error("%s in %s is damaged: %s", info.filename, archive.filename, exc)
+        raise StorageError(f"{info.filename} is damaged on disk") from exc
 
 
 def frame_infos(source: InstanceSource) -> list[zipfile.ZipInfo]:

@@ -61,6 +61,7 @@ from pacsnode.storage.layout import (
     study_dir,
     study_zip_path,
 )
+from pacsnode.storage.limits import ArchiveLimits
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.received_zip import validate_study_zip
 from pacsnode.storage.regeneration import (
@@ -96,8 +97,11 @@ class StudyStore:
         compression: bool = True,
         compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         stable_age_s: float = 60.0,
+        archive_limits: ArchiveLimits | None = None,
     ) -> None:
         self.root = Path(root)
+        #: how far a peer's study ZIP may inflate (checked before anything is merged)
+        self.archive_limits = archive_limits or ArchiveLimits()
         self.level: int | None = compression_level if compression else None
         self.stable_age_s = stable_age_s
         self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
@@ -208,7 +212,7 @@ class StudyStore:
         caller that indexes what was merged afterwards.
         """
         with open_zip(path) as incoming:
-            study_uid, received = validate_study_zip(incoming)
+            study_uid, received = validate_study_zip(incoming, self.archive_limits)
             result = MergeResult(study_uid)
             with self._study_lock(study_uid):
                 current = self._files.sources(study_uid)
@@ -450,7 +454,8 @@ class StudyStore:
             if sources and (sop_uids is None or sop_uids >= sources.keys()):
                 with contextlib.suppress(FileNotFoundError):
                     return open(study_zip_path(self.root, study_uid), "rb")
-        handle = tempfile.TemporaryFile()
+        # In the data directory: patient data stays on the data disk, private to the node.
+        handle = tempfile.TemporaryFile(dir=self.root)
         try:
             self.write_study_subset(study_uid, sop_uids, handle)
             handle.seek(0)
