@@ -11,6 +11,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from pacsnode.node import audit
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dates import now_string
 from pacsnode.node.errors import BadRequest, DomainError
@@ -174,6 +175,7 @@ class Replicator:
         context: JobContext,
     ) -> dict[str, Any]:
         assert peer.url is not None
+        started = time.monotonic()
         result = SyncResult()
         client = self._client_for(peer)
         try:
@@ -185,6 +187,9 @@ class Replicator:
             client.close()
         self.heard_from(peer.name)
         self._core.log_exports(resource_ids, peer.name)
+        audit.peer_sync(
+            peer.name, "stored", started, pushed=result.pushed_instances, studies=len(by_study)
+        )
         return {
             "Instances": sum(len(s) for s in by_study.values()),
             "PushedInstances": result.pushed_instances,
@@ -243,6 +248,14 @@ class Replicator:
             state.pop("LastErrorTime", None)
             state.update(LastSuccess=now, LastContact=now, LastError=None)
             moved = traffic["sent"] + traffic["received"]
+            audit.peer_sync(
+                peer.name,
+                "done",
+                started,
+                pushed=result.pushed_instances,
+                pulled=result.pulled_instances,
+                deletions=result.deletions,
+            )
             return {
                 "PushedInstances": result.pushed_instances,
                 "PulledInstances": result.pulled_instances,
@@ -257,6 +270,7 @@ class Replicator:
             }
         except Exception as exc:
             self._state[peer.name].update(LastError=str(exc), LastErrorTime=now_string())
+            audit.peer_sync(peer.name, f"failed: {type(exc).__name__}", started)
             raise
         finally:
             lock.release()

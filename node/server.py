@@ -20,8 +20,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pacsnode.node import audit
 from pacsnode.node.config import is_loopback
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.admission import exposure_lines as dicom_exposure
 from pacsnode.node.log_limits import limit_repeats
 from pacsnode.node.rest.app import create_app
 from pacsnode.node.rest.connections import (
@@ -95,6 +97,12 @@ def exposure(config: NodeConfig, limits: ConnectionLimits) -> list[tuple[int, st
                 "the network in clear; set [http] tls_cert and tls_key",
             )
         )
+    lines.extend(dicom_exposure(config.dicom, config.modalities))
+    if config.audit.enabled:
+        hashed = "hashed" if config.audit.hash_patient_ids else "IN CLEAR"
+        lines.append((logging.INFO, f"audit log: {audit.log_path(config)} (patient ids {hashed})"))
+    else:
+        lines.append((logging.WARNING, "audit log: OFF ([audit] enabled = false)"))
     return lines
 
 
@@ -146,6 +154,7 @@ def serve(config: NodeConfig) -> None:
     core = NodeCore(config.core)
     report = core.open()
     close_data_dir(config.data_dir)
+    stop_audit = audit.start(config)  # after the umask: its key and files are 0600
     if report.indexed or report.unindexed:
         log.warning(
             "recovery: indexed %d and unindexed %d instances", report.indexed, report.unindexed
@@ -155,3 +164,4 @@ def serve(config: NodeConfig) -> None:
             asyncio.run(_run(config, core, open_files))
     finally:
         core.close()
+        stop_audit()

@@ -57,6 +57,8 @@ from pacsnode.peer.spool import Refusal, Spool, TransferLimits, upload_refusal
 from pacsnode.peer.tls import check_pinned, peer_fingerprint
 
 log = logging.getLogger(__name__)
+#: the node's audit log (pacsnode.node.audit writes it; peer does not import the node)
+_audit_log = logging.getLogger("pacsnode.audit")
 T = TypeVar("T")
 PROTOCOL_VERSION = 1
 CAPABILITIES = [
@@ -135,7 +137,29 @@ async def pinned_peers_only(request: web.Request, handler: Handler) -> web.Strea
     try:
         request["peer"] = check_pinned(peer_fingerprint(ssl_object), pins)
     except UntrustedPeer as exc:
+        _audit(request, "", 403)
         return _error(403, "untrusted-peer", str(exc))
+    answer = await _answered(request, handler)
+    _audit(request, request["peer"], answer.status)
+    return answer
+
+
+def _audit(request: web.Request, peer: str, status: int) -> None:
+    """Each peer request to the node's audit log, by the logger's name: ``peer`` never
+    imports the node (its writer adds the time, and drops these when not started)."""
+    _audit_log.info(
+        {
+            "action": "peer-request",
+            "peer": peer,
+            "address": request.remote or "",
+            "outcome": str(status),
+            "method": request.method,
+            "path": request.path[:512],
+        }
+    )
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except web.HTTPException as exc:

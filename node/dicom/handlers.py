@@ -14,7 +14,9 @@ from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pynetdicom import events, evt
 
+from pacsnode.node import audit
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom.admission import Caller, KnownCallers
 from pacsnode.node.dicom.network import contexts_for, fitted_for, set_nodelay
 from pacsnode.node.dicom.query import (
     SOP_CLASSES_IN_STUDY,
@@ -56,12 +58,19 @@ def _not_allowed() -> Dataset:
     return status
 
 
-def caller_allowed(event: events.Event, config: NodeConfig, registry: Registry) -> bool:
+def caller_allowed(event: events.Event, config: NodeConfig, known: KnownCallers) -> bool:
     """Whether the caller may query and retrieve. Unknown callers are refused the whole
-    association unless anyone may store (``always_allow_store``): then here, per service."""
+    association unless anyone may store (``always_allow_store``): then here, per service,
+    by AE title and (``check_caller_host``) the host it calls from."""
     if config.dicom.accept_unknown_callers:
         return True
-    return str(event.assoc.requestor.ae_title).strip() in registry.calling_aets()
+    return known.known(_caller(event), config.dicom.check_caller_host)
+
+
+def _caller(event: events.Event) -> Caller:
+    requestor = event.assoc.requestor
+    called = getattr(requestor.primitive, "called_ae_title", "")
+    return Caller(str(requestor.ae_title).strip(), str(called).strip(), str(requestor.address))
 
 
 def handle_echo(event: events.Event) -> int:
@@ -79,17 +88,53 @@ def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset
         remote_ip=requestor.address,
     )
     try:
-        core.ingest(event.encoded_dataset(include_meta=True), origin)
+        result = core.ingest(event.encoded_dataset(include_meta=True), origin)
     except DomainError as exc:
         log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc.message)
+        _audit_store(event, origin, f"refused: {exc.message[:120]}")
         status = Dataset()
         status.Status = exc.dimse_status
         status.ErrorComment = exc.message[:64]
         return status
     except Exception:
         log.exception("C-STORE from %s failed", origin.remote_aet)
+        _audit_store(event, origin, "failed")
         return UNABLE_TO_PROCESS
+    stored = result.instance
+    _audit_store(
+        event, origin, result.status.value, stored.study_uid, audit.patient_of(stored.metadata)
+    )
     return SUCCESS
+
+
+def _audit_store(
+    event: events.Event, origin: Origin, outcome: str, study: str = "", patient: str = ""
+) -> None:
+    """The instance by its SOP Instance UID from the command set (a refused one's dataset is
+    not decoded again for the log: that would cost the ingest's time twice)."""
+    sop = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+    audit.dicom_store(origin.remote_aet, origin.remote_ip, sop, study, patient, outcome)
+
+
+def _audited_query(event: events.Event) -> dict[str, str]:
+    """The keys a C-FIND matches on that name a resource (never the whole identifier)."""
+    try:
+        identifier = event.identifier
+    except Exception:
+        return {}
+    return {
+        key: str(identifier.get(key, ""))
+        for key in ("QueryRetrieveLevel", "PatientID", "StudyInstanceUID", "AccessionNumber")
+        if identifier.get(key, "")
+    }
+
+
+def _audited_refs(refs: list[InstanceRef] | None) -> dict[str, Any]:
+    refs = refs or []
+    return {
+        "studies": sorted({ref.study_uid for ref in refs if getattr(ref, "study_uid", "")})[:50],
+        "instances": len(refs),
+    }
 
 
 def _charset(core: NodeCore, config: NodeConfig) -> Charset:
@@ -127,11 +172,16 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
 
 
 def handle_find(
-    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry
+    event: events.Event, core: NodeCore, config: NodeConfig, known: KnownCallers
 ) -> Iterator[tuple[int, Dataset | None]]:
-    if not caller_allowed(event, config, registry):
+    caller = _caller(event)
+    if not caller_allowed(event, config, known):
+        audit.dicom_operation("C-FIND", caller.calling_aet, caller.address, "refused")
         yield _not_allowed(), None
         return
+    audit.dicom_operation(
+        "C-FIND", caller.calling_aet, caller.address, "accepted", query=_audited_query(event)
+    )
     identifier = event.identifier
     level = query_level(identifier)
     if level is None:
@@ -198,29 +248,49 @@ def _refused() -> Iterator[Any]:
 
 
 def handle_get(
-    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry
+    event: events.Event, core: NodeCore, config: NodeConfig, known: KnownCallers
 ) -> Iterator[Any]:
-    if not caller_allowed(event, config, registry):
+    caller = _caller(event)
+    if not caller_allowed(event, config, known):
+        audit.dicom_operation("C-GET", caller.calling_aet, caller.address, "refused")
         yield from _refused()
         return
     # C-GET sends on the requestor's own association: what it accepted is known here.
     contexts = event.assoc.accepted_contexts
     refs = _requested_instances(core, event.identifier)
+    audit.dicom_operation(
+        "C-GET", caller.calling_aet, caller.address, "accepted", **_audited_refs(refs)
+    )
     yield from _sub_operations(core, refs, event, lambda ds: fitted_for(ds, contexts))
 
 
 def handle_move(
-    event: events.Event, core: NodeCore, config: NodeConfig, registry: Registry, jobs: JobRegistry
+    event: events.Event,
+    core: NodeCore,
+    config: NodeConfig,
+    registry: Registry,
+    jobs: JobRegistry,
+    known: KnownCallers,
 ) -> Iterator[Any]:
     """Send what is asked to the destination, as one job in ``/jobs`` (Orthanc lists each
     incoming C-MOVE there, and scripts wait on it)."""
     destination = registry.modality_with_aet(event.move_destination)
-    if not caller_allowed(event, config, registry):
+    caller = _caller(event)
+    if not caller_allowed(event, config, known):
+        audit.dicom_operation("C-MOVE", caller.calling_aet, caller.address, "refused")
         yield (destination.host, destination.port) if destination else (None, None)
         yield from _refused()
         return
     aet = config.dicom.aet
     refs = _requested_instances(core, event.identifier)
+    audit.dicom_operation(
+        "C-MOVE",
+        caller.calling_aet,
+        caller.address,
+        "accepted" if destination else "unknown-destination",
+        destination=str(event.move_destination).strip(),
+        **_audited_refs(refs),
+    )
     job = jobs.track("DicomModalityStore", _move_description(event, aet, refs))
     if destination is None:
         log.warning("C-MOVE to unknown destination %r", event.move_destination)

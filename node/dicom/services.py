@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (
@@ -18,6 +20,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
+from pacsnode.node.dicom.admission import KnownCallers, Slots, follow, on_connection, on_request
 from pacsnode.node.dicom.network import ACCEPTED_SYNTAXES, CheaplyCopied, set_nodelay
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
@@ -46,22 +49,20 @@ def make_ae(config: NodeConfig, registry: Registry) -> AE:
         )
     for model in QUERY_MODELS:
         ae.add_supported_context(model)
-    if not config.dicom.accept_unknown_callers and not config.dicom.always_allow_store:
-        _follow_callers(ae, registry)  # else the handlers refuse unknown callers per service
-    ae.maximum_associations = 32
+    # Callers are admitted by node.dicom.admission (AE title, host, called AE title), and
+    # connections counted from accept by its Slots: pynetdicom's own count starts later.
+    ae.maximum_associations = config.dicom.max_associations
     return ae
 
 
-def _follow_callers(ae: AE, registry: Registry) -> None:
-    """Accept the registry's modalities as callers, as it changes: pynetdicom reads
-    ``require_calling_aet`` afresh for each association request."""
+class GuardedServer(ThreadedAssociationServer):
+    """pynetdicom's server with a say at accept: socketserver closes a connection whose
+    ``verify_request`` is false before any thread or association exists for it."""
 
-    def update() -> None:
-        # An empty list would accept anyone: "-" stands for "no modality is known".
-        ae.require_calling_aet = registry.calling_aets() or ["-"]
+    slots: Slots
 
-    update()
-    registry.watch(update)
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        return self.slots.admit(tuple(client_address))
 
 
 def start_dicom_server(
@@ -71,20 +72,29 @@ def start_dicom_server(
     Incoming C-MOVEs are listed in ``jobs`` (the REST API's ``/jobs``) when given."""
     jobs = jobs if jobs is not None else JobRegistry()
     ae = make_ae(config, registry)
+    known = KnownCallers()
+    follow(known, registry)  # host names resolved now and on each change, not per call
+    slots = Slots(config.dicom, known.addresses)
     bindings = [
+        (evt.EVT_CONN_OPEN, on_connection(slots, config.dicom.association_request_timeout_s)),
         (evt.EVT_CONN_OPEN, set_nodelay),
+        (evt.EVT_REQUESTED, on_request(config.dicom, known)),
         (evt.EVT_C_ECHO, handlers.handle_echo),
         (evt.EVT_C_STORE, handlers.handle_store, [core, config.dicom.aet]),
-        (evt.EVT_C_FIND, handlers.handle_find, [core, config, registry]),
-        (evt.EVT_C_GET, handlers.handle_get, [core, config, registry]),
-        (evt.EVT_C_MOVE, handlers.handle_move, [core, config, registry, jobs]),
+        (evt.EVT_C_FIND, handlers.handle_find, [core, config, known]),
+        (evt.EVT_C_GET, handlers.handle_get, [core, config, known]),
+        (evt.EVT_C_MOVE, handlers.handle_move, [core, config, registry, jobs, known]),
     ]
-    server = ae.start_server(
+    server = ae.make_server(
         (config.dicom.host, config.dicom.port),
-        block=False,
         evt_handlers=bindings,
         contexts=CheaplyCopied(ae.supported_contexts),
+        server_class=GuardedServer,
     )
+    server.slots = slots
+    # as AE.start_server(block=False) does, with our server class
+    threading.Thread(target=server.serve_forever, name="DicomAcceptor", daemon=True).start()
+    ae._servers.append(server)  # AssociationServer.shutdown removes it from there
     log.info("DICOM %s listening on %s:%d", config.dicom.aet, config.dicom.host, config.dicom.port)
     return server
 

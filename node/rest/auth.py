@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from pacsnode.node import audit
 from pacsnode.node.auth import check_user, decoy_hash
 from pacsnode.node.rest.context import CONFIG, USER
 from pacsnode.node.rest.errors import error_response
@@ -218,6 +219,7 @@ async def _authenticate(auth: Authenticator, request: web.Request) -> User | web
     if user is None:
         auth.backoff.failed(address, time.monotonic())
         log.warning("REST login failed for user %r from %s", credentials[0][:64], address)
+        audit.login_failed(credentials[0], address)
         return _unauthorized(request)
     auth.backoff.succeeded(address)
     auth.cache.put(header, user, time.monotonic())

@@ -10,11 +10,14 @@ does, without a body, naming the allowed methods.
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from pacsnode.node import audit
 from pacsnode.node.errors import DomainError
+from pacsnode.node.rest.context import USER
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,26 @@ def error_response(request: web.Request, status: int, code: str, message: str) -
 
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as the JSON envelope; every request, as answered, to the audit log (here, as
+    the outermost middleware that sees the authenticated user afterwards)."""
+    started = time.monotonic()
+    status = 500  # a handler cancelled mid-way (the client went away) is logged so
+    try:
+        answer = await _answered(request, handler)
+        status = answer.status
+        return answer
+    finally:
+        audit.rest_request(
+            request.get(USER),
+            request.remote,
+            request.method,
+            request.path,
+            status,
+            time.monotonic() - started,
+        )
+
+
+async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except DomainError as exc:

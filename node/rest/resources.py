@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
+from pacsnode.node import audit
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.archive import stream_archive
-from pacsnode.node.rest.context import blocking, core_of
+from pacsnode.node.rest.context import USER, blocking, core_of
 from pacsnode.node.rest.file_json import file_as_json, wants_dicom_json
 from pacsnode.node.rest.formats import ResourceView, resource_view, writer_for
 from pacsnode.node.rest.params import flag_param, int_param, level_of
@@ -118,6 +119,10 @@ async def delete_resource(request: web.Request) -> web.Response:
     chain = await blocking(core.ancestors, record)
     removed = await blocking(core.delete, resource_id)
     gone = {rid for _, rid, _ in removed.resources}
+    audit.deleted(
+        request.get(USER), request.remote, str(record.get("level", "")), resource_id,
+        f"deleted {len(gone)} resources",
+    )  # fmt: skip
     for ancestor in chain:
         if ancestor["id"] not in gone:
             ancestor_level = Level(ancestor["level"])
