@@ -227,38 +227,54 @@ def on_connection(slots: Slots, deadline_s: float) -> Callable[[events.Event], N
 
 
 def on_request(settings: DicomSettings, known: KnownCallers) -> Callable[[events.Event], None]:
-    """EVT_REQUESTED: lift the deadline, then refuse the caller (A-ASSOCIATE-RJ) or let
-    pynetdicom negotiate. pynetdicom skips its negotiation when a handler here rejected."""
+    """EVT_REQUESTED: refuse the caller (A-ASSOCIATE-RJ) or lift the deadline and let
+    pynetdicom negotiate (it skips its negotiation when a handler here rejected)."""
 
     def requested(event: events.Event) -> None:
         association = event.assoc
-        association.acse_timeout = association.ae.acse_timeout
-        raw = _raw_socket(event)
-        if raw is not None:
-            raw.settimeout(association.ae.network_timeout)
-        primitive = association.requestor.primitive
-        caller = Caller(
-            _text(primitive.calling_ae_title),
-            _text(primitive.called_ae_title),
-            str(association.requestor.address),
-        )
-        table = known.table()
-        verdict = refusal(caller, settings, table)
-        if verdict is not None and verdict[0] == CALLING_AET_NOT_RECOGNIZED:
-            # a miss may be a modality whose host name now resolves elsewhere
-            if known.known(caller, settings.check_caller_host):
-                verdict = None
+        try:
+            verdict = _verdict(event, settings, known)
+        except Exception:  # pynetdicom would log it and negotiate: fail closed instead
+            log.exception("DICOM admission failed; refusing the association")
+            verdict = CALLING_AET_NOT_RECOGNIZED, "admission check failed"
         if verdict is None:
+            association.acse_timeout = association.ae.acse_timeout
+            raw = _raw_socket(event)
+            if raw is not None:
+                raw.settimeout(association.ae.network_timeout)
             return
-        reason, why = verdict
-        log.warning(
-            "DICOM association from %s at %s refused: %s", caller.calling_aet, caller.address, why
-        )
-        audit.dicom_refused(caller.calling_aet, caller.address, caller.called_aet, why)
-        association.acse.send_reject(*reason)
+        # Still under the short deadline: a refused caller that keeps the connection open
+        # after the A-ASSOCIATE-RJ is dropped as soon as one that never associated.
+        association.acse.send_reject(*verdict[0])
         association.kill()
 
     return requested
+
+
+def _verdict(
+    event: events.Event, settings: DicomSettings, known: KnownCallers
+) -> tuple[tuple[int, int, int], str] | None:
+    association = event.assoc
+    primitive = association.requestor.primitive
+    caller = Caller(
+        _text(primitive.calling_ae_title),
+        _text(primitive.called_ae_title),
+        str(association.requestor.address),
+    )
+    verdict = refusal(caller, settings, known.table())
+    if verdict is not None and verdict[0] == CALLING_AET_NOT_RECOGNIZED:
+        # a miss may be a modality whose host name now resolves elsewhere
+        if known.known(caller, settings.check_caller_host):
+            return None
+    if verdict is not None:
+        log.warning(
+            "DICOM association from %s at %s refused: %s",
+            caller.calling_aet,
+            caller.address,
+            verdict[1],
+        )
+        audit.dicom_refused(caller.calling_aet, caller.address, caller.called_aet, verdict[1])
+    return verdict
 
 
 def _text(value: Any) -> str:

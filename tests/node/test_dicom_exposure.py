@@ -120,6 +120,17 @@ def test_a_connection_that_never_associates_is_closed_soon(node: NodeProcess) ->
     assert closed_after(half, 8) < 4
 
 
+def test_a_refused_caller_that_stays_connected_is_dropped_soon(node: NodeProcess) -> None:
+    from pynetdicom.tests.encoded_pdu_items import a_associate_rq  # calls "ANY-SCP"
+
+    connection = bare("127.0.0.42", node.dicom_port)
+    connection.sendall(a_associate_rq)
+    connection.settimeout(8)
+    assert connection.recv(1)[0] == 0x03  # an A-ASSOCIATE-RJ, then the client stays
+    # the refusal keeps the short deadline (not pynetdicom's 30 s ACSE timeout)
+    assert closed_after(connection, 8) < 4
+
+
 def test_callers_are_matched_by_host_and_called_title(node: NodeProcess) -> None:
     assert rejection(node, "CT1") is None
     assert rejection(node, "CT1", source="127.0.0.6") == 0x03  # the right title, another host
