@@ -18,6 +18,11 @@ sealer holds off a study while an ingest of it is between steps 3 and 4
 (:meth:`Ingestor.is_busy`), so a crash at any point leaves the study pending and
 start-up recovery indexes what was stored. If indexing fails, what was just
 stored is taken back, so a refused instance leaves nothing behind.
+
+From step 3 to step 4 an ingest holds its study and patient shared in the store's
+gate (:mod:`storage.gates`), which a deletion holds exclusively (:mod:`.deletion`):
+a deletion can neither see an instance stored but not yet indexed nor unindex one it
+did not delete, so none is ever left stored but unindexed.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +42,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import Index, Origin
 from pacsnode.node.recycling import Limits, StorageMode
 from pacsnode.node.settings import ConflictPolicy
+from pacsnode.storage.gates import resource_key, study_key
 from pacsnode.storage.results import MergeResult, PreparedInstance, PutStatus, StoredInstance
 from pacsnode.storage.store import StudyStore
 
@@ -74,27 +80,18 @@ class Ingestor:
         # Deciding what to recycle and storing must not interleave between senders,
         # or two of them could each see room for one instance.
         self._room_lock = threading.Lock()
-        self._busy: Counter[str] = Counter()
-        self._busy_lock = threading.Lock()
 
     # --- the crash protocol's side of sealing ------------------------------------------
 
     def is_busy(self, study_uid: str) -> bool:
         """Whether an instance of the study is stored but not yet indexed."""
-        with self._busy_lock:
-            return self._busy[study_uid] > 0
+        return self._store.gate.is_shared(study_key(study_uid))
 
-    @contextlib.contextmanager
-    def _storing(self, study_uid: str) -> Iterator[None]:
-        with self._busy_lock:
-            self._busy[study_uid] += 1
-        try:
-            yield
-        finally:
-            with self._busy_lock:
-                self._busy[study_uid] -= 1
-                if not self._busy[study_uid]:
-                    del self._busy[study_uid]
+    def _storing(self, study_uid: str, patient_ids: Iterable[str]) -> AbstractContextManager[None]:
+        """Held from storing to indexing: deletions of the study or patients wait (the
+        room lock, when taken, is always taken first)."""
+        keys = [study_key(study_uid), *(resource_key(patient) for patient in patient_ids)]
+        return self._store.gate.shared(keys)
 
     @contextlib.contextmanager
     def _room(self) -> Iterator[None]:
@@ -116,7 +113,7 @@ class Ingestor:
                 known = self._index.instance_known(ids[Level.INSTANCE])
                 if not known:
                     self._make_room(instance.stored_size, {ids[Level.PATIENT]})
-            with self._storing(instance.study_uid):
+            with self._storing(instance.study_uid, [ids[Level.PATIENT]]):
                 return self._store_and_index(prepared, ids, known, origin or Origin())
 
     def _store_and_index(
@@ -168,21 +165,26 @@ class Ingestor:
         Instance UID is reported as a conflict and kept as it is.
         """
         added_ids: dict[str, dict[Level, str]] = {}
+        received_patients: set[str] = set()
         with contextlib.ExitStack() as held, self._room():
 
+            def hold(study_uid: str, received: list[StoredInstance]) -> None:
+                # Called by the store once the ZIP is valid, before it takes the study's
+                # lock: from here until indexed, the study is neither sealed nor deleted.
+                received_patients.update(self._index.ids_of(i)[Level.PATIENT] for i in received)
+                held.enter_context(self._storing(study_uid, received_patients))
+
             def admit(added: list[StoredInstance]) -> None:
-                # Called by the store under the study's lock, after validation and
-                # before it writes: from here until indexed, the study is not sealed.
-                held.enter_context(self._storing(added[0].study_uid))
+                # Called by the store under the study's lock, before it writes.
                 for instance in added:
                     added_ids[instance.sop_uid] = self._index.ids_of(instance)
                 patients = {ids[Level.PATIENT] for ids in added_ids.values()}
-                # Patients holding this study under another PatientID are spared too:
-                # recycling them would rewrite the study whose lock the merge holds.
-                spared = patients | self._index.patients_of_study(added[0].study_uid)
+                # Patients holding this study under another PatientID, and those this
+                # merge holds, are spared too: recycling them would delete what it holds.
+                spared = received_patients | self._index.patients_of_study(added[0].study_uid)
                 self._make_room(sum(i.stored_size for i in added), patients, spared)
 
-            result = self._store.merge_study_zip(path, admit, hold_pending=True)
+            result = self._store.merge_study_zip(path, admit, hold_pending=True, hold=hold)
             if result.added:
                 items = [(i, added_ids[i.sop_uid]) for i in result.added]
                 try:

@@ -50,6 +50,7 @@ from pacsnode.storage.durable import (
 )
 from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
 from pacsnode.storage.fidelity import build_layout
+from pacsnode.storage.gates import KeyedGate
 from pacsnode.storage.gzip_parts import DeflatedPart, read_deflated_part
 from pacsnode.storage.layout import (
     bulk_entry,
@@ -108,6 +109,9 @@ class StudyStore:
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
+        #: held shared from storing an instance to indexing it, exclusive to delete
+        #: (:mod:`storage.gates`); taken before a study's lock, never inside it
+        self.gate = KeyedGate()
         self._last_write: dict[str, float] = {}
         self._lock_file: BinaryIO | None = None
         self._files = StudyFiles(self.root)
@@ -201,6 +205,7 @@ class StudyStore:
         admit: Callable[[list[StoredInstance]], None] | None = None,
         *,
         hold_pending: bool = False,
+        hold: Callable[[str, list[StoredInstance]], None] | None = None,
     ) -> MergeResult:
         """Merge a study ZIP made by another node: union of instances by SOP Instance UID.
 
@@ -209,10 +214,15 @@ class StudyStore:
         ``admit`` sees the instances about to be added before anything is written and
         may refuse them all by raising. ``hold_pending`` leaves the study pending (so
         recovered at the next start), like a put does, until it is next sealed: for a
-        caller that indexes what was merged afterwards.
+        caller that indexes what was merged afterwards. ``hold(study_uid, instances)`` is
+        called once the ZIP is valid and before the study's lock is taken, with every
+        instance received: for a caller that holds the study in :attr:`gate` until it has
+        indexed them (the gate is always taken before a study's lock, never inside it).
         """
         with open_zip(path) as incoming:
             study_uid, received = validate_study_zip(incoming, self.archive_limits)
+            if hold is not None:
+                hold(study_uid, [stored_instance(source) for source in received.values()])
             result = MergeResult(study_uid)
             with self._study_lock(study_uid):
                 current = self._files.sources(study_uid)
