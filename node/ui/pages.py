@@ -10,10 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from pacsnode.node import audit
 from pacsnode.node.errors import BadRequest, NotFound
 from pacsnode.node.ids import Level
 from pacsnode.node.jobs import JobContext, JobState
-from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, blocking
+from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, USER, blocking
 from pacsnode.node.rest.system import VERSION
 from pacsnode.node.ui import BASE_PATH, csrf, listing, views
 from pacsnode.node.ui.render import LISTINGS, STATIC, page, redirect, render, viewer_installed
@@ -134,7 +135,11 @@ async def delete_study(request: web.Request) -> web.StreamResponse:
     record = await blocking(core.resource, study_id, Level.STUDY)
     if form.get("confirm") != "yes":
         raise BadRequest("the deletion was not confirmed")
-    await blocking(core.delete, study_id)
+    removed = await blocking(core.delete, study_id)
+    audit.deleted(
+        request.get(USER), request.remote, Level.STUDY.value, study_id,
+        f"deleted {len(removed.resources)} resources (web UI)",
+    )  # fmt: skip
     tags = {**record.get("patient_tags", {}), **record["tags"]}
     name = listing.person_name(tags.get("PatientName", ""))
     what = f"{name} {listing.dicom_date(tags.get('StudyDate', ''))}".strip()

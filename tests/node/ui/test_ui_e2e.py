@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.synthetic import SeriesSpec, make_instance, p10
 from tests.node.server import NodeProcess
+from tests.node.test_audit import events_of
 from tests.node.ui.conftest import DESKTOP, PASSWORD, USER, Browsing, store, users_toml
 from tests.peer.test_replication import linked_sites
 
@@ -202,6 +203,8 @@ def test_delete_removes_the_study(node: NodeProcess, desktop: Browsing) -> None:
     desktop.screenshot("after-delete")
     remaining = [node.request("GET", f"/studies/{s}").json() for s in _studies(node)]
     assert [s["PatientMainDicomTags"]["PatientID"] for s in remaining] == ["PAT00032"]
+    deletions = events_of(node, "delete", lambda event: "web UI" in event["outcome"])
+    assert deletions and deletions[-1]["user"] == USER
 
 
 def test_pages_read_without_javascript(node: NodeProcess, browser: Any) -> None:
