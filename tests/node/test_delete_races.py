@@ -134,7 +134,7 @@ def test_deletions_and_ingests_of_one_study_stress(core: NodeCore) -> None:
             errors.append(exc)
 
     def delete_repeatedly() -> None:
-        while not stop.wait(0.005):  # deletions come often, but not back to back
+        while not stop.wait(0.001):  # deletions come often, but not back to back
             for resource_id in core.list_ids(Level.STUDY) + core.list_ids(Level.PATIENT):
                 try:
                     core.delete(resource_id)
