@@ -282,6 +282,12 @@ def _frames_of(dataset: Dataset, element: DataElement, syntax: str) -> list[byte
     frame_length = frame_bits // 8
     if len(value) not in (frame_length * count, frame_length * count + 1):
         return None
+    if frame_length % 2 and element.VR == "OW" and syntax == EXPLICIT_VR_BIG_ENDIAN:
+        # Big endian OW swaps the bytes of each word: a frame of odd length ends inside
+        # a word, its last byte after the padding (or in the next frame). A lone frame is
+        # kept whole, padding and all, so it regenerates byte for byte; several cannot
+        # be cut apart, and stay whole as bulk data.
+        return [bytes(value)] if count == 1 else None
     return [value[i * frame_length : (i + 1) * frame_length] for i in range(count)]
 
 
