@@ -56,6 +56,16 @@ class InvalidUid(InvalidDicom):
     dimse_status = 0xA900
 
 
+class InstanceTooLarge(InvalidDicom):
+    """A file in the deflated transfer syntax would inflate past the configured limits
+    (``storage.deflated``); it was not parsed, nothing was stored."""
+
+    code = "instance-too-large"
+    http_status = 413
+    #: "Refused: Out of resources"
+    dimse_status = 0xA700
+
+
 class InvalidArchive(StorageError):
     """A study ZIP received from elsewhere failed validation; nothing was stored."""
 

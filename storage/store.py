@@ -40,6 +40,7 @@ from pacsnode.storage.archive import (
     write_study_zip,
 )
 from pacsnode.storage.convert import read_p10_located, split_dataset
+from pacsnode.storage.deflated import check_inflated_size
 from pacsnode.storage.durable import (
     fsync_dir,
     make_dirs_durable,
@@ -162,6 +163,7 @@ class StudyStore:
     def prepare_instance(self, source: bytes | Path | BinaryIO) -> PreparedInstance:
         """Parse and convert an instance without writing anything (the CPU-bound half)."""
         source_size = _size_of(source)
+        check_inflated_size(source, self.archive_limits)  # before pydicom inflates it whole
         with _original_bytes(source) as original:
             dataset, pixel_data_offset = read_p10_located(source)
             split = split_dataset(dataset)

@@ -23,6 +23,7 @@ from tests.peer.test_replication import peer_toml
 from tests.storage.bombs import (
     MiB,
     big_frame_chunks,
+    deflated_p10_bomb,
     rewrite_study_zip,
     whitespace_metadata,
     zip_member_bomb,
@@ -58,6 +59,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "member": zip_member_bomb(folder / "member.zip", BOMB),
         "mixed": zip_member_bomb(folder / "mixed.zip", BOMB, before=with_good),
+        "deflated": deflated_p10_bomb(folder / "deflated.dcm", ct_instance(3, patient=8), BOMB),
     }
 
 
@@ -100,6 +102,18 @@ def test_an_uploaded_zip_bomb_is_refused_whole_in_bounded_memory(
         assert str(process.directory) not in answer.body.decode()
     assert peak_rss(_pid(process)) - before < GROWTH_BOUND
     assert _instance_count(process) == count  # not even the good file of the mixed ZIP
+
+
+def test_a_deflated_file_bomb_is_refused_in_bounded_memory(
+    node: tuple[NodeProcess, Peer], bombs: dict[str, Path]
+) -> None:
+    process, _ = node
+    before, count = reset_peak_rss(_pid(process)), _instance_count(process)
+    answer = process.request("POST", "/instances", bombs["deflated"].read_bytes())
+    assert answer.status == 413, answer.body
+    assert answer.json()["ErrorCode"] == "instance-too-large"
+    assert peak_rss(_pid(process)) - before < GROWTH_BOUND
+    assert _instance_count(process) == count
 
 
 def _study_zip(tmp: Path) -> Path:

@@ -3,10 +3,16 @@ process no more memory than a chunk, however far the bomb inflates."""
 
 from __future__ import annotations
 
+import io
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from pacsnode.storage.multipart import OCTET_STREAM
 
@@ -72,3 +78,29 @@ def rewrite_study_zip(source: Path, target: Path, edit: Edit) -> Path:
                     for chunk in new:
                         handle.write(chunk)
     return target
+
+
+def deflated_p10_bomb(path: Path, dataset: Dataset, pixel_bytes: int) -> Path:
+    """``dataset`` as a P10 file in the deflated syntax, its Pixel Data ``pixel_bytes``
+    zeros: a few hundred KiB on disk that pydicom would inflate whole."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.3.4"
+    body = io.BytesIO()
+    without_pixels = dataset.copy()
+    del without_pixels.PixelData
+    writer = DicomFileLike(body)
+    writer.is_implicit_VR, writer.is_little_endian = False, True
+    write_dataset(writer, without_pixels)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    with open(path, "wb") as handle:
+        handle.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(DicomFileLike(handle), meta)
+        handle.write(packer.compress(body.getvalue()))
+        handle.write(packer.compress(b"\xe0\x7f\x10\x00OB\0\0" + pixel_bytes.to_bytes(4, "little")))
+        for chunk in _repeated(b"\0", pixel_bytes):
+            handle.write(packer.compress(chunk))
+        handle.write(packer.flush())
+    return path

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pacsnode.storage.errors import ArchiveTooLarge, InvalidArchive
+from pacsnode.storage.deflated import deflated_body_offset
+from pacsnode.storage.errors import ArchiveTooLarge, InstanceTooLarge, InvalidArchive
 from pacsnode.storage.limits import (
     RATIO_FLOOR,
     ArchiveLimits,
@@ -26,10 +27,12 @@ from pacsnode.storage.limits import (
     size_problem,
 )
 from pacsnode.storage.received_zip import validate_study_zip
+from pacsnode.storage.results import PutStatus
 from pacsnode.storage.store import StudyStore
 from tests.storage.bombs import (
     MiB,
     big_frame_chunks,
+    deflated_p10_bomb,
     gzip_of_chunks,
     rewrite_study_zip,
     whitespace_metadata,
@@ -197,3 +200,26 @@ def test_a_large_part_without_its_closing_boundary_is_refused(
     with zipfile.ZipFile(path) as archive:
         message = raises_refusal(lambda: validate_study_zip(archive), InvalidArchive)
     assert "closing boundary" in message
+
+
+# --- a P10 file in the deflated transfer syntax ---------------------------------------------
+
+
+def test_a_deflated_file_that_inflates_too_far_is_refused_before_parsing(tmp_path: Path) -> None:
+    bomb = deflated_p10_bomb(tmp_path / "bomb.dcm", ct_instance(0), 96 * MiB)
+    assert bomb.stat().st_size < MiB
+    with StudyStore(tmp_path / "data") as store:
+        before = snapshot(store.root)
+        for source in (bomb, bomb.read_bytes()):
+            # pydicom would inflate all 96 MiB in one call, then parse them.
+            peak = peak_allocated(lambda s=source: _refused_put(store, s))
+            assert peak < 8 * MiB
+        assert snapshot(store.root) == before
+        # Within the limits (under the ratio's floor), a deflated file goes in as before.
+        small = deflated_p10_bomb(tmp_path / "small.dcm", ct_instance(1), 2 * MiB)
+        assert store.put_instance(small).status is PutStatus.STORED
+    assert deflated_body_offset(ct_bytes(0)) is None  # any other file: a look at its meta
+
+
+def _refused_put(store: StudyStore, source: Path | bytes) -> str:
+    return raises_refusal(lambda: store.put_instance(source), InstanceTooLarge)
