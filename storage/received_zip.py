@@ -131,7 +131,7 @@ def _check_declared_sizes(
     any entry (or the whole ZIP) past the ratio. What is then inflated is counted too
     (zipfile stops at the declared size and fails the CRC if the entry holds more)."""
     instances: dict[str, list[tuple[str, int, int]]] = {}
-    everything = []
+    everything: list[tuple[str, int, int]] = []
     for info, name in entries:
         sizes = (f"entry {info.filename[:200]}", info.file_size, info.compress_size)
         everything.append(sizes)
