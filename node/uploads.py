@@ -154,9 +154,12 @@ class ChunkedUploads:
     _KEPT = 16
     _IN_MEMORY = 8 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, spool_dir: Path | None = None) -> None:
         self._pending: OrderedDict[tuple[str, int], IO[bytes]] = OrderedDict()
         self._lock = threading.Lock()
+        #: where pieces past a few MiB go: the data directory keeps patient data on the
+        #: data disk, private to the node (None: the system's temporary directory)
+        self._spool_dir = spool_dir
 
     def add(self, name: str, total: int, piece: bytes) -> IO[bytes] | None:
         """Add a piece; the whole file (positioned at 0, the caller closes it) once complete."""
@@ -164,7 +167,7 @@ class ChunkedUploads:
         with self._lock:
             spool = self._pending.pop(key, None)
             if spool is None:
-                spool = tempfile.SpooledTemporaryFile(max_size=self._IN_MEMORY)
+                spool = tempfile.SpooledTemporaryFile(self._IN_MEMORY, dir=self._spool_dir)
             spool.write(piece)
             if spool.tell() < total:
                 self._pending[key] = spool
