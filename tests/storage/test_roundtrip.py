@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.data import get_testdata_files
+from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.encaps import generate_frames
 from pydicom.uid import UID
 
@@ -153,3 +153,26 @@ def without_layouts(study_zip: Path, target: Path) -> Path:
                     writer.copy(raw, info)
             writer.close()
     return target
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_odd_big_endian_ow_frames_keep_every_pixel(frames: int, tmp_path: Path) -> None:
+    """Big endian OW swaps each word's bytes, so an odd-length frame's last pixel lies past
+    its end (pydicom's SC_rgb_small_odd_big_endian.dcm lost it): one frame is kept whole,
+    several stay bulk data; either way the file regenerates with every pixel."""
+    source = pydicom.dcmread(get_testdata_file("SC_rgb_small_odd_big_endian.dcm"))
+    samples = bytes(range(1, 28)) * frames  # 3x3 RGB, the last sample not zero
+    samples += b"\0" * (len(samples) % 2)
+    source.NumberOfFrames = frames
+    # As a big endian file holds OW: each word's two bytes swapped.
+    source.PixelData = b"".join(samples[i : i + 2][::-1] for i in range(0, len(samples), 2))
+    path = tmp_path / "odd.dcm"
+    source.save_as(path, enforce_file_format=True)
+    with StudyStore(tmp_path / "data") as store:
+        instance = store.put_instance(path).instance
+        ids = (instance.study_uid, instance.series_uid, instance.sop_uid)
+        assert len(store.frames(*ids)) == (1 if frames == 1 else 0)
+        bare = without_layouts(store.study_zip(instance.study_uid), tmp_path / "bare.zip")
+    with StudyStore(tmp_path / "peer") as peer:
+        peer.merge_study_zip(bare)
+        assert_same_instance(path, peer.instance_p10(*ids))
