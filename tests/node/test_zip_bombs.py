@@ -69,7 +69,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[NodeProcess
     client = load_or_create(root / "client" / "identity")
     port = free_port()
     peering = peer_toml(port, [{"name": "bomber", "fingerprint": client.fingerprint}])
-    storage = "[storage]\nstable_age_s = 3600\nmax_metadata_size_mb = 64\n"
+    storage = "[storage]\nstable_age_s = 3600\nmax_metadata_size_mb = 8\n"
     process = NodeProcess(root / "node", extra_toml=storage + peering).start()
     try:
         warm = process.request("POST", "/instances", ct_bytes(0, patient=9))
