@@ -18,7 +18,7 @@ from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Origin
 from pacsnode.node.ingest import IngestResult
-from pacsnode.node.rest.context import blocking, core_of, rest_origin
+from pacsnode.node.rest.context import CORE, blocking, core_of, rest_origin
 from pacsnode.node.rest.limits import check_declared_size, too_large
 from pacsnode.node.uploads import (
     ChunkedUploads,
@@ -140,5 +140,5 @@ def _ingest_piece(
 
 
 def setup_routes(app: web.Application) -> None:
-    app[_CHUNKS] = ChunkedUploads()
+    app[_CHUNKS] = ChunkedUploads(app[CORE].settings.data_dir)  # spooled with the data
     app.router.add_post("/instances", post_instances)
