@@ -45,8 +45,8 @@ _logger.setLevel(logging.INFO)
 
 #: the patient id as written: the id itself until start() installs the keyed hash
 _patient: Callable[[str], str] = str
-#: whether start() runs a writer (else events are not even built)
-_active = False
+#: the running writer's queue handler (``None``: events are not even built)
+_handler: _Dropping | None = None
 
 
 class _Dropping(QueueHandler):
@@ -68,7 +68,7 @@ class _Dropping(QueueHandler):
 class _JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         event = dict(record.msg) if isinstance(record.msg, dict) else {"message": record.msg}
-        if "time" not in event:  # an event logged by name (peer/server.py)
+        if "time" not in event:
             stamp = datetime.fromtimestamp(record.created, UTC)
             event = {"time": stamp.isoformat(timespec="milliseconds"), **event}
         if _Dropping.dropped:
@@ -107,7 +107,7 @@ def log_path(config: NodeConfig) -> Path:
 def start(config: NodeConfig) -> Callable[[], None]:
     """Start writing the audit log as ``config`` says; returns the function that stops it
     (flushing what is queued)."""
-    global _patient, _active
+    global _patient, _handler
     settings = config.audit
     if not settings.enabled:
         return lambda: None
@@ -125,12 +125,12 @@ def start(config: NodeConfig) -> Callable[[], None]:
     handler = _Dropping(events)
     listener = QueueListener(events, writer)
     listener.start()
-    _logger.addHandler(handler)
-    _active = True
+    _logger.addHandler(handler)  # events logged by name (peer/, which cannot import this)
+    _handler = handler
 
     def stop() -> None:
-        global _active
-        _active = False
+        global _handler
+        _handler = None
         _logger.removeHandler(handler)
         listener.stop()
         writer.close()
@@ -139,16 +139,15 @@ def start(config: NodeConfig) -> Callable[[], None]:
 
 
 def _write(action: str, who: dict[str, Any], outcome: str, **resource: Any) -> None:
-    if not _active:
+    handler = _handler
+    if handler is None:
         return
-    event = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-        "action": action,
-        **who,
-        "outcome": outcome,
-    }
+    event = {"action": action, **who, "outcome": outcome}
     event.update({key: value for key, value in resource.items() if value not in ("", None)})
-    _logger.info(event)
+    # Straight onto the writer's queue: a Logger call would look up its caller's frame and
+    # format a time on every REST request (a third of a small request's cost); the writer
+    # thread stamps the time from ``created``.
+    handler.enqueue(logging.makeLogRecord({"msg": event, "created": time.time()}))
 
 
 def patient_of(metadata: dict[str, Any]) -> str:
