@@ -8,6 +8,7 @@ client accepts, and whether as multipart or as a single part.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pacsnode.node.dicomweb.errors import NotAcceptable
@@ -34,6 +35,8 @@ class Accepted:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    if '"' not in text:  # the common case, without walking each character
+        return [part.strip() for part in text.split(separator) if part.strip()]
     parts, current, quoted = [], [], False
     for char in text:
         if char == '"':
@@ -49,8 +52,13 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 def parse_accept(header: str | None) -> list[Accepted]:
     """The entries of an Accept header, best first; ``*/*`` when there is none."""
-    if not header or not header.strip():
-        return [Accepted(ANY)]
+    return list(_parsed_accept(header or ""))
+
+
+@functools.lru_cache(maxsize=128)  # a viewer sends the same header with every frame
+def _parsed_accept(header: str) -> tuple[Accepted, ...]:
+    if not header.strip():
+        return (Accepted(ANY),)
     entries = []
     for item in _split_outside_quotes(header, ","):
         fields = _split_outside_quotes(item, ";")
@@ -72,7 +80,7 @@ def parse_accept(header: str | None) -> list[Accepted]:
                 quality,
             )
         )
-    return sorted((e for e in entries if e.quality > 0), key=lambda e: -e.quality)
+    return tuple(sorted((e for e in entries if e.quality > 0), key=lambda e: -e.quality))
 
 
 def _type_matches(wanted: str | None, media_type: str) -> bool:
