@@ -14,7 +14,12 @@ from typing import Any
 from tests.node.server import free_port
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-DICOMWEB_PLUGIN = Path("/usr/lib/orthanc/libOrthancDicomWeb.so.1.7")
+#: Debian's orthanc-dicomweb plugin, whatever its version suffix (a missing one: a path
+#: that does not exist, so the tests that need it say so and skip)
+DICOMWEB_PLUGIN = next(
+    iter(sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*"))),
+    Path("/usr/lib/orthanc/libOrthancDicomWeb.so"),
+)
 CREDENTIALS = ("orthanc", "s3cret")
 
 
