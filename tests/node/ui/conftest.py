@@ -43,8 +43,10 @@ def node(tmp_path: Path) -> Iterator[NodeProcess]:
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module-scoped, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, which breaks every asyncio test collected after it.
     if not CHROMIUM.exists():
         pytest.skip(f"no {CHROMIUM}: Debian's chromium package is needed (.ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package")
