@@ -103,7 +103,8 @@ def _inflated(
                         spool.write(chunk)
                     spool.seek(0)
                     member = spool
-        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+            # ValueError: a directory whose offsets point before the file (found by fuzzing)
             log.info("ZIP member %s is damaged: %s", info.filename, exc)
             raise InvalidArchive("the file is damaged in the ZIP") from exc
         except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
