@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import DomainError
-from pacsnode.node.index import Origin
+from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.settings import CoreSettings
 from pacsnode.node.uploads import ingest_zip
 from tests.node.dicomweb.conftest import corpus_path
@@ -125,3 +125,31 @@ def test_the_seeds_themselves_are_stored(tmp_path: Path) -> None:
         for name in _SEEDS:
             node.ingest(corpus_path(name).read_bytes(), Origin())
         assert len(node.list_ids(_level("Instance"))) == len(_SEEDS)
+
+
+def _study_zip() -> bytes:
+    """A peer's study ZIP as a node writes it (one CT instance)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        with NodeCore(CoreSettings(data_dir=Path(directory) / "data")) as source:
+            result = source.ingest(corpus_path("CT_small.dcm").read_bytes(), Origin())
+            buffer = io.BytesIO()
+            source.write_study_zip(result.instance.study_uid, None, buffer)
+            return buffer.getvalue()
+
+
+@given(data=mutated((_study_zip(),)))
+@_SETTINGS
+def test_a_mutated_peer_study_zip_is_merged_or_refused_whole(
+    core: NodeCore, data: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    before = _stored_uids(core)
+    received = tmp_path_factory.mktemp("received") / "study.zip"
+    received.write_bytes(data)
+    try:
+        core.merge_study_zip(received, Origin(kind=OriginKind.PEER, peer="fuzzer"))
+    except DomainError as exc:
+        assert exc.message and exc.code
+        assert _stored_uids(core) == before, "a refused study ZIP stored something"
+    _still_readable(core)
