@@ -60,7 +60,7 @@ def read_deflated_part(path: Path, info: zipfile.ZipInfo) -> DeflatedPart | None
     try:
         with open(path, "rb") as handle:
             start = raw_data_offset(handle, info)
-            handle.seek(info.header_offset + 30)
+            handle.seek(info.header_offset + zipfile.sizeFileHeader)
             if handle.read(len(info.filename.encode())) != info.filename.encode():
                 return None
             raw = os.pread(handle.fileno(), info.compress_size, start)

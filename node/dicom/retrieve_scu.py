@@ -21,7 +21,12 @@ from pynetdicom.sop_class import (
 )
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom.query import COUNTERS, SOP_CLASSES_IN_STUDY, indexed_keywords
+from pacsnode.node.dicom.query import (
+    COUNTERS,
+    DICOM_LEVEL_NAMES,
+    SOP_CLASSES_IN_STUDY,
+    indexed_keywords,
+)
 from pacsnode.node.dicom.scu import RemoteDicomError, associate
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.ids import Level
@@ -29,12 +34,6 @@ from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.settings import Modality
 
 log = logging.getLogger(__name__)
-DICOM_LEVELS = {
-    Level.PATIENT: "PATIENT",
-    Level.STUDY: "STUDY",
-    Level.SERIES: "SERIES",
-    Level.INSTANCE: "IMAGE",
-}
 #: the keys every query at a level asks for (and answers carry), as Orthanc's queries do
 IDENTIFIERS = {
     Level.PATIENT: ("PatientID",),
@@ -78,7 +77,7 @@ def identifier(level: Level, query: dict[str, Any]) -> Dataset:
     """The C-FIND identifier: the query's keys (empty: return it) and the level's
     identifying keys, which every answer must carry."""
     found = Dataset()
-    found.QueryRetrieveLevel = DICOM_LEVELS[level]
+    found.QueryRetrieveLevel = DICOM_LEVEL_NAMES[level]
     for keyword, value in query.items():
         if not isinstance(value, str):
             raise BadRequest(f"the value of {keyword} must be a string")
@@ -135,7 +134,7 @@ def retrieve_identifier(level: Level, keys: dict[str, str]) -> Dataset:
     if not keys.get(own):
         raise BadRequest(f"a {level.value.lower()} to retrieve needs its {own}")
     found = Dataset()
-    found.QueryRetrieveLevel = DICOM_LEVELS[level]
+    found.QueryRetrieveLevel = DICOM_LEVEL_NAMES[level]
     for keyword in RETRIEVE_KEYS:
         if keys.get(keyword):
             setattr(found, keyword, keys[keyword])

@@ -11,17 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-SERIES_UID_KEY = "0020000E"
-SOP_UID_KEY = "00080018"
-
-
-def _first(metadata: dict[str, Any], key: str) -> Any:
-    values = metadata.get(key, {}).get("Value") or [None]
-    return values[0]
+from pacsnode.storage.archive import SERIES_UID_KEY, first_value
 
 
 def of_series(study: Iterable[dict[str, Any]], series_uid: str) -> list[dict[str, Any]]:
-    return [item for item in study if _first(item, SERIES_UID_KEY) == series_uid]
+    return [item for item in study if first_value(item, SERIES_UID_KEY) == series_uid]
 
 
 def absolute_bulk_uris(metadata: dict[str, Any], study_url: str) -> dict[str, Any]:

@@ -181,11 +181,6 @@ def json_element(keyword: str, text: str | None) -> dict[str, Any]:
     return element
 
 
-def first_value(metadata: Mapping[str, Any], key: str) -> Any:
-    values = metadata.get(key, {}).get("Value") or [None]
-    return values[0]
-
-
 def tag_key(keyword: str) -> str:
     if keyword == "ModalitiesInStudy":
         return "00080061"

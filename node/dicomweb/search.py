@@ -23,6 +23,7 @@ from pacsnode.node.dicomweb.paths import service_url, uid
 from pacsnode.node.ids import Level
 from pacsnode.node.query import Constraint, Kind
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
+from pacsnode.storage.archive import SOP_UID_KEY, first_value
 
 _PERSON_NAME_VR = "PN"
 
@@ -128,8 +129,7 @@ def _stored_for(
             study_uid = match.tags.get("StudyInstanceUID", "")
             if study_uid not in by_study:
                 by_study[study_uid] = {
-                    qido.first_value(item, qido.tag_key("SOPInstanceUID")): item
-                    for item in core.study_metadata(study_uid)
+                    first_value(item, SOP_UID_KEY): item for item in core.study_metadata(study_uid)
                 }
             stored.append(by_study[study_uid].get(match.tags.get("SOPInstanceUID", "")))
         else:

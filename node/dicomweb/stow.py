@@ -61,6 +61,22 @@ def _url(value: str) -> dict[str, Any]:
     return {"vr": "UR", "Value": [value]}
 
 
+def _sop_item(outcome: Outcome, extra: dict[str, Any]) -> dict[str, Any]:
+    """A Referenced or Failed SOP Sequence item: the instance's UIDs and ``extra``."""
+    return {
+        "00081150": _uid_element(outcome.sop_class_uid),
+        "00081155": _uid_element(outcome.sop_instance_uid),
+        **extra,
+    }
+
+
+def _instance_url(base_url: str, outcome: Outcome) -> str:
+    return (
+        f"{base_url}/studies/{outcome.study_uid}/series/{outcome.series_uid}"
+        f"/instances/{outcome.sop_instance_uid}"
+    )
+
+
 def stow_answer(
     outcomes: list[Outcome], base_url: str, study_uid: str | None
 ) -> tuple[int, dict[str, Any]]:
@@ -72,32 +88,11 @@ def stow_answer(
     if study_uid or len(studies) == 1:
         answer["00081190"] = _url(f"{base_url}/studies/{study_uid or studies.pop()}")
     if failed:
-        answer["00081198"] = {
-            "vr": "SQ",
-            "Value": [
-                {
-                    "00081150": _uid_element(o.sop_class_uid),
-                    "00081155": _uid_element(o.sop_instance_uid),
-                    "00081197": {"vr": "US", "Value": [o.failure]},
-                }
-                for o in failed
-            ],
-        }
+        items = [_sop_item(o, {"00081197": {"vr": "US", "Value": [o.failure]}}) for o in failed]
+        answer["00081198"] = {"vr": "SQ", "Value": items}
     if stored:
-        answer["00081199"] = {
-            "vr": "SQ",
-            "Value": [
-                {
-                    "00081150": _uid_element(o.sop_class_uid),
-                    "00081155": _uid_element(o.sop_instance_uid),
-                    "00081190": _url(
-                        f"{base_url}/studies/{o.study_uid}/series/{o.series_uid}"
-                        f"/instances/{o.sop_instance_uid}"
-                    ),
-                }
-                for o in stored
-            ],
-        }
+        items = [_sop_item(o, {"00081190": _url(_instance_url(base_url, o))}) for o in stored]
+        answer["00081199"] = {"vr": "SQ", "Value": items}
     if not failed:
         return 200, answer
     return (202 if stored else 409), answer
