@@ -35,8 +35,6 @@ from pacsnode.node.rest.context import blocking, core_of
 from pacsnode.storage.gzip_parts import DeflatedPart
 from pacsnode.storage.multipart import Part
 
-_JSON_TYPE = DICOM_JSON
-
 
 def _accepts_gzip(request: web.Request) -> bool:
     for item in request.headers.get("Accept-Encoding", "").split(","):
@@ -58,16 +56,8 @@ async def study_metadata(request: web.Request) -> web.Response:
     _json_accepted(request)
     study_uid = uid(request, "study")
     packed = await blocking(_study_metadata_gzip, core_of(request), study_uid)
-    if _accepts_gzip(request):
-        return web.Response(
-            body=packed,
-            headers={
-                "Content-Type": _JSON_TYPE,
-                "Content-Encoding": "gzip",
-                "Vary": "Accept-Encoding",
-            },
-        )
-    return web.Response(body=gzip.decompress(packed), headers={"Content-Type": _JSON_TYPE})
+    gzipped = _accepts_gzip(request)
+    return _json_response(packed if gzipped else gzip.decompress(packed), gzipped)
 
 
 def _study_metadata_gzip(core: NodeCore, study_uid: str) -> bytes:
@@ -83,7 +73,7 @@ def _json_body(value: Any, gzipped: bool) -> bytes:
 
 
 def _json_response(body: bytes, gzipped: bool) -> web.Response:
-    headers = {"Content-Type": _JSON_TYPE, "Vary": "Accept-Encoding"}
+    headers = {"Content-Type": DICOM_JSON, "Vary": "Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"
     return web.Response(body=body, headers=headers)
