@@ -1,0 +1,7 @@
+"""Search over every attribute: the query language, the documents indexed, the engine.
+
+Pure building blocks, wired into the node elsewhere: :mod:`.query_language` parses a
+query string into a small AST, :mod:`.documents` flattens one instance's DICOM JSON
+into the fields to index, :mod:`.fields` names those fields (both sides use it), and
+:mod:`.engine` keeps them in an embedded index and answers an AST at a level.
+"""
