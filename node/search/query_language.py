@@ -195,7 +195,7 @@ class _Parser:
         for name in _OPERATORS:
             end = position + len(name)
             if self.text.startswith(name, position) and (
-                end >= len(self.text) or self.text[end].isspace() or self.text[end] in "()\""
+                end >= len(self.text) or self.text[end].isspace() or self.text[end] in '()"'
             ):
                 return name
         return None

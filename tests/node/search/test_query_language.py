@@ -204,7 +204,7 @@ def test_the_error_is_a_bad_request_for_the_edges():
 
 # --- properties ---------------------------------------------------------------------
 
-ALPHABET = st.sampled_from(list('abcXYZ019 :*?"()[]{}\\.,-^') + ["AND", "OR", "NOT", " TO "])
+ALPHABET = st.sampled_from([*'abcXYZ019 :*?"()[]{}\\.,-^', "AND", "OR", "NOT", " TO "])
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
