@@ -7,7 +7,9 @@ streamed at once, or made by a job and fetched later from ``/jobs/{id}/archive``
   ``GET /tools/create-archive|create-media?resources=a,b`` are the other spellings;
 - media is a ZIP of ``IMAGES/IMn`` files and their DICOMDIR (:mod:`storage.dicomdir`);
 - a job writes its ZIP under ``data_dir/archives``; only the newest archives are kept
-  (Orthanc's ``MediaArchiveSize``), older ones go as new ones are made.
+  (Orthanc's ``MediaArchiveSize``), older ones go as new ones are made, and at start
+  those of no known job go (jobs do not outlive the process; a crash mid-job leaves a
+  half-written one).
 """
 
 from __future__ import annotations
@@ -181,7 +183,23 @@ async def job_archive(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _clear_stale(app: web.Application) -> None:
+    """Remove the archives no job of this app knows: copies of patient data nobody can
+    fetch any more, and those a crash (SIGKILL, power) cut off half-written."""
+    spool = Path(app[CONFIG].data_dir) / "archives"
+    known = {f"{job_id}.zip" for job_id in app[JOBS].ids()}
+
+    def clear() -> None:
+        if spool.is_dir():
+            for path in spool.iterdir():
+                if path.name not in known and path.is_file():
+                    path.unlink(missing_ok=True)
+
+    await blocking(clear)
+
+
 def setup_routes(app: web.Application) -> None:
+    app.on_startup.append(_clear_stale)
     level = "{level:patients|studies|series|instances}"
     app.router.add_post(f"/{level}/{{id}}/{{kind:archive|media}}", post_resource)
     app.router.add_get("/{level:patients|studies|series}/{id}/{kind:media}", get_resource_media)
