@@ -182,6 +182,19 @@ class NodeCore:
         constraints = parse_query(query, case_sensitive, fold_identifiers=fold_identifiers)
         return self.index.find(level, constraints, since=since, limit=limit)
 
+    def find_is_narrow(
+        self,
+        level: Level,
+        query: dict[str, Any],
+        *,
+        case_sensitive: bool = False,
+        fold_identifiers: bool = False,
+    ) -> bool:
+        """Whether :meth:`find` reads only a few keys of the index for this query (it looks
+        up given values rather than scanning), so it may run where a scan should not."""
+        constraints = parse_query(query, case_sensitive, fold_identifiers=fold_identifiers)
+        return self.index.find_is_narrow(level, constraints)
+
     def ids_in_order(self, level: Level, keyword: str) -> list[str]:
         """Every id of ``level`` ascending by an indexed keyword (those without it last),
         from the index's lookup alone: what a sorted, paged listing pages through."""

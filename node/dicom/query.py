@@ -7,6 +7,7 @@ does), so they cost a read of that instance's metadata and only when asked for.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,13 +54,14 @@ _ANSWERED = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
 _BINARY_NUMBERS = {"US": int, "UL": int, "SS": int, "SL": int, "FL": float, "FD": float}
 
 
-def indexed_keywords(level: Level) -> set[str]:
+@functools.cache
+def indexed_keywords(level: Level) -> frozenset[str]:
     """The attributes the index holds for a resource of ``level``: its level's and its
     ancestors' main tags (and a study's modalities)."""
     keywords = {k for lvl in Level if lvl.depth <= level.depth for k in MAIN_TAGS[lvl]}
     if level.depth >= Level.STUDY.depth:
         keywords.add("ModalitiesInStudy")
-    return keywords
+    return frozenset(keywords)
 
 
 def query_level(identifier: Dataset) -> Level | None:

@@ -59,7 +59,7 @@ _NO_WILDCARDS = {"UI", "US", "UL", "SS", "SL", "FL", "FD", "AT", "SQ", "OB", "OW
 def allowed_keywords(level: Level) -> set[str]:
     """What a normalized query keeps at a level: the main tags of the level and above,
     and the level's own computed attributes."""
-    allowed = indexed_keywords(level)
+    allowed = set(indexed_keywords(level))
     allowed |= {keyword for keyword, at in COUNTERS.items() if at is level}
     if level is Level.STUDY:
         allowed.add(SOP_CLASSES_IN_STUDY)

@@ -17,7 +17,7 @@ from pacsnode.node.index import reads, updates
 from pacsnode.node.index.changes import ChangePage, last_page, of_existing_resource, page_after
 from pacsnode.node.index.environment import Environment, Txn
 from pacsnode.node.index.hierarchy import instance_ids
-from pacsnode.node.index.lookups import find
+from pacsnode.node.index.lookups import find, narrowed_by_lookup
 from pacsnode.node.index.maintags import json_value
 from pacsnode.node.index.records import (
     AddedInstance,
@@ -108,6 +108,11 @@ class Index:
     ) -> list[str]:
         """Ids of the resources of ``level`` matching every constraint, paged."""
         return self._read(lambda txn: find(txn, level, constraints, since=since, limit=limit))
+
+    @staticmethod
+    def find_is_narrow(level: Level, constraints: list[Constraint]) -> bool:
+        """Whether :meth:`find` looks up given values (a few keys) rather than scanning."""
+        return narrowed_by_lookup(level, constraints)
 
     def ids_in_order(self, level: Level, keyword: str) -> list[str]:
         """Every id of ``level``, ascending by an indexed keyword's value (those without a

@@ -151,6 +151,16 @@ def tags_with_ancestors(txn: Txn, record: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
+def narrowed_by_lookup(level: Level, constraints: list[Constraint]) -> bool:
+    """Whether the candidates come from looking up given values (an exact value or a list
+    of them, on a keyword indexed at this level): a few keys read, however large the index,
+    not a scan of a range, of every value or of every record."""
+    return any(
+        c.keyword in LOOKUP_KEYWORDS[level] and c.kind in (Kind.EXACT, Kind.LIST)
+        for c in constraints
+    )
+
+
 def _lookup_decides(level: Level, constraints: list[Constraint]) -> bool:
     """Whether the lookup alone decides the answer, so records need not be read: one
     constraint, on a keyword indexed at this level, matched the way the index stores it

@@ -110,3 +110,27 @@ def test_modalities_in_study_matches_any_of_them(make_core: MakeCore) -> None:
     assert len(core.find(Level.STUDY, {"ModalitiesInStudy": "PT"})) == 1
     assert len(core.find(Level.STUDY, {"ModalitiesInStudy": "PT", "PatientID": "PAT00001"})) == 1
     assert core.find(Level.STUDY, {"ModalitiesInStudy": "MR"}) == []
+
+
+@pytest.mark.parametrize(
+    ("level", "query", "narrow"),
+    [
+        (Level.STUDY, {"PatientID": "P1"}, True),
+        (Level.STUDY, {"AccessionNumber": "ACC1\\ACC2"}, True),
+        (Level.STUDY, {"PatientID": "P1", "StudyDate": "20260101-"}, True),
+        (Level.SERIES, {"SeriesInstanceUID": "1.2.3"}, True),
+        (Level.STUDY, {"PatientID": "P*"}, False),
+        (Level.STUDY, {"StudyDate": "20260101-20261231"}, False),
+        (Level.STUDY, {"PatientName": "DOE^JOHN"}, True),
+        (Level.STUDY, {"StudyDescription": "CHEST"}, False),  # kept, but not looked up
+        (Level.SERIES, {"PatientID": "P1"}, False),  # not a lookup of series
+        (Level.STUDY, {}, False),
+    ],
+)
+def test_a_find_is_narrow_only_when_it_looks_up_given_values(
+    core: NodeCore, level: Level, query: dict[str, str], narrow: bool
+) -> None:
+    """Narrow finds read a few keys (the REST API runs them without a thread hop); a
+    wildcard, a range or a scan of every record is not narrow."""
+    options = {"case_sensitive": False, "fold_identifiers": True}
+    assert core.find_is_narrow(level, query, **options) is narrow
