@@ -49,8 +49,8 @@ def _schema() -> tantivy.Schema:
     for field in _LEVEL_FIELDS.values():
         # indexed for deletes, a fast column for the answers
         builder.add_text_field(field, tokenizer_name="raw", fast=True, index_option="basic")
-    builder.add_text_field(VALUES, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field(RANGES, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field(VALUES, tokenizer_name="whitespace", index_option="basic")
+    builder.add_text_field(RANGES, tokenizer_name="whitespace", index_option="basic")
     builder.add_text_field(TEXT, tokenizer_name="default", index_option="position")
     return builder.build()
 
@@ -62,8 +62,8 @@ def _tantivy_document(document: Document) -> tantivy.Document:
         study=ids.study,
         series=ids.series,
         instance=ids.instance,
-        v=[value_term(v.key, v.text) for v in document.values],
-        r=[range_term(v.key, v.number) for v in document.values if v.number is not None],
+        v=" ".join([value_term(v.key, v.text) for v in document.values]),
+        r=" ".join([range_term(v.key, v.number) for v in document.values if v.number is not None]),
         t=document.text,
     )
 

@@ -14,10 +14,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
 
+_DOUBLE = struct.Struct(">d")
+_UNSIGNED = struct.Struct(">Q")
 _SIGN = 1 << 63
 _ALL_BITS = (1 << 64) - 1
 #: tantivy's default tokenizer keeps runs of alphanumerics and drops longer tokens
@@ -25,21 +28,35 @@ _WORD = re.compile(r"[^\W_]+")
 MAX_WORD_CHARS = 40
 
 
+#: The terms of a document cross into tantivy as one string split by its whitespace
+#: tokenizer (a list of strings, or a regex tokenizer, is several times slower), so
+#: white space inside a value is written as this character, which Rust's
+#: ``char::is_whitespace`` does not split on; the query side writes it the same way.
+SPACE = "\x1f"
+_WHITE_SPACE = re.compile(r"\s")
+
+
+def term_text(text: str) -> str:
+    return _WHITE_SPACE.sub(SPACE, text)
+
+
 def value_term(key: str, text: str) -> str:
-    return f"{key}={text}"
+    return term_text(f"{key}={text}")
 
 
+@functools.lru_cache(maxsize=65536)  # a few thousand keys recur in every document
 def key_hash(key: str) -> str:
     return hashlib.blake2b(key.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def encode_number(number: float) -> str:
     """16 hex digits whose text order is the numbers' order (-0.0 sorts as 0.0)."""
-    bits = struct.unpack(">Q", struct.pack(">d", number + 0.0))[0]
+    bits = _UNSIGNED.unpack(_DOUBLE.pack(number + 0.0))[0]
     ordered = bits ^ _ALL_BITS if bits & _SIGN else bits | _SIGN
     return f"{ordered:016x}"
 
 
+@functools.lru_cache(maxsize=65536)  # most numbers of an instance recur in its series
 def range_term(key: str, number: float) -> str:
     return key_hash(key) + encode_number(number)
 

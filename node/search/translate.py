@@ -31,7 +31,14 @@ from pacsnode.node.search.query_language import (
     Wildcard,
     Word,
 )
-from pacsnode.node.search.terms import key_hash, range_term, regex_literal, value_term, words
+from pacsnode.node.search.terms import (
+    key_hash,
+    range_term,
+    regex_literal,
+    term_text,
+    value_term,
+    words,
+)
 
 VALUES = "v"
 RANGES = "r"
@@ -92,7 +99,9 @@ def _match(node: Match, index: tantivy.Index) -> tantivy.Query:
         return _range(node.field, value, index)
     if isinstance(value, Wildcard):
         return tantivy.Query.regex_query(
-            schema, VALUES, regex_literal(value_term(key, "")) + _pattern(value, fold)
+            schema,
+            VALUES,
+            regex_literal(value_term(key, "")) + _pattern(value, lambda p: term_text(fold(p))),
         )
     texts = {fold(value.text)}
     number = canonical_number(value.text)
