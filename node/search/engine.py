@@ -181,15 +181,17 @@ class SearchIndex:
         compiled = to_query(query, self._index)
         searcher = self._index.searcher()
         field = _LEVEL_FIELDS[level]
+        answer: list[str] = []
         after: str | None = None
-        skipped = 0
+        to_skip = offset
         while True:
-            wanted = min(AGGREGATION_CHUNK, offset - skipped + limit)
+            wanted = min(AGGREGATION_CHUNK, to_skip + limit - len(answer))
             keys = self._keys(searcher, compiled, field, after, wanted)
-            if skipped + len(keys) > offset or len(keys) < wanted:
-                start = max(0, offset - skipped)
-                return keys[start : start + limit]
-            skipped += len(keys)
+            skipped = min(to_skip, len(keys))
+            to_skip -= skipped
+            answer.extend(keys[skipped:])
+            if len(answer) >= limit or len(keys) < wanted:
+                return answer[:limit]
             after = keys[-1]
 
     def count(self, query: Node, level: Level) -> int:
@@ -217,8 +219,9 @@ class SearchIndex:
     ) -> list[str]:
         """The first ``size`` distinct values of ``field`` among matches, past ``after``."""
         if after is not None:
-            # ids are hex digits and dashes: nothing the query parser reads as syntax
-            beyond = self._index.parse_query(f'{field}:{{"{after}" TO *]', [field])
+            # ids are hex digits and dashes, which the query parser takes as they are
+            # (it refuses quoted bounds in a range)
+            beyond = self._index.parse_query(f"{field}:{{{after} TO *}}", [field])
             query = tantivy.Query.boolean_query(
                 [(tantivy.Occur.Must, query), (tantivy.Occur.Must, beyond)]
             )
