@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 
+from pacsnode.node.errors import UnknownResource
 from pacsnode.node.ids import Level
 from pacsnode.node.index import DeletionReason, Index, Removed
 from pacsnode.storage.attachments import AttachmentStore
@@ -33,6 +34,18 @@ class Deleter:
 
     def delete(self, resource_id: str, reason: DeletionReason = DeletionReason.REQUEST) -> Removed:
         """Delete a resource (and ancestors it leaves empty) from storage and index."""
+        try:
+            return self._delete(resource_id, reason)
+        except UnknownResource:
+            if reason is not DeletionReason.RECYCLED:
+                raise
+            # Recycling chose the patient under the ingest's room lock, which a user's
+            # DELETE does not take: gone meanwhile is room made, not a reason to refuse
+            # the instance being stored (it was answered 404 "unknown resource").
+            log.info("patient %s to recycle was deleted meanwhile", resource_id)
+            return Removed()
+
+    def _delete(self, resource_id: str, reason: DeletionReason) -> Removed:
         gate = self._store.gate
         # A patient's studies are known for sure only once nobody can add one: its own
         # hold comes first. Any other resource lies in one study, known from its id.
