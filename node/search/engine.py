@@ -26,7 +26,7 @@ import tantivy
 
 from pacsnode.node.ids import Level
 from pacsnode.node.search.documents import Document
-from pacsnode.node.search.query_language import Node
+from pacsnode.node.search.query_ast import Node
 from pacsnode.node.search.terms import range_term, value_term
 from pacsnode.node.search.translate import RANGES, TEXT, VALUES, to_query
 

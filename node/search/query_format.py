@@ -9,7 +9,7 @@ the same tree.
 from __future__ import annotations
 
 from pacsnode.node.search.fields import PrivateTag
-from pacsnode.node.search.query_language import (
+from pacsnode.node.search.query_ast import (
     All,
     And,
     FieldRef,

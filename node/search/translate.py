@@ -17,7 +17,7 @@ from pydicom.datadict import dictionary_VR
 
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.search.fields import StandardTag, canonical_number, fold, sort_number
-from pacsnode.node.search.query_language import (
+from pacsnode.node.search.query_ast import (
     All,
     And,
     FieldRef,
