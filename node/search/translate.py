@@ -80,9 +80,16 @@ def _pattern(value: Wildcard, literal: Callable[[str], str]) -> str:
     )
 
 
+def _regex(schema: tantivy.Schema, field: str, pattern: str) -> tantivy.Query:
+    try:
+        return tantivy.Query.regex_query(schema, field, pattern)
+    except ValueError as error:  # tantivy bounds the automaton a pattern compiles to
+        raise UnsupportedQuery(f"a wildcard pattern too complex to run: {error}") from None
+
+
 def _free_text(value: Word | Wildcard | Phrase, schema: tantivy.Schema) -> tantivy.Query:
     if isinstance(value, Wildcard):
-        return tantivy.Query.regex_query(schema, TEXT, _pattern(value, str.lower))
+        return _regex(schema, TEXT, _pattern(value, str.lower))
     tokens = words(value.text)
     if not tokens:
         return tantivy.Query.empty_query()
@@ -98,7 +105,7 @@ def _match(node: Match, index: tantivy.Index) -> tantivy.Query:
     if isinstance(value, Range):
         return _range(node.field, value, index)
     if isinstance(value, Wildcard):
-        return tantivy.Query.regex_query(
+        return _regex(
             schema,
             VALUES,
             regex_literal(value_term(key, "")) + _pattern(value, lambda p: term_text(fold(p))),

@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.search import engine as engine_module
 from pacsnode.node.search.documents import Document, flatten, level_ids
@@ -138,6 +141,15 @@ def test_range_over_text_is_refused(index):
         found(index, "PatientName:[A TO C]")
     assert raised.value.http_status == 400
     assert "00100010" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "query", ["SeriesDescription:" + "?" * 3000, "SeriesDescription:" + "a*" * 2000, "x*" * 3000]
+)
+def test_patterns_too_complex_for_tantivy_are_refused(index, query):
+    with pytest.raises(UnsupportedQuery) as raised:
+        found(index, query)
+    assert "too complex" in raised.value.message
 
 
 def test_replacing_an_instance_keeps_one_document(index, datasets):
@@ -270,3 +282,33 @@ def test_clear_forgets_everything(index):
     index.clear()
     assert index.count(parse(""), Level.INSTANCE) == 0
     assert index.last_change == 0
+
+
+@pytest.fixture(scope="module")
+def small_index(tmp_path_factory, datasets) -> SearchIndex:
+    opened = SearchIndex(tmp_path_factory.mktemp("search") / "search")
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
+        opened.add(document(datasets[name]))
+    opened.commit()
+    yield opened
+    opened.close()
+
+
+QUERY_TEXT = st.lists(
+    st.sampled_from(
+        [*'aZ09 :*?"()[]{}\\.,-^/é山\x00\n', "AND", "OR", "NOT", " TO ", "Modality:", "StudyDate:"]
+    )
+    | st.text(max_size=3),
+    max_size=15,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(QUERY_TEXT, st.sampled_from(list(Level)), st.integers(0, 5), st.integers(0, 5))
+def test_any_query_answers_or_raises_a_domain_error(small_index, text, level, limit, offset):
+    try:
+        query = parse(text)
+        small_index.search(query, level, limit=limit, offset=offset)
+        small_index.count(query, level)
+    except BadRequest:
+        pass
