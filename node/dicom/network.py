@@ -12,6 +12,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, events
 from pynetdicom.presentation import PresentationContext
 
+from pacsnode.node.dicom.reactor import make_event_driven
 from pacsnode.node.index import InstanceRef
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,12 @@ ACCEPTED_SYNTAXES = [*_UNCOMPRESSED, *(u for u in ALL_TRANSFER_SYNTAXES if u not
 
 
 def set_nodelay(event: events.Event) -> None:
-    """Without TCP_NODELAY every small PDU waits ~40 ms for a delayed ACK."""
+    """Tune a connection as it opens: TCP_NODELAY (without it every small PDU waits ~40 ms
+    for a delayed ACK), and reactors woken by their work rather than polling."""
     raw = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
     if raw is not None:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    make_event_driven(event.assoc)
 
 
 def fitted_for(dataset: Dataset, contexts: list[PresentationContext]) -> Dataset:
