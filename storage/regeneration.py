@@ -18,6 +18,7 @@ from pacsnode.storage.archive import InstanceSource
 from pacsnode.storage.convert import build_dataset, write_p10
 from pacsnode.storage.errors import StorageError
 from pacsnode.storage.fidelity import assemble
+from pacsnode.storage.inflate import read_entry
 from pacsnode.storage.layout import bulk_entry
 from pacsnode.storage.multipart import Part, unwrap
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 def read_part_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Part:
     """A stored part; damage on disk (bad CRC, broken deflate) is a StorageError."""
     try:
-        return unwrap(archive.read(info))
+        return unwrap(read_entry(archive, info))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         log.error("%s in %s is damaged: %s", info.filename, archive.filename, exc)
         raise StorageError(f"{info.filename} is damaged on disk") from exc
