@@ -24,6 +24,7 @@ from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import Origin
 from pacsnode.node.ingest import IngestResult
+from pacsnode.storage.durable import disk_errors
 from pacsnode.storage.errors import InvalidArchive
 from pacsnode.storage.limits import ArchiveLimits, check_sizes, read_bounded
 
@@ -100,7 +101,8 @@ def _inflated(
                 else:
                     spool = stack.enter_context(tempfile.TemporaryFile(dir=spool_dir))
                     for chunk in read_bounded(stream, limit, "the file"):
-                        spool.write(chunk)
+                        with disk_errors("the upload"):  # a full disk, not a damaged ZIP
+                            spool.write(chunk)
                     spool.seek(0)
                     member = spool
         except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
@@ -169,7 +171,8 @@ class ChunkedUploads:
             spool = self._pending.pop(key, None)
             if spool is None:
                 spool = tempfile.SpooledTemporaryFile(self._IN_MEMORY, dir=self._spool_dir)
-            spool.write(piece)
+            with disk_errors("the upload"):  # spooled on the data disk past a few MiB
+                spool.write(piece)
             if spool.tell() < total:
                 self._pending[key] = spool
                 while len(self._pending) > self._KEPT:

@@ -47,7 +47,7 @@ def make_dirs_durable(path: Path, stop_at: Path) -> None:
             missing.append(current)
             current = current.parent
         for directory in reversed(missing):
-            with _disk_errors(directory):
+            with disk_errors(directory.name):
                 directory.mkdir(exist_ok=True)
                 fsync_dir(directory.parent)
 
@@ -58,12 +58,15 @@ def temp_path_for(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def _disk_errors(path: Path) -> Iterator[None]:
+def disk_errors(what: str) -> Iterator[None]:
+    """A full disk (ENOSPC, EDQUOT) met while writing ``what`` as :class:`StorageFull`
+    (507, DIMSE 0xA700); other errors as they are. Also for scratch files on the data
+    disk (upload spools), whose writes would otherwise surface as a bare OSError."""
     try:
         yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageFull(f"disk full while writing {path.name}") from exc
+            raise StorageFull(f"disk full while writing {what}") from exc
         raise
 
 
@@ -74,7 +77,7 @@ def atomic_file(target: Path) -> Iterator[BinaryIO]:
     On error the temp file is removed and ``target`` is untouched.
     """
     temp = temp_path_for(target)
-    with _disk_errors(target):
+    with disk_errors(target.name):
         try:
             with open(temp, "wb") as handle:
                 yield handle
@@ -140,6 +143,7 @@ def remove_leftover(path: Path) -> None:
 
 __all__ = [
     "atomic_file",
+    "disk_errors",
     "fsync_dir",
     "is_temp",
     "make_dirs_durable",

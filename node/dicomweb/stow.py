@@ -28,6 +28,7 @@ from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import Origin
 from pacsnode.node.rest.context import blocking, core_of, rest_origin
 from pacsnode.node.rest.limits import check_declared_size, too_large
+from pacsnode.storage.durable import disk_errors
 
 _CHUNK = 1024 * 1024
 #: PS3.4 / PS3.18 failure reasons
@@ -199,11 +200,12 @@ def split_parts(body: bytes | mmap.mmap, boundary: bytes) -> Iterator[tuple[str,
 async def _spool(request: web.Request, handle: IO[bytes]) -> int:
     limit = check_declared_size(request)  # [http] max_request_size_mb, as for POST /instances
     size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:  # a chunked body declares nothing: count as it arrives
-            raise too_large(limit)
-        await blocking(handle.write, chunk)
+    with disk_errors("the upload"):  # spooled on the data disk: full is a 507
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > limit:  # a chunked body declares nothing: count as it arrives
+                raise too_large(limit)
+            await blocking(handle.write, chunk)
     return size
 
 

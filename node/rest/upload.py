@@ -28,6 +28,7 @@ from pacsnode.node.uploads import (
     ingest_zip,
     is_zip,
 )
+from pacsnode.storage.durable import disk_errors
 from pacsnode.storage.errors import NotDicom
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
@@ -78,11 +79,15 @@ async def post_instances(request: web.Request) -> web.Response:
     spool_dir = core.settings.data_dir
     with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, dir=spool_dir) as body:
         received = 0
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            if received + len(chunk) > limit:  # a chunked body declares no length
-                raise too_large(limit)
-            await blocking(body.write, chunk) if received > _SPOOL_IN_MEMORY else body.write(chunk)
-            received += len(chunk)
+        with disk_errors("the upload"):  # spooled on the data disk: full is a 507
+            async for chunk in request.content.iter_chunked(_CHUNK):
+                if received + len(chunk) > limit:  # a chunked body declares no length
+                    raise too_large(limit)
+                if received > _SPOOL_IN_MEMORY:
+                    await blocking(body.write, chunk)
+                else:
+                    body.write(chunk)
+                received += len(chunk)
         if received == 0:
             raise BadRequest("the request body is empty: send a DICOM file or a ZIP of them")
         boundary = form_data_boundary(request.headers.get("Content-Type", ""))
@@ -102,7 +107,8 @@ def _ingest_form(core: NodeCore, body: IO[bytes], boundary: str, origin: Origin)
     answers = []
     for content in form_data_files(body.read(), boundary):
         with tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY, dir=core.settings.data_dir) as part:
-            part.write(content)
+            with disk_errors("the upload"):
+                part.write(content)
             answer = _ingest_body(core, part, origin)
         answers.extend(answer if isinstance(answer, list) else [answer])
     return answers
