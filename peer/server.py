@@ -34,6 +34,7 @@ details go to the log.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import logging
@@ -118,6 +119,10 @@ def public_error(exc: BaseException) -> tuple[int, str, str]:
     whose text (a Python exception, a file name) stays in our log.
     """
     status = getattr(exc, "http_status", None)
+    if status == 507 or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)):
+        # Our disk is full (merging their ZIP, writing their chunk): nothing was stored, and
+        # the sender retries later (507 is transient to it), as for a refused upload.
+        return 507, "insufficient-storage", "not enough free disk space"
     if not isinstance(status, int) or not 400 <= status < 500:
         return 500, "internal-error", _INTERNAL
     message = _ABSOLUTE_PATH.sub("<path>", str(getattr(exc, "message", exc)))
@@ -169,7 +174,7 @@ async def _answered(request: web.Request, handler: Handler) -> web.StreamRespons
         return _error(exc.status, "refused", exc.reason)
     except Exception as exc:  # a domain error from the node, a bad ZIP, or a bug
         status, code, message = public_error(exc)
-        if status >= 500:
+        if status >= 500 and status != 507:
             log.exception("peer %s: %s %s failed", request["peer"], request.method, request.path)
         else:
             log.warning(

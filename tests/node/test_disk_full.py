@@ -21,11 +21,12 @@ import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.node.server import REPO, NodeProcess, Response
+from tests.node.server import REPO, NodeProcess, Response, free_port
 from tests.storage.helpers import ct_bytes
 
 pytestmark = pytest.mark.e2e  # real node processes on a real (small) file system
@@ -247,3 +248,94 @@ def test_a_full_disk_refuses_every_way_in_and_recovers(
             assert answer.status == 200 and sha(answer.body) == digest
     finally:
         node.stop()
+
+
+def linked_on_disks(
+    tmp_path: Path, disk_a: SmallDisk, disk_b: SmallDisk
+) -> tuple[NodeProcess, NodeProcess]:
+    """Site A dials site B (push and pull); each keeps its data on its own small disk."""
+    from tests.peer.test_replication import identity_of, peer_toml
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    for disk, directory in ((disk_a, a_dir), (disk_b, b_dir)):
+        (disk.mount / "data").mkdir(mode=0o700)
+        directory.mkdir()
+        (directory / "data").symlink_to(disk.mount / "data")
+    with ThreadPoolExecutor(2) as both:  # each a process start: side by side
+        a_id, b_id = both.map(identity_of, (a_dir, b_dir))
+        b_port = free_port()
+        to_b = {"name": "siteb", "url": f"https://127.0.0.1:{b_port}", "fingerprint": b_id}
+        site_a = NodeProcess(a_dir, extra_toml=peer_toml(free_port(), [to_b]))
+        site_b = NodeProcess(
+            b_dir, extra_toml=peer_toml(b_port, [{"name": "sitea", "fingerprint": a_id}])
+        )
+        list(both.map(NodeProcess.start, (site_a, site_b)))
+    return site_a, site_b
+
+
+def files_of(node: NodeProcess) -> dict[str, str]:
+    """Instance id -> SHA-256 of its file, as the node gives it back."""
+    found = {}
+    for instance_id in node.request("GET", "/instances").json():
+        answer = node.request("GET", f"/instances/{instance_id}/file")
+        assert answer.status == 200
+        found[instance_id] = sha(answer.body)
+    return found
+
+
+def job_done(node: NodeProcess, job_id: str) -> dict:
+    job: dict = {}
+
+    def finished() -> bool:
+        job.update(node.request("GET", f"/jobs/{job_id}").json())
+        return job["State"] in ("Success", "Failure")
+
+    wait_until(finished, timeout=60, what=f"job {job_id}")
+    return job
+
+
+def test_a_full_disk_during_peer_merges_refuses_and_recovers(
+    tmp_path: Path, disks: list[SmallDisk]
+) -> None:
+    disk_a, disk_b = SmallDisk(tmp_path / "disk-a", 24), SmallDisk(tmp_path / "disk-b", 24)
+    disks.extend([disk_a, disk_b])
+    site_a, site_b = linked_on_disks(tmp_path, disk_a, disk_b)
+    try:
+        for index in range(2):
+            assert site_a.request("POST", "/instances", ct_bytes(index, patient=1)).status == 200
+        for index in range(12):
+            data = ct_bytes(index, patient=2, study=2, size=256)
+            assert site_b.request("POST", "/instances", data).status == 200
+        before_a = files_of(site_a)
+
+        # --- pull into a full disk: the merge is refused, nothing of it stored ----------
+        disk_a.fill(leave=200_000)  # less than the study's ZIP
+        failed = site_a.request("POST", "/peers/siteb/sync?wait", b"")
+        assert failed.status == 502 and failed.json()["State"] == "Failure", failed.body
+        assert "disk full" in failed.json()["ErrorDescription"]
+        assert files_of(site_a) == before_a
+        disk_a.grow(64)
+        pulled = site_a.request("POST", "/peers/siteb/sync?wait", b"").json()
+        assert pulled["State"] == "Success" and pulled["Content"]["PulledInstances"] == 12
+
+        # --- push to a full peer: room for the upload, not for merging it ---------------
+        for index in range(12):
+            data = ct_bytes(index, patient=1, study=3, size=256)
+            assert site_a.request("POST", "/instances", data).status == 200
+        before_b = files_of(site_b)
+        disk_b.fill(leave=1_600_000)  # the upload (~1.2 MB) fits, its merged ZIP beside it not
+        job_id = site_a.request("POST", "/peers/siteb/sync", b"").json()["ID"]
+        wait_until(lambda: "refused: disk full" in site_b.log.read_text(), what="B's refusal")
+        assert files_of(site_b) == before_b
+        disk_b.grow(64)
+        job = job_done(site_a, job_id)
+        assert job["State"] == "Success", job
+        assert job["Content"]["PushedInstances"] == 12 and job["Content"]["Retries"], job
+        assert files_of(site_a) == files_of(site_b) and len(files_of(site_a)) == 26
+    finally:
+        site_a.stop()
+        site_b.stop()
+    for node in (site_a, site_b):
+        no_tracebacks(node)
+    with ThreadPoolExecutor(2) as both:
+        list(both.map(pacsnode_verify, (site_a, site_b)))
