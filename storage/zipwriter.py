@@ -12,11 +12,12 @@ them) so entries can be copied raw, with their stored CRC and sizes.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipInfo
+
+from pacsnode.storage.codec import crc32, deflate
 
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL_HEADER = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -53,12 +54,6 @@ class WrittenEntry:
     file_size: int
     header_offset: int
     comment: bytes = b""
-
-
-def deflate(payload: bytes, level: int) -> bytes:
-    """Raw deflate (no zlib header), as ZIP stores it."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
-    return compressor.compress(payload) + compressor.flush()
 
 
 def raw_data_offset(source: BinaryIO, info: ZipInfo) -> int:
@@ -107,7 +102,7 @@ class ZipWriter:
         self, name: str, payload: bytes, level: int | None, comment: bytes = b""
     ) -> WrittenEntry:
         """Add ``payload``; deflate it at ``level`` when that makes it smaller."""
-        crc = zlib.crc32(payload)
+        crc = crc32(payload)
         if level is not None and payload:
             compressed = deflate(payload, level)
             if len(compressed) < len(payload):

@@ -1,5 +1,6 @@
-"""Reading deflated ZIP entries with the fastest inflater (storage/inflate.py): the same
-bytes and the same refusals as ``ZipFile.read``, from a file or from memory."""
+"""Deflating with the fastest library (storage/codec.py) and reading entries back
+(storage/inflate.py): plain raw deflate, and the same bytes and the same refusals as
+``ZipFile.read``, from a file or from memory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pacsnode.storage import inflate
+from pacsnode.storage import codec
 from pacsnode.storage.inflate import read_entry
 
 PAYLOAD = (bytes(range(256)) * 2048) + os.urandom(64 * 1024)  # compressible, then not
@@ -43,7 +44,7 @@ def test_zlib_inflates_the_same_bytes(tmp_path: Path, monkeypatch: pytest.Monkey
     """Without isal installed, zlib does the work: the bytes do not depend on the inflater."""
     path = tmp_path / "a.zip"
     _archive(path)
-    monkeypatch.setattr(inflate, "_inflater", zlib)
+    monkeypatch.setattr(codec, "_library", zlib)
     with zipfile.ZipFile(path) as archive:
         assert read_entry(archive, archive.getinfo("deflated")) == PAYLOAD
 
@@ -73,3 +74,19 @@ def test_a_truncated_archive_is_refused(tmp_path: Path) -> None:
             handle.truncate(info.header_offset + 30 + len("deflated") + 100)
         with pytest.raises(zipfile.BadZipFile):
             read_entry(archive, info)
+
+
+@pytest.mark.parametrize("level", range(1, 10))
+def test_what_is_deflated_any_zip_reader_inflates(level: int) -> None:
+    """ISA-L's deflate at every configured level is plain raw deflate: zlib inflates it,
+    with the same CRC-32 from either library."""
+    compressed = codec.deflate(PAYLOAD, level)
+    assert len(compressed) < len(PAYLOAD)
+    assert zlib.decompressobj(-15).decompress(compressed) == PAYLOAD
+    assert codec.crc32(PAYLOAD) == zlib.crc32(PAYLOAD)
+
+
+@pytest.mark.parametrize("level", range(6, 10))
+def test_levels_for_the_smallest_files_are_zlibs_own(level: int) -> None:
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    assert codec.deflate(PAYLOAD, level) == compressor.compress(PAYLOAD) + compressor.flush()
