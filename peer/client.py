@@ -37,7 +37,19 @@ from pacsnode.peer.throttle import Throttle
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
+#: attempts in a row that move nothing before a transfer gives up (a link that is down)
 _RESUME_ATTEMPTS = 8
+
+
+def _held(missing: list[Range], size: int) -> int:
+    """Bytes of a ``size``-byte transfer the receiving side holds."""
+    return size - sum(end - start for start, end in missing)
+
+
+def _resume_delay(stalled: int) -> float:
+    """The wait before resuming a cut transfer: short after a cut that followed progress
+    (the link was up a moment ago), doubling while attempts move nothing, at most 10 s."""
+    return min(0.5 * 2**stalled, 10.0)
 
 
 class PeerClient:
@@ -161,17 +173,21 @@ class PeerClient:
             with os.fdopen(descriptor, "r+b") as handle:
                 handle.truncate(size)
                 fetch = self._range_fetcher(export_path, handle.fileno(), received)
-                for attempt in range(1, _RESUME_ATTEMPTS + 1):
-                    missing = missing_ranges(received, size)
-                    if not missing:
-                        break
+                stalled = 0  # attempts in a row that received nothing
+                while missing := missing_ranges(received, size):
+                    held = _held(missing, size)
                     try:
                         self._run_chunks(plan_chunks(missing, size, self._throttle), fetch)
                     except PeerError as exc:
-                        if not exc.transient or attempt == _RESUME_ATTEMPTS:
+                        # A cut after which more had arrived does not count: a long
+                        # download over a link that keeps dropping gets through, where
+                        # giving up would start it again from zero.
+                        progress = _held(missing_ranges(received, size), size) > held
+                        stalled = 0 if progress else stalled + 1
+                        if not exc.transient or stalled >= _RESUME_ATTEMPTS:
                             raise
                         log.info("download of %s cut (%s); asking for the rest", study_uid, exc)
-                        time.sleep(min(2**attempt, 10))
+                        time.sleep(_resume_delay(stalled))
                 complete = not missing_ranges(received, size)
                 if not complete or size_and_sha256(handle)[1] != export["SHA256"]:
                     raise PeerError(
@@ -244,20 +260,40 @@ class PeerClient:
         self, study_uid: str, path: str, archive: IO[bytes], size: int
     ) -> dict[str, Any]:
         missing: list[Range] = [(0, size)] if size else []
-        for attempt in range(1, _RESUME_ATTEMPTS + 1):
+        stalled = 0  # attempts in a row after which the peer held nothing more
+        sender = self._chunk_sender(path, archive)
+        while missing:
+            held = _held(missing, size)
+            cut: PeerError | None = None
             try:
-                chunks = plan_chunks(missing, size, self._throttle)
-                self._run_chunks(chunks, self._chunk_sender(path, archive))
-                missing = [(int(a), int(b)) for a, b in self._json("GET", path)["Missing"]]
+                self._run_chunks(plan_chunks(missing, size, self._throttle), sender)
             except PeerError as exc:
-                if not exc.transient or attempt == _RESUME_ATTEMPTS:
+                if not exc.transient:
                     raise
                 log.info("upload of %s cut (%s); sending what is missing", study_uid, exc)
-                time.sleep(min(2**attempt, 10))
-                continue
-            if not missing:
-                return dict(self._json("POST", f"{path}/commit", {}))
-        raise PeerError(f"upload of {study_uid} still incomplete", transient=True)
+                cut = exc
+                # The peer notes what arrived of a chunk once it sees the cut: asked at
+                # once, it would still call those bytes missing.
+                time.sleep(_resume_delay(stalled))
+            # What the peer lacks now: it keeps what arrived, also of the chunks cut off;
+            # sending again all that was missing before this attempt would start over.
+            while True:
+                try:
+                    missing = self._missing_of_upload(path)
+                    break
+                except PeerError as exc:
+                    stalled += 1  # the link is still down
+                    if not exc.transient or stalled >= _RESUME_ATTEMPTS:
+                        raise
+                    time.sleep(_resume_delay(stalled))
+            # A cut after which the peer held more does not count (see download).
+            stalled = 0 if _held(missing, size) > held else stalled + 1
+            if stalled >= _RESUME_ATTEMPTS:
+                raise cut or PeerError(f"upload of {study_uid} still incomplete", transient=True)
+        return dict(self._json("POST", f"{path}/commit", {}))
+
+    def _missing_of_upload(self, path: str) -> list[Range]:
+        return [(int(a), int(b)) for a, b in self._json("GET", path)["Missing"]]
 
     def _chunk_sender(self, path: str, archive: IO[bytes]) -> Work:
         read = range_reader(archive)
