@@ -519,6 +519,11 @@ async def _write_chunk(request: web.Request, path: Path, offset: int, size: int)
             if position + len(chunk) > size:
                 return _error(400, "too-long", f"the upload is {size} bytes")
             position += await _blocking(os.pwrite, descriptor, chunk, position)
+    except ConnectionError:
+        # The link dropped mid-chunk: expected on a long transfer, and what arrived is
+        # kept (below) for the sender to resume after. Nobody is left to answer.
+        log.info("peer %s: upload chunk cut off after %d bytes", request["peer"], position - offset)
+        return _error(400, "cut-off", "the chunk was cut off")
     finally:
         os.close(descriptor)
         # Chunks of one upload finish one at a time on the event loop: no lock needed.
