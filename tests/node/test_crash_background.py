@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,8 +169,8 @@ class Driver:
             self.jobs += answer[0] == 200
 
     def run_and_kill(self, delay: float) -> None:
-        threads = [threading.Thread(target=self.send, args=(n,)) for n in range(2)]
-        threads += [threading.Thread(target=self.delete), threading.Thread(target=self.make_jobs)]
+        work = [(self.send, (0,)), (self.send, (1,)), (self.delete, ()), (self.make_jobs, ())]
+        threads = [threading.Thread(target=t, args=a, daemon=True) for t, a in work]
         for thread in threads:
             thread.start()
         time.sleep(delay)
@@ -288,13 +289,21 @@ def no_half_archives(data_dir: Path) -> None:
         assert [p.name for p in archives.iterdir() if not p.name.endswith(".zip")] == []
 
 
-def test_sigkill_during_recycling_sealing_jobs_and_deletions(tmp_path: Path) -> None:
-    node = NodeProcess(
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeProcess]:
+    process = NodeProcess(
         tmp_path,
         extra_toml=(
             f"[storage]\nstable_age_s = {STABLE_AGE_S}\nmaximum_storage_size_mb = {STORAGE_MB}\n"
         ),
     )
+    yield process
+    process.stop()  # one a failed check left running
+
+
+def test_sigkill_during_recycling_sealing_jobs_and_deletions(
+    tmp_path: Path, node: NodeProcess
+) -> None:
     data_dir = tmp_path / "data"
     acked: dict[str, Ack] = {}
     gone: set[str] = set()
@@ -330,12 +339,9 @@ def test_sigkill_during_recycling_sealing_jobs_and_deletions(tmp_path: Path) -> 
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
     node.start()
-    try:
-        no_half_archives(data_dir)
-        protected = [a for a in acked.values() if a.key[0] == PROTECTED]
-        for ack in protected:
-            answer = node.request("GET", f"/instances/{ack.ids[0]}/file")
-            assert answer.status == 200 and digest(answer.body) == ack.sha256
-        assert node.request("GET", f"/patients/{protected[0].ids[3]}/protected").body == b"1"
-    finally:
-        node.stop()
+    no_half_archives(data_dir)
+    protected = [a for a in acked.values() if a.key[0] == PROTECTED]
+    for ack in protected:
+        answer = node.request("GET", f"/instances/{ack.ids[0]}/file")
+        assert answer.status == 200 and digest(answer.body) == ack.sha256
+    assert node.request("GET", f"/patients/{protected[0].ids[3]}/protected").body == b"1"

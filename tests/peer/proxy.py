@@ -76,3 +76,91 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
+
+
+class FlakyLink:
+    """Forward to ``target_port``, cutting connections on a schedule: while cuts are
+    ``armed``, a connection is closed as soon as the bytes it carried in the watched
+    direction (``"up"``: client to server, ``"down"``, or ``"both"``) since the last cut
+    pass the next offset of the schedule; each cut takes the next offset, so the cuts
+    come one after another, each after the link carried that much again. It counts
+    every byte it forwarded each way, to tell a resumed transfer from one started again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._guard = threading.Lock()
+        self._offsets: list[int] = []
+        self._watch = "both"
+        self._epoch = 0  # cuts made so far: counting starts again after each
+        #: (direction watched, offset) of each cut made, in order
+        self.cuts: list[tuple[str, int]] = []
+        self.forwarded = {"up": 0, "down": 0}
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, offsets: list[int], watch: str) -> None:
+        """Cut at these offsets from now on (and count afresh)."""
+        with self._guard:
+            self._offsets, self._watch = list(offsets), watch
+            self.forwarded = {"up": 0, "down": 0}
+
+    @property
+    def armed(self) -> int:
+        with self._guard:
+            return len(self._offsets)
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._target))
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        carried = {"up": 0, "down": 0, "epoch": self._epoch}
+        try:
+            while True:
+                ready, _, _ = select.select([client, server], [], [], 30)
+                if not ready:
+                    return
+                for source in ready:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    direction = "up" if source is client else "down"
+                    (server if source is client else client).sendall(data)
+                    carried[direction] += len(data)
+                    if self._cut_now(direction, len(data), carried):
+                        return
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def _cut_now(self, direction: str, size: int, carried: dict[str, int]) -> bool:
+        with self._guard:
+            self.forwarded[direction] += size
+            if carried["epoch"] != self._epoch:  # a cut since: count from then
+                carried.update(up=0, down=0, epoch=self._epoch)
+                carried[direction] = size
+            if not self._offsets:
+                return False
+            up_and_down = carried["up"] + carried["down"]
+            watched = up_and_down if self._watch == "both" else carried[self._watch]
+            if (self._watch in ("both", direction)) and watched > self._offsets[0]:
+                self.cuts.append((self._watch, self._offsets.pop(0)))
+                self._epoch += 1
+                return True
+            return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
