@@ -101,7 +101,10 @@ def instance_ids(instance: StoredInstance) -> dict[Level, str]:
 def add_instance(
     txn: Txn, instance: StoredInstance, ids: dict[Level, str], origin: Origin, now: str
 ) -> AddedInstance:
-    """Insert (or replace) an instance and create whatever ancestors it lacks."""
+    """Insert (or replace) an instance and create whatever ancestors it lacks.
+
+    Each record of the four levels is read and written once: it gets its new sizes as it
+    is updated (records are JSON, and this runs for every instance stored)."""
     added = AddedInstance(ids)
     old = txn.resource(ids[Level.INSTANCE])
     if old is not None:
@@ -124,14 +127,21 @@ def add_instance(
             _index_tags(txn, level, record, add=True)
         else:
             record["last_update"] = now
+        record["size"] += instance.stored_size
+        record["uncompressed"] += instance.uncompressed_size
+        if level is not Level.INSTANCE:
+            record["instances"] += 1
+        if level is Level.SERIES:
+            added.series_instances = record["instances"]
         txn.put_resource(record)
         if level is not Level.INSTANCE:  # an instance is never updated (Orthanc has none)
             txn.set_metadata(resource_id, CoreKey.LAST_UPDATE, now)
         parent = resource_id
-    _adjust_sizes(txn, ids, instance.stored_size, instance.uncompressed_size, 1)
+    txn.add_to_counter(TOTAL_SIZE, instance.stored_size)
+    txn.add_to_counter(TOTAL_UNCOMPRESSED, instance.uncompressed_size)
     if Level.SERIES in added.created:
         _add_modality(txn, ids[Level.STUDY], json_value(instance.metadata, "Modality"))
-    _write_instance_metadata(txn, ids, instance, origin, now)
+    _write_instance_metadata(txn, ids, instance, origin, now, added.series_instances)
     txn.touch_patient(ids[Level.PATIENT])
     return added
 
@@ -178,10 +188,14 @@ def _add_modality(txn: Txn, study_id: str, modality: str | None) -> None:
 
 
 def _write_instance_metadata(
-    txn: Txn, ids: dict[Level, str], instance: StoredInstance, origin: Origin, now: str
+    txn: Txn,
+    ids: dict[Level, str],
+    instance: StoredInstance,
+    origin: Origin,
+    now: str,
+    series_instances: int,
 ) -> None:
     instance_id = ids[Level.INSTANCE]
-    series = txn.resource(ids[Level.SERIES])
     values = {
         CoreKey.RECEPTION_DATE: now,
         CoreKey.ORIGIN: origin.kind,
@@ -191,7 +205,7 @@ def _write_instance_metadata(
         CoreKey.PEER: origin.peer,
         CoreKey.TRANSFER_SYNTAX: json_value(instance.metadata, "AvailableTransferSyntaxUID"),
         CoreKey.SOP_CLASS_UID: json_value(instance.metadata, "SOPClassUID"),
-        CoreKey.INDEX_IN_SERIES: str(series["instances"]) if series else "",
+        CoreKey.INDEX_IN_SERIES: str(series_instances),
     }
     for key, value in values.items():
         if value:

@@ -70,6 +70,8 @@ class AddedInstance:
     ids: dict[Level, str]
     created: list[Level] = field(default_factory=list)
     replaced: bool = False
+    #: how many instances its series holds with it
+    series_instances: int = 0
 
 
 @dataclass

@@ -41,9 +41,8 @@ def index_instance(
     for level in reversed(added.created):
         if level is not Level.INSTANCE:
             append(txn, NEW_CHANGE_OF_LEVEL[level], level, added.ids[level], now)
-    series = txn.resource(ids[Level.SERIES])
     expected = txn.metadata_value(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES)
-    completed = series is not None and series_status(expected, series["instances"]) == "Complete"
+    completed = series_status(expected, added.series_instances) == "Complete"
     if completed and not added.replaced:  # the instance that made it complete
         append(txn, ChangeType.COMPLETED_SERIES, Level.SERIES, ids[Level.SERIES], now)
     return added
