@@ -183,6 +183,7 @@ def test_a_full_disk_refuses_every_way_in_and_recovers(
     try:
         for index in range(6):  # a sealed study to begin with
             assert post(ct_bytes(index, study=1, size=128)).status == 200
+        first_study_ids = list(acked)
         wait_until(lambda: all_stable(node), what="the first study sealed")
 
         # --- REST: fill the disk with one study's staged instances ---------------------
@@ -227,6 +228,20 @@ def test_a_full_disk_refuses_every_way_in_and_recovers(
         time.sleep(2.5)  # two ticks of the sealer: study 2 is quiet, but cannot be sealed
         assert not all_stable(node)
         assert node.request("GET", "/statistics").json()["CountInstances"] == len(acked)
+        # Deleting to make room: an instance of a sealed study needs its ZIP rewritten
+        # (refused cleanly while full, nothing lost); a whole study is removed outright.
+        disk.fill(leave=0)
+        first = first_study_ids[0]
+        refused = node.request("DELETE", f"/instances/{first}")
+        if refused.status != 200:
+            assert_refused_cleanly(refused)
+            answer = node.request("GET", f"/instances/{first}/file")
+            assert answer.status == 200 and sha(answer.body) == acked[first]
+        study = node.request("GET", f"/instances/{first_study_ids[1]}/study").json()["ID"]
+        assert node.request("DELETE", f"/studies/{study}").status == 200
+        for instance_id in first_study_ids:
+            acked.pop(instance_id, None)
+        assert disk.free() > 100_000  # the study's ZIP, about 150 KB
 
         # --- space returns: the seal completes, every way in stores again ---------------
         disk.grow(64)
