@@ -197,7 +197,9 @@ class PeerClient:
             path.unlink(missing_ok=True)
             self._abandon(export_path)
             raise
-        self._peer.request("DELETE", export_path).read()
+        # Dropping the export is the peer's housekeeping: the download is whole and
+        # checked, and a link cut here must not throw it away (the sweep drops it).
+        self._abandon(export_path)
         return path
 
     def _range_fetcher(self, export_path: str, descriptor: int, received: list[Range]) -> Work:
@@ -249,8 +251,8 @@ class PeerClient:
             raise
 
     def _abandon(self, path: str) -> None:
-        """Drop an upload or export we give up on: the peer counts them against our
-        quota; if this fails too, the peer's sweep removes it later."""
+        """Drop an upload or export we are done with or give up on: the peer counts them
+        against our quota; if this fails too, the peer's sweep removes it later."""
         try:
             self._peer.request("DELETE", path).read()
         except (PeerError, OSError, http.client.HTTPException) as exc:
