@@ -85,6 +85,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "max_instance_size_mb": (int,),
         "max_metadata_size_mb": (int,),
         "max_compression_ratio": (int,),
+        "ingest_workers": (int, str),
     },
     "users": {"name": (str,), "password_hash": (str,), "role": (str,)},
     "modalities": {
@@ -207,6 +208,15 @@ def _archive_limits(source: str, storage: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def _ingest_workers(source: str, value: int | str) -> int | None:
+    """A number of worker processes (0: none), or "auto" (``None``: one less than the cores)."""
+    if value == "auto":
+        return None
+    if isinstance(value, str):
+        raise ConfigError(f"{source}: 'storage.ingest_workers' must be \"auto\" or a number")
+    return int(_ranged(source, "storage.ingest_workers", value, 0, 64))
+
+
 def _port(source: str, name: str, value: int) -> int:
     if not 1 <= value <= 65535:
         raise ConfigError(f"{source}: '{name}' must be a port number 1..65535")
@@ -249,6 +259,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
             source, "storage.conflict_policy", storage["conflict_policy"], ConflictPolicy
         ),
         **_archive_limits(source, storage),
+        ingest_workers=_ingest_workers(source, storage["ingest_workers"]),
         metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
         attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
     )

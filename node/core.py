@@ -24,6 +24,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
 from pacsnode.node.ingest import Ingestor, IngestResult
+from pacsnode.node.preparation import Preparer, auto_workers
 from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
 from pacsnode.node.settings import CoreSettings
@@ -53,6 +54,7 @@ class NodeCore:
         self._opened: Index | None = None
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
+        self._preparer: Preparer | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -62,12 +64,19 @@ class NodeCore:
         self._blobs.recover()
         self._opened = index = Index(self._data_dir / "index")
         self._deleter = Deleter(self._store, self._blobs, index)
+        workers = self.settings.ingest_workers
+        self._preparer = Preparer(
+            self.settings.archive_limits,
+            self._store.level,
+            auto_workers() if workers is None else workers,
+        )
         self._ingestor = Ingestor(
             self._store,
             index,
             self.settings.limits,
             self.settings.conflict_policy,
             lambda patient_id: self._deleter.delete(patient_id, DeletionReason.RECYCLED),
+            self._preparer.prepare,
         )
         self.annotations = Annotations(
             index,
@@ -85,6 +94,9 @@ class NodeCore:
         self._stop.set()
         if self._sealer is not None:
             self._sealer.join()
+        if self._preparer is not None:
+            self._preparer.close()
+            self._preparer = None
         if self._opened is not None:
             self._opened.close()
             self._opened = None

@@ -71,8 +71,11 @@ class Ingestor:
         limits: Limits,
         policy: ConflictPolicy,
         recycle: Callable[[str], object],
+        prepare: Callable[[bytes | Path | BinaryIO], PreparedInstance] | None = None,
     ) -> None:
         self._store = store
+        # where an arriving instance is parsed (node/preparation.py); by default, here
+        self._prepare = prepare or store.prepare_instance
         self._index = index
         self._limits = limits
         self._policy = policy
@@ -104,7 +107,7 @@ class Ingestor:
     # --- one instance ----------------------------------------------------------------------
 
     def ingest(self, source: bytes | Path | BinaryIO, origin: Origin | None = None) -> IngestResult:
-        prepared = self._store.prepare_instance(source)
+        prepared = self._prepare(source)
         instance = prepared.instance
         ids = self._index.ids_of(instance)
         known: bool | None = None  # whether the index has it: read at most once, if needed

@@ -40,6 +40,8 @@ class CoreSettings:
     max_metadata_size_mb: int = 256
     #: inflated per compressed byte, for ZIP entries past 16 MiB (deflate's most is ~1032)
     max_compression_ratio: int = 200
+    #: processes that parse instances arriving at once (None: one less than the cores)
+    ingest_workers: int | None = None
     metadata_names: dict[str, int] = field(default_factory=dict)
     #: symbolic name -> (content type >= 1024, MIME type)
     attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)

@@ -162,17 +162,7 @@ class StudyStore:
 
     def prepare_instance(self, source: bytes | Path | BinaryIO) -> PreparedInstance:
         """Parse and convert an instance without writing anything (the CPU-bound half)."""
-        source_size = _size_of(source)
-        check_inflated_size(source, self.archive_limits)  # before pydicom inflates it whole
-        with _original_bytes(source) as original:
-            dataset, pixel_data_offset = read_p10_located(source)
-            split = split_dataset(dataset)
-            split.p10_layout = build_layout(original, split.frames, split.bulk, pixel_data_offset)
-        try:
-            staged_bytes, staged = build_staged(split, self.level)
-        except ValueError as exc:  # e.g. NaN or infinity, which DICOM JSON cannot carry
-            raise InvalidDicom(f"cannot store as DICOM JSON: {exc}") from exc
-        return PreparedInstance(stored_instance(staged), staged_bytes, source_size)
+        return prepare_instance(source, self.archive_limits, self.level)
 
     def put_instance(
         self, source: bytes | Path | BinaryIO, *, overwrite: bool = False
@@ -560,6 +550,24 @@ class StudyStore:
             self._files.clear_pending(study_uid)
             self._last_write.pop(study_uid, None)
             return removed
+
+
+def prepare_instance(
+    source: bytes | Path | BinaryIO, limits: ArchiveLimits, level: int | None
+) -> PreparedInstance:
+    """Parse and convert an instance in memory, writing nothing: a plain function of its
+    arguments, so that another process can run it (``node/preparation.py``)."""
+    source_size = _size_of(source)
+    check_inflated_size(source, limits)  # before pydicom inflates it whole
+    with _original_bytes(source) as original:
+        dataset, pixel_data_offset = read_p10_located(source)
+        split = split_dataset(dataset)
+        split.p10_layout = build_layout(original, split.frames, split.bulk, pixel_data_offset)
+    try:
+        staged_bytes, staged = build_staged(split, level)
+    except ValueError as exc:  # e.g. NaN or infinity, which DICOM JSON cannot carry
+        raise InvalidDicom(f"cannot store as DICOM JSON: {exc}") from exc
+    return PreparedInstance(stored_instance(staged), staged_bytes, source_size)
 
 
 def _size_of(source: bytes | Path | BinaryIO) -> int:
