@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import pydicom.config
 from pydicom.dataset import Dataset
 
 from pacsnode.node.annotations import Annotations
@@ -25,7 +24,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
 from pacsnode.node.ingest import Ingestor, IngestResult
-from pacsnode.node.preparation import Preparer, auto_workers
+from pacsnode.node.preparation import Preparer, auto_workers, skip_pydicom_value_warnings
 from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
 from pacsnode.node.settings import CoreSettings
@@ -39,17 +38,9 @@ log = logging.getLogger(__name__)
 _SEAL_INTERVAL_S = 1.0
 
 
-def _skip_pydicom_value_warnings() -> None:
-    """pydicom checks every value it reads against its VR (a regular expression per UID,
-    date, name...) only to warn, and the node ignores those warnings: it refuses what it
-    cannot store by its own checks. Skipping them saves a tenth of a small instance's
-    ingest, and pynetdicom's work on every DIMSE message (its command sets' UIDs)."""
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-
 class NodeCore:
     def __init__(self, settings: CoreSettings) -> None:
-        _skip_pydicom_value_warnings()
+        skip_pydicom_value_warnings()
         self.settings = settings
         data_dir = Path(settings.data_dir)
         self._store = StudyStore(
