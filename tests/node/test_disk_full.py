@@ -312,8 +312,9 @@ def job_done(node: NodeProcess, job_id: str) -> dict:
 def test_a_full_disk_during_peer_merges_refuses_and_recovers(
     tmp_path: Path, disks: list[SmallDisk]
 ) -> None:
-    disk_a, disk_b = SmallDisk(tmp_path / "disk-a", 24), SmallDisk(tmp_path / "disk-b", 24)
-    disks.extend([disk_a, disk_b])
+    for name in ("disk-a", "disk-b"):  # each kept at once: unmounted whatever follows
+        disks.append(SmallDisk(tmp_path / name, 24))
+    disk_a, disk_b = disks
     site_a, site_b = linked_on_disks(tmp_path, disk_a, disk_b)
     try:
         for index in range(2):
