@@ -6,25 +6,30 @@ modality), the node parses one in the thread it arrived on and hands the others 
 worker processes, so every core works. An instance that arrives alone is parsed where
 it arrived: no copy to another process, no wait for one.
 
-Workers are started when first needed and stopped after ``idle_s`` without work, so an
-idle node holds none. They come from a fork server that imports nothing of the node
-(each worker imports only ``pacsnode.storage``), never from a fork of the node itself,
-whose threads (the event loop, DICOM associations, the index writer) may hold locks.
-A worker that dies (killed, out of memory) costs the instance it was parsing a parse
-in the arriving thread instead, and the next busy moment starts new workers.
+A worker is a plain child process (``python -m pacsnode.node.preparation_worker``)
+that imports only what parsing needs and answers one request at a time over its stdin
+and stdout. Plain pipes rather than ``multiprocessing``: its start methods either fork a
+process whose threads may hold locks, or import the node's main module again in every
+worker, and its workers outlive a node killed with SIGKILL; a worker here reads EOF and
+exits when the node is gone, however it went. Workers start when first needed and stop
+after ``idle_s`` without work, so an idle node holds none. A worker that dies (killed,
+out of memory) costs its instance a parse in the arriving thread instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO
 
 import pydicom.config
 
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 #: the most workers "auto" starts, whatever the cores (each holds pydicom: ~40 MiB)
 MAX_AUTO_WORKERS = 4
+_LENGTH = struct.Struct("<Q")
 
 
 def skip_pydicom_value_warnings() -> None:
@@ -56,6 +62,68 @@ def auto_workers() -> int:
     return max(0, min(MAX_AUTO_WORKERS, cores - 1))
 
 
+# --- the wire between the node and a worker: a length, then a pickle --------------------
+
+
+def send_message(stream: IO[bytes], message: Any) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_LENGTH.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def receive_message(stream: IO[bytes]) -> Any:
+    """The next message; EOFError when the other side has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError("the other side closed the pipe")
+    (length,) = _LENGTH.unpack(head)
+    payload = stream.read(length)
+    if len(payload) < length:
+        raise EOFError("the other side closed the pipe mid-message")
+    return pickle.loads(payload)
+
+
+class _WorkerGone(Exception):
+    """The worker process died or could not be started."""
+
+
+class _Worker:
+    """One worker process and its two pipes."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pacsnode.node.preparation_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.last_used = time.monotonic()
+
+    def prepare(self, source: bytes | Path, limits: ArchiveLimits, level: int | None) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            send_message(self.process.stdin, (source, limits, level))
+            ok, value = receive_message(self.process.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            raise _WorkerGone(str(exc)) from None
+        self.last_used = time.monotonic()
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()  # EOF: the worker exits
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
 class Preparer:
     """Parses and converts instances, in the arriving thread or in worker processes."""
 
@@ -64,20 +132,21 @@ class Preparer:
     ) -> None:
         self._limits = limits
         self._level = level
-        self._workers = workers
+        self._most = workers
         self._idle_s = idle_s
         self._lock = threading.Lock()
         self._in_flight = 0
-        self._pool: ProcessPoolExecutor | None = None
-        self._last_used = 0.0
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._started = 0
         self._closed = False
+        self._reaper: threading.Thread | None = None
 
     def prepare(self, source: bytes | Path | BinaryIO) -> PreparedInstance:
         with self._lock:
             alone = self._in_flight == 0
             self._in_flight += 1
         try:
-            if alone or self._workers == 0 or not isinstance(source, bytes | Path):
+            if alone or self._most == 0 or not isinstance(source, bytes | Path):
                 return prepare_instance(source, self._limits, self._level)
             return self._in_a_worker(source)
         finally:
@@ -85,64 +154,78 @@ class Preparer:
                 self._in_flight -= 1
 
     def _in_a_worker(self, source: bytes | Path) -> PreparedInstance:
-        pool = self._running_pool()
-        if pool is None:
+        worker = self._take_worker()
+        if worker is None:  # every worker busy: this thread parses, rather than wait
             return prepare_instance(source, self._limits, self._level)
         try:
-            return pool.submit(prepare_instance, source, self._limits, self._level).result()
-        except BrokenProcessPool:
-            log.warning("an ingest worker process died; parsing in the receiving thread")
-            self._drop(pool)
+            prepared: PreparedInstance = worker.prepare(source, self._limits, self._level)
+        except _WorkerGone as exc:
+            log.warning("an ingest worker process died (%s); parsing in this thread", exc)
+            self._forget(worker)
             return prepare_instance(source, self._limits, self._level)
+        except BaseException:
+            self._give_back(worker)  # a refusal of the instance: the worker is fine
+            raise
+        self._give_back(worker)
+        return prepared
 
-    def _running_pool(self) -> ProcessPoolExecutor | None:
+    def _take_worker(self) -> _Worker | None:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
         with self._lock:
-            self._last_used = time.monotonic()
-            if self._closed:
+            if self._closed or self._started >= self._most:
                 return None
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    self._workers,
-                    mp_context=_fork_server(),
-                    initializer=skip_pydicom_value_warnings,
-                )
-                threading.Thread(
-                    target=self._stop_when_idle, args=(self._pool,), daemon=True
-                ).start()
-            return self._pool
-
-    def _stop_when_idle(self, pool: ProcessPoolExecutor) -> None:
-        while True:
-            time.sleep(min(self._idle_s, 5.0))
+            self._started += 1
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._stop_idle_workers, daemon=True)
+                self._reaper.start()
+        try:
+            return _Worker()
+        except OSError as exc:
+            log.warning("cannot start an ingest worker process: %s", exc)
             with self._lock:
-                if self._pool is not pool:
-                    return
-                if self._in_flight == 0 and time.monotonic() - self._last_used >= self._idle_s:
-                    self._pool = None
-                    break
-        pool.shutdown(wait=True)
+                self._started -= 1
+            return None
 
-    def _drop(self, pool: ProcessPoolExecutor) -> None:
+    def _give_back(self, worker: _Worker) -> None:
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
+            closed = self._closed
+        if closed:
+            self._forget(worker)
+        else:
+            self._idle.put(worker)
+
+    def _forget(self, worker: _Worker) -> None:
+        worker.stop()
+        with self._lock:
+            self._started -= 1
+
+    def _stop_idle_workers(self) -> None:
+        while True:
+            time.sleep(min(self._idle_s / 2, 5.0))
+            keep = []
+            while True:
+                try:
+                    worker = self._idle.get_nowait()
+                except queue.Empty:
+                    break
+                if time.monotonic() - worker.last_used >= self._idle_s:
+                    self._forget(worker)
+                else:
+                    keep.append(worker)
+            for worker in reversed(keep):  # the most recently used on top again
+                self._idle.put(worker)
+            with self._lock:
+                if self._closed:
+                    return
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-_fork_server_lock = threading.Lock()
-
-
-def _fork_server() -> multiprocessing.context.BaseContext:
-    """The fork server context, preloading nothing: by default it imports the parent's
-    ``__main__`` (here the whole node) into the server and so into every worker."""
-    context = multiprocessing.get_context("forkserver")
-    with _fork_server_lock:
-        context.set_forkserver_preload([])
-    return context
+        while True:
+            try:
+                self._forget(self._idle.get_nowait())
+            except queue.Empty:
+                return

@@ -1,12 +1,15 @@
 """Parsing instances that arrive at once in worker processes (node/preparation.py): the
 same results as in the arriving thread, domain errors carried back, dead workers survived,
-idle workers stopped."""
+idle workers stopped, none left behind by a node killed."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,40 +21,32 @@ from pacsnode.storage.limits import ArchiveLimits
 from pacsnode.storage.store import prepare_instance
 from tests.storage.helpers import ct_instance, to_bytes
 
+REPO = Path(__file__).resolve().parents[2]
 LIMITS = ArchiveLimits()
 FILES = [to_bytes(ct_instance(index, patient=1 + index % 3)) for index in range(24)]
+WORKER = "pacsnode.node.preparation_worker"
 
 
-def _children() -> set[int]:
-    """This process's worker processes (children of its fork server)."""
+def _workers(of: int | None = None) -> set[int]:
+    """The worker processes of this process (or of ``of``)."""
+    parent = os.getpid() if of is None else of
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
+            command = (entry / "cmdline").read_bytes()
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent != os.getpid() and _is_descendant(parent):
+        fields = stat.rsplit(")", 1)[1].split()
+        if WORKER.encode() in command and int(fields[1]) == parent and fields[0] != "Z":
             found.add(int(entry.name))
     return found
 
 
-def _is_descendant(pid: int) -> bool:
-    while pid > 1:
-        if pid == os.getpid():
-            return True
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        pid = int(stat.rsplit(")", 1)[1].split()[1])
-    return False
-
-
 @pytest.fixture
-def preparer() -> Preparer:
+def preparer() -> Iterator[Preparer]:
     preparer = Preparer(LIMITS, 3, workers=2, idle_s=1.0)
     yield preparer
     preparer.close()
@@ -65,8 +60,8 @@ def test_instances_arriving_at_once_are_prepared_as_in_the_arriving_thread(
     expected = [prepare_instance(blob, LIMITS, 3) for blob in FILES]
     assert [p.instance.digest for p in prepared] == [e.instance.digest for e in expected]
     assert [p.instance.metadata for p in prepared] == [e.instance.metadata for e in expected]
-    assert all(p.source_size == len(blob) for p, blob in zip(prepared, FILES, strict=True))
-    assert _children(), "several at once should have started worker processes"
+    assert [p.staged_bytes for p in prepared] == [e.staged_bytes for e in expected]
+    assert len(_workers()) == 2, "several at once should have started both workers"
 
 
 def test_a_refusal_in_a_worker_is_the_same_domain_error(preparer: Preparer) -> None:
@@ -74,8 +69,9 @@ def test_a_refusal_in_a_worker_is_the_same_domain_error(preparer: Preparer) -> N
     with ThreadPoolExecutor(4) as senders:
         outcomes = list(senders.map(lambda blob: _outcome(preparer, blob), bad))
     assert {type(o) for o in outcomes[0::2]} == {NotDicom}
-    assert all(isinstance(o, InvalidDicom) for o in outcomes)
-    assert all(o.message for o in outcomes)
+    assert all(isinstance(o, InvalidDicom) and o.message for o in outcomes)
+    with ThreadPoolExecutor(4) as senders:  # the workers are still there, and well
+        assert len(list(senders.map(preparer.prepare, FILES))) == len(FILES)
 
 
 def _outcome(preparer: Preparer, blob: bytes) -> Exception:
@@ -89,20 +85,24 @@ def _outcome(preparer: Preparer, blob: bytes) -> Exception:
 def test_a_killed_worker_costs_a_parse_in_the_thread_not_an_instance(preparer: Preparer) -> None:
     with ThreadPoolExecutor(4) as senders:
         list(senders.map(preparer.prepare, FILES[:8]))
-    for pid in _children():
+    killed = _workers()
+    assert killed
+    for pid in killed:
         os.kill(pid, signal.SIGKILL)
     with ThreadPoolExecutor(4) as senders:
         prepared = list(senders.map(preparer.prepare, FILES))
     assert len(prepared) == len(FILES)
+    assert _workers() and not _workers() & killed  # new ones took over
 
 
 def test_idle_workers_stop(preparer: Preparer) -> None:
     with ThreadPoolExecutor(4) as senders:
         list(senders.map(preparer.prepare, FILES))
+    assert _workers()
     deadline = time.monotonic() + 15
-    while _children() and time.monotonic() < deadline:
+    while _workers() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _children()
+    assert not _workers()
 
 
 def test_alone_an_instance_is_prepared_in_the_arriving_thread() -> None:
@@ -110,6 +110,48 @@ def test_alone_an_instance_is_prepared_in_the_arriving_thread() -> None:
     try:
         for blob in FILES[:5]:
             preparer.prepare(blob)
-        assert not _children()
+        assert not _workers()
     finally:
         preparer.close()
+
+
+def test_workers_end_with_a_killed_node(tmp_path: Path) -> None:
+    """A node killed (SIGKILL) leaves no worker behind."""
+    script = tmp_path / "node.py"
+    script.write_text(
+        "import time\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from pacsnode.node.preparation import Preparer\n"
+        "from pacsnode.storage.limits import ArchiveLimits\n"
+        "from tests.storage.helpers import ct_instance, to_bytes\n"
+        "files = [to_bytes(ct_instance(i)) for i in range(12)]\n"
+        "preparer = Preparer(ArchiveLimits(), 3, workers=2)\n"
+        "with ThreadPoolExecutor(4) as senders:\n"
+        "    list(senders.map(preparer.prepare, files))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    node = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert node.stdout is not None and node.stdout.readline().strip() == "ready"
+    workers = _workers(node.pid)
+    assert workers, "the node should have worker processes"
+    node.send_signal(signal.SIGKILL)
+    node.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
