@@ -85,11 +85,16 @@ class _Writer:
         self._file.close()
 
     def _run(self) -> None:
+        failing = False
         while not self._stopping.wait(_FLUSH_S):
             try:
                 self._flush()
-            except OSError:
-                log.exception("the audit log could not be written")
+            except OSError as exc:
+                if not failing:  # once per spell of failures (a full disk lasts)
+                    log.warning("the audit log cannot be written: %s; events are lost", exc)
+                failing = True
+            else:
+                failing = False
 
     def _flush(self) -> None:
         lines = []
@@ -103,10 +108,14 @@ class _Writer:
             return
         text = "\n".join(lines) + "\n"
         file = self._file
-        if file.maxBytes and file.stream.tell() + len(text) >= file.maxBytes:
-            file.doRollover()
-        file.stream.write(text)
-        file.stream.flush()
+        try:
+            if file.maxBytes and file.stream.tell() + len(text) >= file.maxBytes:
+                file.doRollover()
+            file.stream.write(text)
+            file.stream.flush()
+        except OSError:
+            self._dropped += len(lines)  # the next line written says so
+            raise
 
 
 class _ByName(logging.Handler):
