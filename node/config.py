@@ -33,6 +33,7 @@ from pacsnode.node.settings import (
     PeerSettings,
     PrivateTag,
     Role,
+    SearchSettings,
     User,
     peer_problem,
 )
@@ -98,6 +99,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     },
     "find": {"limit_results": (int,), "limit_instances": (int,)},
     "dicomweb": {"enabled": (bool,), "root": (str,), "cors_origins": (list,)},
+    "search": {"enabled": (bool,), "commit_interval_s": (int, float)},
     "private_tags": {"tag": (str,), "vr": (str,), "name": (str,), "creator": (str,)},
     "peering": {
         "host": (str,),
@@ -142,6 +144,7 @@ _TABLES = {
     "find",
     "dicomweb",
     "audit",
+    "search",
 }
 _LISTS = {"users", "modalities", "peers", "private_tags"}
 
@@ -262,6 +265,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         ingest_workers=_ingest_workers(source, storage["ingest_workers"]),
         metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
         attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
+        search=_search(source, _table(source, merged, "search")),
     )
     config = NodeConfig(
         core=core,
@@ -361,6 +365,14 @@ def _audit(source: str, base: Path, table: dict[str, Any]) -> AuditSettings:
         max_size_mb=_ranged(source, "audit.max_size_mb", table.get("max_size_mb", 100), 1, 1 << 20),
         backup_count=_ranged(source, "audit.backup_count", table.get("backup_count", 10), 0, 1000),
         hash_patient_ids=table.get("hash_patient_ids", True),
+    )
+
+
+def _search(source: str, table: dict[str, Any]) -> SearchSettings:
+    interval = table.get("commit_interval_s", 1.0)
+    return SearchSettings(
+        enabled=table.get("enabled", True),
+        commit_interval_s=float(_ranged(source, "search.commit_interval_s", interval, 0, 3600)),
     )
 
 

@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 
 from pacsnode.node.annotations import Annotations
 from pacsnode.node.deletion import Deleter
+from pacsnode.node.errors import SearchUnavailable
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
@@ -27,6 +28,9 @@ from pacsnode.node.ingest import Ingestor, IngestResult
 from pacsnode.node.preparation import Preparer, auto_workers, skip_pydicom_value_warnings
 from pacsnode.node.query import parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
+from pacsnode.node.search import feeder
+from pacsnode.node.search.engine import SearchIndex
+from pacsnode.node.search.query_language import parse as parse_search
 from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.attachments import AttachmentStore
 from pacsnode.storage.gzip_parts import DeflatedPart
@@ -56,11 +60,14 @@ class NodeCore:
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
         self._preparer: Preparer | None = None
+        self._search: feeder.Feeder | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def open(self, *, background: bool = True) -> ReconcileReport:
-        """Recover storage, open the index, reconcile them; start the sealing loop."""
+    def open(self, *, background: bool = True, search: bool | None = None) -> ReconcileReport:
+        """Recover storage, open the index, reconcile them; start the sealing loop and,
+        when ``[search]`` is enabled, the search index's feeder (``search``: whatever
+        ``background`` says, unless given)."""
         storage_report = self._store.open()
         self._blobs.recover()
         self._opened = index = Index(self._data_dir / "index")
@@ -89,12 +96,20 @@ class NodeCore:
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
             self._sealer.start()
+        if self.settings.search.enabled and (background if search is None else search):
+            self._search = feeder.Feeder(
+                SearchIndex(self._search_path), self, self.settings.search.commit_interval_s
+            )
+            self._search.start()
         return report
 
     def close(self) -> None:
         self._stop.set()
         if self._sealer is not None:
             self._sealer.join()
+        if self._search is not None:  # before the index it reads
+            self._search.stop()
+            self._search = None
         if self._preparer is not None:
             self._preparer.close()
             self._preparer = None
@@ -156,6 +171,34 @@ class NodeCore:
 
     def reindex(self) -> ReconcileReport:
         return reindex(self._store, self.index)
+
+    # --- search over every attribute -------------------------------------------------------
+
+    @property
+    def _search_path(self) -> Path:
+        return self._data_dir / "search"
+
+    def search(self, query: str, level: Level, limit: int, offset: int = 0) -> list[str]:
+        """Ids at ``level`` of the resources with an instance matching ``query`` (the
+        search language, :mod:`.search.query_language`), in id order; BadRequest for a
+        query that does not parse."""
+        if self._search is None:
+            raise SearchUnavailable("search over every attribute is off ([search] enabled)")
+        return self._search.index.search(parse_search(query), level, limit, offset)
+
+    def search_lag(self) -> int | None:
+        """Changes the search index has not taken in yet; None when search is off."""
+        return None if self._search is None else self._search.lag()
+
+    def rebuild_search(self) -> int:
+        """Rebuild the search index from the archive (the node's feeder not running)."""
+        if self._search is not None:
+            raise RuntimeError("the search feeder is running; stop the node first")
+        index = SearchIndex(self._search_path)
+        try:
+            return feeder.rebuild(index, self)
+        finally:
+            index.close()
 
     # --- resources -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ __all__ = [
     "InstanceConflict",
     "NotFound",
     "ReadOnlyMetadata",
+    "SearchUnavailable",
     "StorageFull",
     "UnknownResource",
 ]
@@ -55,3 +56,10 @@ class ConfigError(DomainError):
 
     code = "invalid-config"
     http_status = 500
+
+
+class SearchUnavailable(DomainError):
+    """Search over every attribute is off (``[search] enabled = false``) or not running."""
+
+    code = "search-unavailable"
+    http_status = 503

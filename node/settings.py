@@ -25,6 +25,16 @@ class ConflictPolicy(StrEnum):
 
 
 @dataclass(frozen=True)
+class SearchSettings:
+    """Search over every attribute (``POST /tools/search``), fed from the change feed."""
+
+    enabled: bool = True
+    #: the most seconds an indexed instance waits before searches see it (a commit of
+    #: the search index costs a sync to disk: one a second, not one per instance)
+    commit_interval_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class CoreSettings:
     data_dir: Path
     compression: bool = True
@@ -45,6 +55,7 @@ class CoreSettings:
     metadata_names: dict[str, int] = field(default_factory=dict)
     #: symbolic name -> (content type >= 1024, MIME type)
     attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)
+    search: SearchSettings = SearchSettings()
 
     @property
     def archive_limits(self) -> ArchiveLimits:

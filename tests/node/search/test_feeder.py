@@ -1,0 +1,102 @@
+"""The search feeder in a real core: it follows the change feed, and rebuilds from the
+archive when the index is fresh, ahead of the feed, or behind a cleared feed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydicom.data import get_testdata_file
+
+from pacsnode.node.core import NodeCore
+from pacsnode.node.errors import SearchUnavailable
+from pacsnode.node.ids import Level
+from pacsnode.node.index import ChangePage
+from pacsnode.node.search.feeder import feed_was_cleared, needs_rebuild
+from pacsnode.node.settings import CoreSettings, SearchSettings
+from tests.storage.helpers import ct_bytes
+
+
+def opened(data_dir: Path, search: bool = True) -> NodeCore:
+    core = NodeCore(CoreSettings(data_dir, search=SearchSettings(commit_interval_s=0.05)))
+    core.open(background=False, search=search)
+    return core
+
+
+def caught_up(core: NodeCore) -> None:
+    deadline = time.monotonic() + 10
+    while core.search_lag() != 0:
+        assert time.monotonic() < deadline, f"lag stays at {core.search_lag()}"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Iterator[NodeCore]:
+    node = opened(tmp_path / "data")
+    yield node
+    node.close()
+
+
+def mr_path() -> Path:
+    path = get_testdata_file("MR_small.dcm")
+    assert path is not None
+    return Path(path)
+
+
+def test_new_and_deleted_instances_follow_the_feed(core: NodeCore) -> None:
+    for index in range(3):
+        core.ingest(ct_bytes(index))
+    mr = core.ingest(mr_path())
+    caught_up(core)
+    assert len(core.search("Modality:CT", Level.INSTANCE, 100)) == 3
+    assert core.search("Modality:MR", Level.INSTANCE, 100) == [mr.ids[Level.INSTANCE]]
+    assert len(core.search("Modality:CT", Level.SERIES, 100)) == 1
+    core.delete(mr.ids[Level.INSTANCE])
+    caught_up(core)
+    assert core.search("Modality:MR", Level.INSTANCE, 100) == []
+
+
+def test_a_restart_keeps_the_index_and_a_cleared_feed_rebuilds_it(tmp_path: Path) -> None:
+    core = opened(tmp_path / "data")
+    core.ingest(ct_bytes(0))
+    caught_up(core)
+    core.close()
+    core = opened(tmp_path / "data", search=False)  # changes the feeder does not see
+    core.ingest(ct_bytes(1))
+    core.clear_changes()
+    core.ingest(ct_bytes(2))
+    with pytest.raises(SearchUnavailable):
+        core.search("Modality:CT", Level.INSTANCE, 100)
+    core.close()
+    core = opened(tmp_path / "data")
+    try:
+        caught_up(core)
+        assert len(core.search("Modality:CT", Level.INSTANCE, 100)) == 3
+    finally:
+        core.close()
+
+
+def test_rebuild_from_the_archive(tmp_path: Path) -> None:
+    core = opened(tmp_path / "data", search=False)
+    for index in range(2):
+        core.ingest(ct_bytes(index))
+    assert core.rebuild_search() == 2
+    core.close()
+    core = opened(tmp_path / "data")
+    try:
+        assert core.search_lag() == 0  # rebuilt up to the feed's end: nothing to replay
+        assert len(core.search("*", Level.INSTANCE, 100)) == 2
+    finally:
+        core.close()
+
+
+def test_when_to_rebuild() -> None:
+    assert needs_rebuild(0, 5) and needs_rebuild(9, 5)
+    assert not needs_rebuild(0, 0) and not needs_rebuild(5, 5) and not needs_rebuild(3, 5)
+    page = ChangePage([{"Seq": 4}], True, 4)
+    assert not feed_was_cleared(page, 3, 4)
+    assert feed_was_cleared(page, 2, 4)
+    assert feed_was_cleared(ChangePage([], True, 3), 3, 7)
+    assert not feed_was_cleared(ChangePage([], True, 3), 3, 3)
