@@ -130,6 +130,8 @@ def cmd_verify(config: NodeConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
+    if args.search:
+        return _reindex_search(config)
     core = _open(config)
     try:
         report = core.reindex()
@@ -140,6 +142,18 @@ def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
             {"studies": report.studies, "indexed": report.indexed, "unindexed": report.unindexed}
         )
     )
+    return EXIT_OK
+
+
+def _reindex_search(config: NodeConfig) -> int:
+    """Rebuild the search index from the study ZIPs (it works even with [search] off,
+    so that turning search on later starts from a full index)."""
+    core = _open(config)
+    try:
+        count = core.rebuild_search()
+    finally:
+        core.close()
+    print(json.dumps({"search_indexed": count}))
     return EXIT_OK
 
 
@@ -294,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("resource", help="resource id (as /patients, /studies… show)")
     sub.add_argument("--to", type=Path, required=True, help="destination folder")
     add("verify", cmd_verify, "check the study ZIPs against the index")
-    add("reindex", cmd_reindex, "rebuild the DICOM part of the index from the study ZIPs")
+    sub = add("reindex", cmd_reindex, "rebuild the DICOM part of the index from the study ZIPs")
+    sub.add_argument(
+        "--search",
+        action="store_true",
+        help="rebuild the search index (every attribute) instead, from the study ZIPs",
+    )
     sub = add("protect", cmd_protect, "protect a patient from recycling")
     sub.add_argument("patient", help="patient resource id")
     sub = add("unprotect", cmd_unprotect, "let a patient be recycled again")

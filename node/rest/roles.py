@@ -24,7 +24,7 @@ _TABLE: tuple[tuple[frozenset[str], str, Role], ...] = tuple(
     for methods, pattern, role in (
         ("GET HEAD OPTIONS", r"/.*", _READ),
         # Queries and reading tools that POST their question.
-        ("POST", r"/tools/(find|lookup|count-resources|bulk-content)", _READ),
+        ("POST", r"/tools/(find|search|lookup|count-resources|bulk-content)", _READ),
         ("POST", rf"/{_LEVEL}/{_ID}/(archive|media)", _READ),
         ("POST", r"/tools/create-(archive|media|media-extended)", _READ),
         ("POST", rf"/{_LEVEL}/{_ID}/attachments/{_ID}/verify-md5", _READ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from pacsnode.node.core import NodeCore
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.params import flag_param, int_param
 
@@ -58,9 +59,17 @@ async def clear_exports(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+def _statistics(core: NodeCore) -> dict[str, object]:
+    stats: dict[str, object] = dict(core.statistics())
+    lag = core.search_lag()
+    if lag is not None:  # search is on: the changes its answers do not reflect yet
+        stats["SearchIndexLag"] = lag
+    return stats
+
+
 async def statistics(request: web.Request) -> web.Response:
     """Orthanc's shape: sizes in bytes as strings (they may pass 2**53), in MiB as numbers."""
-    stats: dict[str, object] = dict(await blocking(core_of(request).statistics))
+    stats = await blocking(_statistics, core_of(request))
     mib = 1024 * 1024
     for key in ("TotalDiskSize", "TotalUncompressedSize"):
         size = int(stats[key])  # type: ignore[call-overload]
