@@ -1,0 +1,19 @@
+"""Without a running search feeder (``[search] enabled = false``, or a core opened without
+background work), ``/tools/search`` answers 503 and ``/statistics`` says no lag."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from tests.node.rest.conftest import assert_error, get_json
+
+
+async def test_search_off_answers_503(client: TestClient) -> None:
+    response = await client.post("/tools/search", json={"Query": "Modality:CT"})
+    await assert_error(response, 503, "search-unavailable")
+    assert "SearchIndexLag" not in await get_json(client, "/statistics")
+
+
+async def test_a_bad_body_is_refused_before_the_engine(client: TestClient) -> None:
+    response = await client.post("/tools/search", json=["Modality:CT"])
+    await assert_error(response, 400, "bad-request")
