@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from pacsnode.node.errors import DomainError, UnknownResource
@@ -61,9 +61,18 @@ def document_of(dataset: dict[str, Any]) -> Document:
     return flatten(dataset, level_ids(dataset))
 
 
-def archive_documents(source: FeedSource) -> Iterator[Document]:
+class RebuildStopped(Exception):
+    """The node is stopping: a rebuild gives up, leaving the index to be rebuilt at the
+    next start (its position is still 0, so a partial index never passes for whole)."""
+
+
+def archive_documents(
+    source: FeedSource, stopped: Callable[[], bool] = lambda: False
+) -> Iterator[Document]:
     """A document per stored instance, read a study at a time (one metadata read each)."""
     for study_uid in source.study_uids_on_disk():
+        if stopped():
+            raise RebuildStopped
         try:
             datasets = source.study_metadata(study_uid)
         except Exception:  # a damaged or vanished study must not stop the rest
@@ -76,13 +85,16 @@ def archive_documents(source: FeedSource) -> Iterator[Document]:
                 log.exception("search index: cannot index an instance of study %s", study_uid)
 
 
-def rebuild(index: SearchIndex, source: FeedSource) -> int:
+def rebuild(
+    index: SearchIndex, source: FeedSource, stopped: Callable[[], bool] = lambda: False
+) -> int:
     """Replace the index with the archive's instances; the number indexed.
 
     The feed position is read first: what changes while the studies are read is after
-    it, so following the feed from there replays it (idempotently)."""
+    it, so following the feed from there replays it (idempotently). ``stopped`` is asked
+    between studies: a large archive takes minutes, and a node stopping must not wait."""
     position = source.last_change()
-    count = index.rebuild(archive_documents(source), position)
+    count = index.rebuild(archive_documents(source, stopped), position)
     log.info("search index rebuilt: %d instances, up to change %d", count, position)
     return count
 
@@ -144,6 +156,8 @@ class Feeder:
         while not self._stop.is_set():
             try:
                 self._follow()
+            except RebuildStopped:
+                return
             except Exception:  # the index or the feed failed: try again, never give up
                 log.exception("search index: following the change feed failed; retrying")
                 self._stop.wait(RETRY_S)
@@ -174,7 +188,7 @@ class Feeder:
                 self._wake.clear()
 
     def _rebuild(self) -> None:
-        rebuild(self.index, self._source)
+        rebuild(self.index, self._source, self._stop.is_set)
         self._visible = self.index.last_change
 
     def _apply(self, entry: dict[str, Any]) -> None:
@@ -190,9 +204,16 @@ class Feeder:
         except UnknownResource:
             return  # deleted since: its Deleted change follows
         try:
-            self.index.add(document_of(self._source.instance_json(ref)))
-        except (DomainError, OSError, KeyError, ValueError) as exc:
+            document = document_of(self._source.instance_json(ref))
+        except (DomainError, OSError) as exc:  # deleted meanwhile, damaged ZIP...
             log.warning("search index: instance %s left out: %s", instance_id, exc)
+            return
+        except Exception:  # unexpected, but one instance must not stop the feed for all
+            log.exception("search index: instance %s left out", instance_id)
+            return
+        # A failure of the index itself is not the instance's: the batch is retried
+        # from the last commit (by _run).
+        self.index.add(document)
 
 
 class _Batch:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.data import get_testdata_file
@@ -13,9 +14,19 @@ from pydicom.data import get_testdata_file
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import SearchUnavailable
 from pacsnode.node.ids import Level
-from pacsnode.node.index import ChangePage
-from pacsnode.node.search.feeder import feed_was_cleared, needs_rebuild
+from pacsnode.node.index import ChangePage, InstanceRef
+from pacsnode.node.search.engine import SearchIndex
+from pacsnode.node.search.feeder import (
+    Feeder,
+    RebuildStopped,
+    document_of,
+    feed_was_cleared,
+    needs_rebuild,
+    rebuild,
+)
+from pacsnode.node.search.query_language import parse
 from pacsnode.node.settings import CoreSettings, SearchSettings
+from tests.node.search.conftest import dicom_json
 from tests.storage.helpers import ct_bytes
 
 
@@ -100,3 +111,69 @@ def test_when_to_rebuild() -> None:
     assert feed_was_cleared(page, 2, 4)
     assert feed_was_cleared(ChangePage([], True, 3), 3, 7)
     assert not feed_was_cleared(ChangePage([], True, 3), 3, 3)
+
+
+class Source:
+    """A feed and an archive in memory, with one instance that cannot be read."""
+
+    def __init__(self, datasets: list[dict[str, Any]]) -> None:
+        self.by_id = {document_of(d).ids.instance: d for d in datasets}
+        # the index starts past the first change, so that it follows the feed (a fresh
+        # one would be rebuilt from the archive instead)
+        self.feed = [{"Seq": 1, "ChangeType": "StableStudy", "ResourceType": "Study", "ID": ""}]
+        self.feed += [
+            {"Seq": n + 2, "ChangeType": "NewInstance", "ResourceType": "Instance", "ID": i}
+            for n, i in enumerate(["broken", *self.by_id])
+        ]
+
+    def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
+        entries = [e for e in self.feed if e["Seq"] > since][:limit]
+        return ChangePage(entries, len(entries) < limit, entries[-1]["Seq"] if entries else since)
+
+    def last_change(self) -> int:
+        return len(self.feed)
+
+    def instance_ref(self, instance_id: str) -> InstanceRef:
+        return InstanceRef(instance_id, "", "", "")
+
+    def instance_json(self, ref: InstanceRef) -> dict[str, Any]:
+        if ref.id == "broken":
+            raise TypeError("not what an instance's JSON looks like")
+        return self.by_id[ref.id]
+
+    def study_uids_on_disk(self) -> list[str]:
+        return ["1.2.3"]
+
+    def study_metadata(self, study_uid: str) -> list[dict[str, Any]]:
+        return list(self.by_id.values())
+
+
+def test_an_instance_that_cannot_be_read_is_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = Source([dicom_json("CT_small.dcm"), dicom_json("MR_small.dcm")])
+    index = SearchIndex(tmp_path / "search")
+    index.commit(last_change=1)
+    feeder = Feeder(index, source, commit_interval_s=0.01)
+    feeder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while feeder.lag():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(index.search(parse("*"), Level.INSTANCE)) == 2
+        assert "instance broken left out" in caplog.text
+    finally:
+        feeder.stop()
+
+
+def test_a_rebuild_stopped_midway_is_not_taken_for_whole(tmp_path: Path) -> None:
+    source = Source([dicom_json("CT_small.dcm")])
+    index = SearchIndex(tmp_path / "search")
+    try:
+        with pytest.raises(RebuildStopped):
+            rebuild(index, source, stopped=lambda: True)
+        assert index.last_change == 0  # rebuilt again at the next start
+        assert rebuild(index, source) == 1 and index.last_change == source.last_change()
+    finally:
+        index.close()
