@@ -98,7 +98,7 @@ class NodeCore:
             self._sealer.start()
         if self.settings.search.enabled and (background if search is None else search):
             self._search = feeder.Feeder(
-                SearchIndex(self._search_path), self, self.settings.search.commit_interval_s
+                feeder.open_index(self._search_path), self, self.settings.search.commit_interval_s
             )
             self._search.start()
         return report

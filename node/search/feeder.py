@@ -17,9 +17,11 @@ thread but :meth:`Feeder.stop`.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from pacsnode.node.errors import DomainError, UnknownResource
@@ -55,6 +57,17 @@ class FeedSource(Protocol):
     def study_uids_on_disk(self) -> list[str]: ...
 
     def study_metadata(self, study_uid: str) -> list[dict[str, Any]]: ...
+
+
+def open_index(path: Path) -> SearchIndex:
+    """The index at ``path``; one that does not open (damaged files) is thrown away and
+    made anew, to be rebuilt from the archive: it holds nothing the archive does not."""
+    try:
+        return SearchIndex(path)
+    except Exception:
+        log.exception("search index: %s does not open; rebuilding it", path)
+        shutil.rmtree(path, ignore_errors=True)
+        return SearchIndex(path)
 
 
 def document_of(dataset: dict[str, Any]) -> Document:

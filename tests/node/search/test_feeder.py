@@ -177,3 +177,17 @@ def test_a_rebuild_stopped_midway_is_not_taken_for_whole(tmp_path: Path) -> None
         assert rebuild(index, source) == 1 and index.last_change == source.last_change()
     finally:
         index.close()
+
+
+def test_an_index_that_does_not_open_is_made_anew(tmp_path: Path) -> None:
+    core = opened(tmp_path / "data")
+    core.ingest(ct_bytes(0))
+    caught_up(core)
+    core.close()
+    (tmp_path / "data" / "search" / "meta.json").write_text("{ damaged")
+    core = opened(tmp_path / "data")
+    try:
+        caught_up(core)
+        assert len(core.search("Modality:CT", Level.INSTANCE, 100)) == 1
+    finally:
+        core.close()
