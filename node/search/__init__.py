@@ -4,4 +4,6 @@ Pure building blocks, wired into the node elsewhere: :mod:`.query_language` pars
 query string into a small AST, :mod:`.documents` flattens one instance's DICOM JSON
 into the fields to index, :mod:`.fields` names those fields (both sides use it), and
 :mod:`.engine` keeps them in an embedded index and answers an AST at a level.
+:mod:`.feeder` is the node's side: the thread that keeps the index up to date from
+the change feed (``NodeCore`` starts it; ``POST /tools/search`` asks it).
 """

@@ -138,7 +138,6 @@ class Feeder:
         self._source = source
         self._interval = commit_interval_s
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         # What searches see: the index records its position before it reloads its
         # reader, so the lag counts from here, set once a commit has returned.
@@ -151,15 +150,10 @@ class Feeder:
     def stop(self) -> None:
         """Stop the thread; what it had not committed is replayed at the next start."""
         self._stop.set()
-        self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         self.index.close()
-
-    def wake(self) -> None:
-        """Look at the feed now rather than at the next poll."""
-        self._wake.set()
 
     def lag(self) -> int:
         """Changes of the feed that searches do not see yet."""
@@ -197,8 +191,7 @@ class Feeder:
                 self.index.commit(position)
                 self._visible, batch = position, _Batch()
             if page.done:
-                self._wake.wait(batch.wait(self._interval, POLL_S))
-                self._wake.clear()
+                self._stop.wait(batch.wait(self._interval, POLL_S))
 
     def _rebuild(self) -> None:
         rebuild(self.index, self._source, self._stop.is_set)

@@ -44,6 +44,8 @@ def chest_ct() -> bytes:
     item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
     item.ReferencedSOPInstanceUID = "1.2.3.4.5.6.7"
     dataset.ReferencedImageSequence = [item]
+    block = dataset.private_block(0x0019, "PACSNODE TEST", create=True)
+    block.add_new(0x10, "LO", "Secret protocol")
     return to_bytes(dataset)
 
 
@@ -95,6 +97,8 @@ def test_field_range_wildcard_and_sequence_queries(node: NodeProcess, stored) ->
     assert search(node, "SeriesDescription:*chest*", Level="Instance") == ids(stored, "chest")
     sequence = "ReferencedImageSequence.ReferencedSOPInstanceUID:1.2.3.4.5.6.7"
     assert search(node, sequence, Level="Instance") == ids(stored, "chest")
+    private = '"PACSNODE TEST",0019,xx10:*protocol'
+    assert search(node, private, Level="Instance") == ids(stored, "chest")
     other_ids = "OtherPatientIDsSequence.PatientID:1234abcd"
     assert search(node, other_ids, Level="Instance") == ids(stored, "ct_small")
     assert search(node, "Modality:(CT OR MR) AND NOT Modality:CT") == ids(
