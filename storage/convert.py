@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate, encapsulate_extended, generate_frames
@@ -23,6 +24,7 @@ from pydicom.filewriter import correct_ambiguous_vr, dcmwrite
 from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
+from pacsnode.storage import dicom_json
 from pacsnode.storage.errors import InvalidDicom, MissingUid, NotDicom
 from pacsnode.storage.fidelity import Layout
 from pacsnode.storage.layout import check_uid, instance_path
@@ -111,9 +113,9 @@ def read_p10_located(source: bytes | Path | BinaryIO) -> tuple[Dataset, int | No
             dataset = pydicom.dcmread(handle, force=not has_preamble)
         _check_complete(dataset, caught, end)
         pixel_data_offset = _pixel_data_offset(dataset, start) if has_preamble else None
-        # Values are decoded lazily; touch every element now so that a damaged
+        # Values are decoded lazily; decode every element now so that a damaged
         # file fails here, not half-way through storing it.
-        _touch_all(dataset)
+        dicom_json.decode_all(dataset, _BULK_THRESHOLD_BASE64)
     except InvalidDicom:
         raise
     except Exception as exc:  # pydicom raises many types for damaged input
@@ -153,13 +155,6 @@ def _check_complete(dataset: Dataset, caught: list[warnings.WarningMessage], fil
         raise InvalidDicom("the file is truncated inside an element header")
 
 
-def _touch_all(dataset: Dataset) -> None:
-    for element in dataset:
-        if element.VR == "SQ":
-            for item in element.value:
-                _touch_all(item)
-
-
 def transfer_syntax_of(dataset: Dataset) -> str:
     meta = getattr(dataset, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -173,11 +168,15 @@ def transfer_syntax_of(dataset: Dataset) -> str:
 
 def _required_uid(dataset: Dataset, keyword: str) -> str:
     """The UID without its trailing padding, validated and written back as such."""
-    value = dataset.get(keyword)
+    # read from the fast path's entry when it has one: pydicom would convert the element
+    value = dicom_json.kept_single_value(dataset, tag_for_keyword(keyword) or 0)
+    if value is None:
+        value = dataset.get(keyword)
     if value is None or str(value).strip("\0 ") == "":
         raise MissingUid(f"the instance has no {keyword}")
     uid = check_uid(str(value).rstrip("\0 "), keyword)
-    setattr(dataset, keyword, uid)
+    if uid != value:  # rewritten only when that changes it, so the entry stays valid
+        setattr(dataset, keyword, uid)
     return uid
 
 
@@ -199,14 +198,12 @@ def split_dataset(dataset: Dataset) -> SplitInstance:
         split = SplitInstance(study_uid, series_uid, sop_uid, syntax, {})
         base = instance_path(series_uid, sop_uid)
         pixel_element = _take_pixel_data(dataset, split)
-        bulk_keys = _assign_bulk_keys(dataset)
 
-        def to_bulk_uri(element: DataElement) -> str:
-            key = bulk_keys[id(element)]
+        def to_bulk_uri(element: DataElement, key: str) -> str:
             split.bulk[key] = bytes(element.value)
             return f"{base}/bulkdata/{key}"
 
-        metadata = dataset.to_json_dict(_BULK_THRESHOLD_BASE64, to_bulk_uri)
+        metadata = dicom_json.to_json_dict(dataset, _BULK_THRESHOLD_BASE64, to_bulk_uri)
     except InvalidDicom:
         raise
     except Exception as exc:
@@ -289,19 +286,6 @@ def _frames_of(dataset: Dataset, element: DataElement, syntax: str) -> list[byte
         # be cut apart, and stay whole as bulk data.
         return [bytes(value)] if count == 1 else None
     return [value[i * frame_length : (i + 1) * frame_length] for i in range(count)]
-
-
-def _assign_bulk_keys(dataset: Dataset, prefix: str = "") -> dict[int, str]:
-    """Give each binary element a stable key from its path: ``TAG`` or ``SEQ.ITEM.TAG``."""
-    keys: dict[int, str] = {}
-    for element in dataset:
-        key = f"{prefix}{element.tag:08X}"
-        if element.VR == "SQ":
-            for index, item in enumerate(element.value):
-                keys.update(_assign_bulk_keys(item, f"{key}.{index}."))
-        else:
-            keys[id(element)] = key
-    return keys
 
 
 # --- archive -> P10 ------------------------------------------------------------------
