@@ -192,8 +192,11 @@ class Feeder:
                 self._visible, batch = position, _Batch()
             if page.done:
                 self._stop.wait(batch.wait(self._interval, POLL_S))
+        if batch.started is not None:  # stopping: keep what was indexed, not replay it
+            self.index.commit(position)
 
     def _rebuild(self) -> None:
+        self._visible = 0  # the index is emptied first: searches see nothing until it ends
         rebuild(self.index, self._source, self._stop.is_set)
         self._visible = self.index.last_change
 

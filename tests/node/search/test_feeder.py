@@ -191,3 +191,22 @@ def test_an_index_that_does_not_open_is_made_anew(tmp_path: Path) -> None:
         assert len(core.search("Modality:CT", Level.INSTANCE, 100)) == 1
     finally:
         core.close()
+
+
+def test_stopping_commits_what_was_indexed(tmp_path: Path) -> None:
+    settings = CoreSettings(tmp_path / "data", search=SearchSettings(commit_interval_s=3600))
+    core = NodeCore(settings)
+    core.open(background=False, search=True)
+    core.ingest(ct_bytes(0))  # fed, or rebuilt from the archive if before the first look
+    time.sleep(0.5)
+    core.ingest(ct_bytes(1))
+    time.sleep(1.0)  # polls every 0.2 s: fed, but not due for a commit for an hour
+    assert core.search_lag() > 0
+    feed_position = core.last_change()
+    core.close()
+    index = SearchIndex(tmp_path / "data" / "search")
+    try:
+        assert index.last_change == feed_position
+        assert len(index.search(parse("Modality:CT"), Level.INSTANCE)) == 2
+    finally:
+        index.close()
