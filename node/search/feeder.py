@@ -34,6 +34,9 @@ from pacsnode.node.search.engine import SearchIndex
 log = logging.getLogger(__name__)
 
 #: changes read from the feed at once
+#: while instances keep arriving, the feeder sleeps this many times what it spent on a
+#: page: it takes at most a tenth of the one interpreter lock that ingest needs too
+YIELD_WHILE_INGESTING = 9.0
 PAGE = 500
 #: uncommitted changes that make a commit without waiting for the interval
 COMMIT_CHANGES = 5000
@@ -182,8 +185,14 @@ class Feeder:
                 self._rebuild()
                 position, batch = self.index.last_change, _Batch()
                 continue
+            started = time.monotonic()
             for entry in page.changes:
                 self._apply(entry)
+            if self._source.last_change() > feed_position:
+                # Instances kept arriving while this page was indexed: yield the GIL
+                # to ingest, which must not slow down for search (the lag grows, and
+                # shrinks once arrivals pause).
+                self._stop.wait((time.monotonic() - started) * YIELD_WHILE_INGESTING)
             if page.changes:
                 position = int(page.changes[-1]["Seq"])
                 batch.grow(len(page.changes))
