@@ -15,21 +15,20 @@ add noise to word search; those are reached by field.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pacsnode.node.ids import resource_ids
 from pacsnode.node.search.fields import (
     NUMBER_VRS,
     TEMPORAL_VRS,
-    PathPart,
     PrivateTag,
     StandardTag,
     canonical_number,
     fold,
     format_number,
-    path_key,
     sort_number,
 )
 
@@ -41,6 +40,8 @@ MAX_DEPTH = 16
 BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 FREE_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _PERSON_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+#: integers below this are written as they are (format_number's own bound)
+_EXACT = 10**15
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,7 @@ class LevelIds:
     instance: str
 
 
-@dataclass(frozen=True)
-class FieldValue:
+class FieldValue(NamedTuple):  # a tuple: made a few hundred times an instance
     key: str  #: the field's path key
     vr: str
     text: str  #: folded, at most MAX_VALUE_CHARS
@@ -88,67 +88,81 @@ def flatten(dataset: Mapping[str, Any], ids: LevelIds) -> Document:
     """The document to index for one instance's DICOM JSON (PS3.18 F.2)."""
     values: dict[tuple[str, str], FieldValue] = {}  # duplicates (same key, same text) once
     text: list[str] = []
-    for value, free_text in _walk(dataset, (), 0):
-        values.setdefault((value.key, value.text), value)
-        if free_text:
-            text.append(free_text)
+    _walk(dataset, "", 0, values, text)
     return Document(ids, tuple(values.values()), "\n".join(text))
+
+
+@functools.lru_cache(maxsize=16384)  # the same few thousand tags recur in every instance
+def _tag(tag: str) -> tuple[str | None, int, int] | None:
+    """(standard key, or None for a private data element; group; element), None if
+    the tag is not one, or a group length (which says nothing)."""
+    if len(tag) != 8:
+        return None
+    try:
+        group, element = int(tag[:4], 16), int(tag[4:], 16)
+    except ValueError:
+        return None
+    if element == 0:
+        return None
+    if group % 2 == 1 and element >= 0x1000:
+        return None, group, element
+    return StandardTag(group << 16 | element).key, group, element
+
+
+@functools.lru_cache(maxsize=16384)
+def _private_key(creator: str, group: int, element: int) -> str:
+    return PrivateTag(creator, group, element & 0xFF).key
 
 
 def _creators(dataset: Mapping[str, Any]) -> dict[tuple[int, int], str]:
     """(group, block) -> private creator, from the creator elements (gggg,0010-00FF)."""
     creators = {}
     for tag, element in dataset.items():
-        group, number = _split_tag(tag)
-        if group is not None and group % 2 == 1 and 0x10 <= number <= 0xFF:
-            value = (element.get("Value") or [None])[0] if isinstance(element, dict) else None
-            if isinstance(value, str):
-                creators[(group, number)] = value.strip()
+        parsed = _tag(tag)
+        if parsed is None or parsed[1] % 2 == 0 or not 0x10 <= parsed[2] <= 0xFF:
+            continue
+        value = (element.get("Value") or [None])[0] if isinstance(element, dict) else None
+        if isinstance(value, str):
+            creators[(parsed[1], parsed[2])] = value.strip()
     return creators
 
 
-def _split_tag(tag: str) -> tuple[int | None, int]:
-    try:
-        return int(tag[:4], 16), int(tag[4:8], 16)
-    except ValueError:
-        return None, 0
-
-
-def _part(tag: str, creators: dict[tuple[int, int], str]) -> PathPart | None:
-    group, element = _split_tag(tag)
-    if group is None or len(tag) != 8 or element == 0:  # group lengths say nothing
-        return None
-    if group % 2 == 1 and element >= 0x1000:
-        creator = creators.get((group, element >> 8), "")
-        return PrivateTag(creator, group, element & 0xFF)
-    return StandardTag(group << 16 | element)
-
-
 def _walk(
-    dataset: Mapping[str, Any], prefix: tuple[PathPart, ...], depth: int
-) -> Iterator[tuple[FieldValue, str]]:
-    creators = _creators(dataset)
+    dataset: Mapping[str, Any],
+    prefix: str,
+    depth: int,
+    values: dict[tuple[str, str], FieldValue],
+    text: list[str],
+) -> None:
+    creators: dict[tuple[int, int], str] | None = None  # read when a private element needs it
     for tag, element in dataset.items():
-        part = _part(tag, creators)
-        if part is None or not isinstance(element, dict):
+        parsed = _tag(tag) if isinstance(tag, str) else None
+        if parsed is None or not isinstance(element, dict):
             continue
-        path = (*prefix, part)
+        key, group, number = parsed
+        if key is None:
+            if creators is None:
+                creators = _creators(dataset)
+            key = _private_key(creators.get((group, number >> 8), ""), group, number)
+        path = f"{prefix}.{key}" if prefix else key
         vr = str(element.get("vr", "UN"))
+        items = element.get("Value")
+        if not isinstance(items, list):
+            continue
         if vr == "SQ":
             if depth < MAX_DEPTH:
-                for item in element.get("Value") or []:
+                for item in items:
                     if isinstance(item, dict):
-                        yield from _walk(item, path, depth + 1)
-            continue
-        if vr in BINARY_VRS or "Value" not in element:
-            continue
-        key = path_key(path)
-        for raw in element["Value"] or []:
-            yield from _values(key, vr, raw)
+                        _walk(item, path, depth + 1, values, text)
+        elif vr not in BINARY_VRS:
+            for raw in items:
+                _add(path, vr, raw, values, text)
 
 
-def _values(key: str, vr: str, raw: Any) -> Iterator[tuple[FieldValue, str]]:
-    """The field values (and their free text) of one value of an attribute."""
+def _add(
+    key: str, vr: str, raw: Any, values: dict[tuple[str, str], FieldValue], text: list[str]
+) -> None:
+    """The field values (and free text) of one value of an attribute."""
     if raw is None:
         return
     if vr == "PN":
@@ -156,16 +170,22 @@ def _values(key: str, vr: str, raw: Any) -> Iterator[tuple[FieldValue, str]]:
             for group in _PERSON_NAME_GROUPS:
                 name = raw.get(group)
                 if isinstance(name, str) and name.strip():
-                    yield _text_value(key, vr, name), name.strip()[:MAX_TEXT_CHARS]
+                    value = _text_value(key, vr, name)
+                    values.setdefault((key, value.text), value)
+                    text.append(name.strip()[:MAX_TEXT_CHARS])
         return
     if vr in NUMBER_VRS:
-        yield _number_value(key, vr, raw), ""
+        value = _number_value(key, vr, raw)
+    elif isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        as_text = str(raw)
+        if not as_text.strip():
+            return
+        value = _text_value(key, vr, as_text)
+        if vr in FREE_TEXT_VRS:
+            text.append(as_text.strip()[:MAX_TEXT_CHARS])
+    else:
         return
-    if isinstance(raw, str | int | float):
-        text = str(raw)
-        if text.strip():
-            free = text.strip()[:MAX_TEXT_CHARS] if vr in FREE_TEXT_VRS else ""
-            yield _text_value(key, vr, text), free
+    values.setdefault((key, value.text), value)
 
 
 def _text_value(key: str, vr: str, text: str) -> FieldValue:
@@ -175,14 +195,14 @@ def _text_value(key: str, vr: str, text: str) -> FieldValue:
 
 def _number_value(key: str, vr: str, raw: Any) -> FieldValue:
     """Numbers are written one way (``2.50`` as ``2.5``) so that ``Field:2.5`` finds them."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raw = str(raw)
-    if isinstance(raw, int | float):
+    if type(raw) is int and -_EXACT < raw < _EXACT:  # most of them: no float round trip
+        return FieldValue(key, vr, str(raw), float(raw))
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
         number = float(raw)
         if number != number or abs(number) == float("inf"):
             return FieldValue(key, vr, fold(str(raw)), None)
         return FieldValue(key, vr, format_number(number), number)
-    canonical = canonical_number(raw)
+    canonical = canonical_number(str(raw))
     if canonical is None:  # a DS or IS that is not a number: kept as text
-        return FieldValue(key, vr, fold(raw)[:MAX_VALUE_CHARS], None)
+        return FieldValue(key, vr, fold(str(raw))[:MAX_VALUE_CHARS], None)
     return FieldValue(key, vr, canonical, float(canonical))
