@@ -97,7 +97,8 @@ class SearchIndex:
             state = json.loads((self.path / STATE_FILE).read_text())
         except (OSError, ValueError):
             return {}
-        return state if isinstance(state, dict) else {}
+        valid = isinstance(state, dict) and isinstance(state.get("last_change"), int)
+        return state if valid else {}  # a damaged file: the index is rebuilt
 
     def _write_state(self) -> None:
         temporary = self.path / f"{STATE_FILE}.tmp"

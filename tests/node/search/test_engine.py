@@ -270,6 +270,19 @@ def test_an_index_of_another_format_starts_again_empty(tmp_path, datasets):
     reopened.close()
 
 
+@pytest.mark.parametrize("damaged", ["", "{", "[]", '{"format": 1, "last_change": "7"}'])
+def test_a_damaged_state_file_starts_the_index_again(tmp_path, datasets, damaged):
+    index = SearchIndex(tmp_path / "search")
+    index.add(document(datasets["CT_small.dcm"]))
+    index.commit(last_change=7)
+    index.close()
+    (tmp_path / "search" / STATE_FILE).write_text(damaged)
+    reopened = SearchIndex(tmp_path / "search")
+    assert reopened.last_change == 0
+    assert reopened.count(parse(""), Level.INSTANCE) == 0
+    reopened.close()
+
+
 def test_rebuild_replaces_everything(index, datasets):
     mr_only = [document(d) for d in series_of(datasets["MR_small.dcm"], 4)]
     assert index.rebuild(mr_only, last_change=99, batch=3) == 4
