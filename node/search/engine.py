@@ -15,15 +15,18 @@ adding is idempotent for). One process opens an index for writing at a time.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import tantivy
 
+from pacsnode.node.errors import StorageFull
 from pacsnode.node.ids import Level
 from pacsnode.node.search.documents import Document
 from pacsnode.node.search.query_ast import Node
@@ -42,6 +45,22 @@ _LEVEL_FIELDS = {
     Level.SERIES: "series",
     Level.INSTANCE: "instance",
 }
+
+
+@contextlib.contextmanager
+def _disk_full_as_storage_full() -> Iterator[None]:
+    """tantivy reports a full disk as a ValueError naming the OS error; the node's error
+    model has StorageFull for it (a condition to wait out, not a bug)."""
+    try:
+        yield
+    except ValueError as exc:
+        if "No space left on device" not in str(exc):
+            raise
+        raise StorageFull("the disk of the search index is full") from None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise StorageFull("the disk of the search index is full") from None
 
 
 def _schema() -> tantivy.Schema:
@@ -117,7 +136,7 @@ class SearchIndex:
 
     def add(self, document: Document) -> None:
         """Add an instance's document, replacing the one it had (visible after commit)."""
-        with self._lock:
+        with self._lock, _disk_full_as_storage_full():
             writer = self._writer_now()
             writer.delete_documents_by_term("instance", document.ids.instance)
             writer.add_document(_tantivy_document(document))
@@ -131,12 +150,13 @@ class SearchIndex:
 
     def delete(self, level: Level, resource_id: str) -> None:
         """Remove every instance of this patient, study, series or instance."""
-        with self._lock:
+        with self._lock, _disk_full_as_storage_full():
             self._writer_now().delete_documents_by_term(_LEVEL_FIELDS[level], resource_id)
 
     def commit(self, last_change: int | None = None) -> None:
-        """Publish the writes since the last commit, and record ``last_change``."""
-        with self._lock:
+        """Publish the writes since the last commit, and record ``last_change``; a full
+        disk is StorageFull (the writes stay pending for the next commit)."""
+        with self._lock, _disk_full_as_storage_full():
             if self._writer is not None:
                 self._writer.commit()
             if last_change is not None:

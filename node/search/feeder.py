@@ -163,11 +163,17 @@ class Feeder:
         return max(0, self._source.last_change() - self._visible)
 
     def _run(self) -> None:
+        waiting_out: str | None = None  # a condition already said (a full disk lasts)
         while not self._stop.is_set():
             try:
                 self._follow()
             except RebuildStopped:
                 return
+            except DomainError as exc:  # e.g. a full disk: said once, retried quietly
+                if exc.message != waiting_out:
+                    log.warning("search index: %s; retrying", exc.message)
+                waiting_out = exc.message
+                self._stop.wait(RETRY_S)
             except Exception:  # the index or the feed failed: try again, never give up
                 log.exception("search index: following the change feed failed; retrying")
                 self._stop.wait(RETRY_S)
