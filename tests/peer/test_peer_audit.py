@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,22 @@ from tests.storage.helpers import ct_bytes
 pytestmark = pytest.mark.e2e  # starts real node processes
 
 
-def audit_events(node: NodeProcess, action: str, until_count: int = 1) -> list[dict[str, Any]]:
+def audit_events(
+    node: NodeProcess,
+    action: str,
+    until_count: int = 1,
+    wanted: Callable[[dict[str, Any]], bool] = lambda _: True,
+) -> list[dict[str, Any]]:
+    """The node's events of one kind that are ``wanted``, once there are ``until_count``
+    (the node's writer thread writes them a few times a second)."""
     path = node.directory / "data" / "audit" / "audit.log"
-    deadline = time.monotonic() + 10  # written by the node's writer thread
+    deadline = time.monotonic() + 10
     found: list[dict[str, Any]] = []
     while time.monotonic() < deadline and len(found) < until_count:
         time.sleep(0.1)
         if path.exists():
             events = [json.loads(line) for line in path.read_text().splitlines()]
-            found = [event for event in events if event["action"] == action]
+            found = [e for e in events if e["action"] == action and wanted(e)]
     return found
 
 
@@ -43,6 +51,7 @@ def test_syncs_and_peer_requests_are_audited(
     passes = audit_events(site_a, "peer-sync")
     assert passes and passes[-1]["peer"] == "siteb" and passes[-1]["outcome"] == "done"
     assert passes[-1]["pushed"] == 1
+    audit_events(site_b, "peer-request", wanted=lambda event: event["method"] == "POST")
     served = audit_events(site_b, "peer-request", 2)
     assert {event["peer"] for event in served} == {"sitea"}
     assert all(event["address"] == "127.0.0.1" for event in served)
@@ -50,7 +59,7 @@ def test_syncs_and_peer_requests_are_audited(
 
     stranger = Peer(load_or_create(tmp_path / "stranger"), _peering_port(site_b))
     assert stranger.call("GET", "/peer/v1/hello")[0] == 403
-    refused = [e for e in audit_events(site_b, "peer-request", 3) if e["peer"] == ""]
+    refused = audit_events(site_b, "peer-request", wanted=lambda event: event["peer"] == "")
     assert refused and refused[-1]["outcome"] == "403" and refused[-1]["path"] == "/peer/v1/hello"
 
 
