@@ -13,16 +13,10 @@ as ``ZipFile.read`` does.
 from __future__ import annotations
 
 import os
-import struct
 import zipfile
 
 from pacsnode.storage.codec import crc32, inflate
-
-#: a local file header: signature, versions, flags, method, time, date, CRC, sizes, and the
-#: lengths of the name and the extra field that come between it and the entry's bytes
-_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-_NAME_LENGTH, _EXTRA_LENGTH = 10, 11
-_LOCAL_SIGNATURE = b"PK\003\004"
+from pacsnode.storage.zipwriter import LOCAL_HEADER_SIZE, data_offset
 
 
 def _read_at(descriptor: int, size: int, offset: int) -> bytes:
@@ -45,10 +39,10 @@ def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     descriptor = _descriptor(archive)
     if info.compress_type != zipfile.ZIP_DEFLATED or descriptor is None:
         return archive.read(info)
-    header = _LOCAL_HEADER.unpack(_read_at(descriptor, _LOCAL_HEADER.size, info.header_offset))
-    if header[0] != _LOCAL_SIGNATURE:
-        raise zipfile.BadZipFile(f"bad local header for {info.filename}")
-    start = info.header_offset + _LOCAL_HEADER.size + header[_NAME_LENGTH] + header[_EXTRA_LENGTH]
+    try:
+        start = data_offset(info, _read_at(descriptor, LOCAL_HEADER_SIZE, info.header_offset))
+    except ValueError as exc:
+        raise zipfile.BadZipFile(str(exc)) from None
     raw = _read_at(descriptor, info.compress_size, start)
     try:
         data = inflate(raw, info.file_size)

@@ -20,6 +20,7 @@ from zipfile import ZIP_DEFLATED, ZIP_STORED, ZipInfo
 from pacsnode.storage.codec import crc32, deflate
 
 _LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
+LOCAL_HEADER_SIZE = _LOCAL_HEADER.size
 _CENTRAL_HEADER = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END_RECORD = struct.Struct("<IHHHHIIH")
 _END_RECORD64 = struct.Struct("<IQHHIIQQQQ")
@@ -56,15 +57,20 @@ class WrittenEntry:
     comment: bytes = b""
 
 
-def raw_data_offset(source: BinaryIO, info: ZipInfo) -> int:
-    """Offset of an entry's compressed bytes, read from its local header."""
-    source.seek(info.header_offset)
-    header = source.read(_LOCAL_HEADER.size)
-    fields = _LOCAL_HEADER.unpack(header)
+def data_offset(info: ZipInfo, local_header: bytes) -> int:
+    """Offset of an entry's compressed bytes, from its local header's first
+    ``LOCAL_HEADER_SIZE`` bytes (ValueError when they are no local header)."""
+    fields = _LOCAL_HEADER.unpack(local_header)
     if fields[0] != _LOCAL_SIGNATURE:
         raise ValueError(f"bad local header for {info.filename}")
     name_length, extra_length = fields[9], fields[10]
     return info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+
+
+def raw_data_offset(source: BinaryIO, info: ZipInfo) -> int:
+    """Offset of an entry's compressed bytes, read from its local header."""
+    source.seek(info.header_offset)
+    return data_offset(info, source.read(LOCAL_HEADER_SIZE))
 
 
 def iter_raw_bytes(source: BinaryIO, info: ZipInfo) -> Iterator[bytes]:
