@@ -31,6 +31,7 @@ from pacsnode.node.settings import (
     NodeConfig,
     PeeringSettings,
     PeerSettings,
+    PluginSettings,
     PrivateTag,
     Role,
     SearchSettings,
@@ -87,7 +88,10 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "max_metadata_size_mb": (int,),
         "max_compression_ratio": (int,),
         "ingest_workers": (int, str),
+        "backend": (str,),
     },
+    "index": {"plugins": (list,)},
+    "web": {"plugins": (list,)},
     "users": {"name": (str,), "password_hash": (str,), "role": (str,)},
     "modalities": {
         "name": (str,),
@@ -145,6 +149,9 @@ _TABLES = {
     "dicomweb",
     "audit",
     "search",
+    "index",
+    "web",
+    "plugins",
 }
 _LISTS = {"users", "modalities", "peers", "private_tags"}
 
@@ -266,6 +273,7 @@ def _build(merged: dict[str, Any], source: str, base: Path) -> NodeConfig:
         metadata_names=_metadata_names(source, _table(source, merged, "metadata")),
         attachment_types=_attachment_types(source, _table(source, merged, "attachments")),
         search=_search(source, _table(source, merged, "search")),
+        plugins=_plugins(source, storage, merged),
     )
     config = NodeConfig(
         core=core,
@@ -365,6 +373,34 @@ def _audit(source: str, base: Path, table: dict[str, Any]) -> AuditSettings:
         max_size_mb=_ranged(source, "audit.max_size_mb", table.get("max_size_mb", 100), 1, 1 << 20),
         backup_count=_ranged(source, "audit.backup_count", table.get("backup_count", 10), 0, 1000),
         hash_patient_ids=table.get("hash_patient_ids", True),
+    )
+
+
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _plugin_names(source: str, key: str, value: Any) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    for name in values:
+        if not isinstance(name, str) or not _PLUGIN_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{source}: '{key}' takes plugin names (entry point names), not {name!r}"
+            )
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{source}: '{key}' names a plugin twice")
+    return tuple(values)
+
+
+def _plugins(source: str, storage: dict[str, Any], merged: dict[str, Any]) -> PluginSettings:
+    """Which plugins to load; ``[plugins.NAME]`` tables are checked by the plugins."""
+    settings = merged.get("plugins", {})
+    if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
+        raise ConfigError(f"{source}: 'plugins' must hold tables, such as [plugins.s3]")
+    return PluginSettings(
+        storage_backend=_plugin_names(source, "storage.backend", storage["backend"])[0],
+        index=_plugin_names(source, "index.plugins", _table(source, merged, "index")["plugins"]),
+        web=_plugin_names(source, "web.plugins", _table(source, merged, "web")["plugins"]),
+        settings={name: dict(table) for name, table in settings.items()},
     )
 
 

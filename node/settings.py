@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from pacsnode.node.recycling import Limits, StorageMode
 from pacsnode.storage.limits import ArchiveLimits
@@ -35,6 +36,23 @@ class SearchSettings:
 
 
 @dataclass(frozen=True)
+class PluginSettings:
+    """Which plugins the node loads (:mod:`pacsnode.node.plugins`) and their settings."""
+
+    #: the ``pacsnode.storage`` entry point that keeps sealed study ZIPs
+    storage_backend: str = "local"
+    #: ``pacsnode.index`` entry points beyond the built-in ones
+    index: tuple[str, ...] = ()
+    #: ``pacsnode.web`` entry points, each mounted under ``/plugins/{name}/``
+    web: tuple[str, ...] = ()
+    #: ``[plugins.NAME]`` tables, as written
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def settings_of(self, name: str) -> dict[str, Any]:
+        return self.settings.get(name, {})
+
+
+@dataclass(frozen=True)
 class CoreSettings:
     data_dir: Path
     compression: bool = True
@@ -56,6 +74,7 @@ class CoreSettings:
     #: symbolic name -> (content type >= 1024, MIME type)
     attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)
     search: SearchSettings = SearchSettings()
+    plugins: PluginSettings = PluginSettings()
 
     @property
     def archive_limits(self) -> ArchiveLimits:
