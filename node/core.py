@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 from pydicom.dataset import Dataset
 
+from pacsnode.node import plugins
 from pacsnode.node.annotations import Annotations
 from pacsnode.node.deletion import Deleter
 from pacsnode.node.errors import SearchUnavailable
@@ -33,6 +34,7 @@ from pacsnode.node.search.engine import SearchIndex
 from pacsnode.node.search.query_language import parse as parse_search
 from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.attachments import AttachmentStore
+from pacsnode.storage.backends.base import SealedBackend
 from pacsnode.storage.gzip_parts import DeflatedPart
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.results import MergeResult
@@ -40,6 +42,15 @@ from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 _SEAL_INTERVAL_S = 1.0
+
+
+def storage_backend(settings: CoreSettings) -> SealedBackend:
+    """The ``[storage] backend`` plugin, built from its ``[plugins.NAME]`` settings."""
+    name = settings.plugins.storage_backend
+    own = settings.plugins.settings_of(name)
+    return plugins.build(  # type: ignore[no-any-return]
+        plugins.PluginKind.STORAGE, name, lambda factory: factory(own, Path(settings.data_dir))
+    )
 
 
 class NodeCore:
@@ -53,6 +64,7 @@ class NodeCore:
             compression_level=settings.compression_level,
             stable_age_s=settings.stable_age_s,
             archive_limits=settings.archive_limits,
+            backend=storage_backend(settings),
         )
         self._blobs = AttachmentStore(data_dir, compression_level=settings.compression_level)
         self._data_dir = data_dir

@@ -81,6 +81,16 @@ class InstanceSource:
             raise StorageError(f"instance {self.sop_uid} is not in a file")
         return self.archive.filename
 
+    def open_file(self) -> BinaryIO:
+        """A private handle on the file holding the instance's entries (its own position,
+        so readers sharing :attr:`archive` are not disturbed). A sealed ZIP's blob reopens
+        the version it read; a staging file is opened by name."""
+        handle = self.archive.fp
+        reopen = getattr(handle, "reopen", None)
+        if reopen is not None and handle is not None and not handle.closed:
+            return reopen()  # type: ignore[no-any-return]
+        return open(self.location, "rb")
+
     @contextlib.contextmanager
     def opened(self) -> Iterator[zipfile.ZipFile]:
         """The ZIP to read payloads from: the source's own if still open, else reopened."""
@@ -304,7 +314,7 @@ def write_study_zip(handle: BinaryIO, study_uid: str, sources: list[InstanceSour
     handles = _HandleCache()
     try:
         for source in ordered:
-            handle = handles.get(source.location)
+            handle = handles.get(source)
             prefix = instance_prefix(study_uid, source.series_uid, source.sop_uid)
             for info in sorted(source.entries, key=_entry_order):
                 if not info.filename.startswith(prefix):
@@ -323,10 +333,11 @@ class _HandleCache:
     def __init__(self) -> None:
         self._open: OrderedDict[str, BinaryIO] = OrderedDict()
 
-    def get(self, location: str) -> BinaryIO:
+    def get(self, source: InstanceSource) -> BinaryIO:
+        location = source.location
         handle = self._open.get(location)
         if handle is None:
-            handle = open(location, "rb")
+            handle = source.open_file()
             self._open[location] = handle
             if len(self._open) > self._LIMIT:
                 self._open.popitem(last=False)[1].close()
@@ -346,8 +357,9 @@ def _entry_order(info: zipfile.ZipInfo) -> tuple[int, int, str]:
     return 1, 0, tail
 
 
-def open_zip(path: Path) -> zipfile.ZipFile:
-    """Open a ZIP; a missing file raises FileNotFoundError, a malformed one InvalidArchive."""
+def open_zip(path: Path | BinaryIO) -> zipfile.ZipFile:
+    """Open a ZIP (a file, or a handle on one such as a backend's blob); a missing file
+    raises FileNotFoundError, a malformed one InvalidArchive."""
     try:
         return zipfile.ZipFile(path)
     except FileNotFoundError:

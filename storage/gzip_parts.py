@@ -9,15 +9,14 @@ and fewer bytes on the wire. Only the part's head is inflated, to learn its boun
 
 from __future__ import annotations
 
-import os
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
+from pacsnode.storage.inflate import positional_reader
 from pacsnode.storage.multipart import part_content_type
-from pacsnode.storage.zipwriter import raw_data_offset
+from pacsnode.storage.zipwriter import LOCAL_HEADER_SIZE, data_offset
 
 # ID1 ID2, CM=deflate, no flags, no mtime, XFL=0, OS=unknown (RFC 1952)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -52,18 +51,19 @@ def parse_head(head: bytes) -> tuple[str, str, str] | None:
     return lines[0][2:], media_type, transfer_syntax
 
 
-def read_deflated_part(path: Path, info: zipfile.ZipInfo) -> DeflatedPart | None:
-    """The entry as a gzip body; ``None`` when it is not deflated, or the file at ``path``
+def read_deflated_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> DeflatedPart | None:
+    """The entry as a gzip body; ``None`` when it is not deflated, or the archive's file
     no longer holds it where the directory said (rewritten meanwhile): read it as usual."""
-    if info.compress_type != zipfile.ZIP_DEFLATED:
+    read = positional_reader(archive)
+    if info.compress_type != zipfile.ZIP_DEFLATED or read is None:
         return None
+    name = info.filename.encode()
     try:
-        with open(path, "rb") as handle:
-            start = raw_data_offset(handle, info)
-            handle.seek(info.header_offset + zipfile.sizeFileHeader)
-            if handle.read(len(info.filename.encode())) != info.filename.encode():
-                return None
-            raw = os.pread(handle.fileno(), info.compress_size, start)
+        header = read(LOCAL_HEADER_SIZE + len(name), info.header_offset)
+        if header[LOCAL_HEADER_SIZE:] != name:
+            return None
+        start = data_offset(info, header[:LOCAL_HEADER_SIZE])
+        raw = read(info.compress_size, start)
     except (OSError, ValueError):
         return None
     if len(raw) != info.compress_size:

@@ -8,12 +8,14 @@ instance is readable and every study ZIP on disk is a complete ZIP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pacsnode.storage.archive import InstanceSource, open_zip, read_sealed, read_staged
+from pacsnode.storage.backends.base import SealedBackend
 from pacsnode.storage.durable import (
     fsync_dir,
     is_temp,
@@ -27,7 +29,6 @@ from pacsnode.storage.layout import (
     sop_uid_of_staged,
     staging_dir,
     study_dir,
-    study_zip_path,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class RecoveryReport:
     quarantined: list[str] = field(default_factory=list)
 
 
-def recover(root: Path) -> RecoveryReport:
+def recover(root: Path, backend: SealedBackend) -> RecoveryReport:
     report = RecoveryReport()
     for bucket in sorted((root / "studies").iterdir()):
         report.removed_temp_files += _remove_temps(bucket)
@@ -53,7 +54,7 @@ def recover(root: Path) -> RecoveryReport:
         if is_temp(marker) or not is_valid_uid(marker.name):
             remove_leftover(marker)
             continue
-        _recover_study(root, marker.name, report)
+        _recover_study(root, backend, marker.name, report)
         # The marker stays even when nothing is left staged: whoever wrote to the study
         # (say, a merge not yet indexed) may not have finished, so the study stays
         # pending, for the node to reconcile, until its next seal clears the marker.
@@ -72,25 +73,53 @@ def _remove_temps(directory: Path) -> int:
     return removed
 
 
-def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> None:
+def _recover_study(
+    root: Path, backend: SealedBackend, study_uid: str, report: RecoveryReport
+) -> None:
     """Clean one pending study: temp files, staging already sealed, unreadable files."""
     directory = study_dir(root, study_uid)
     report.removed_temp_files += _remove_temps(directory)
     report.removed_temp_files += _remove_temps(staging_dir(root, study_uid))
-    sealed: dict[str, InstanceSource] = {}
-    archive: zipfile.ZipFile | None = None
-    try:
-        archive = open_zip(study_zip_path(root, study_uid))
-        sealed = read_sealed(archive, study_uid)
-    except FileNotFoundError:
-        pass
-    except StorageError as exc:
-        # Cannot happen with atomic renames unless the disk lies; keep the file, say so.
-        log.error("study %s: sealed ZIP unreadable: %s", study_uid, exc)
     try:
         staged_paths = sorted(staging_dir(root, study_uid).iterdir())
     except FileNotFoundError:
         staged_paths = []
+    if staged_paths:  # only then does the sealed ZIP matter (and cost a read)
+        with _sealed(backend, study_uid) as sealed:
+            _sort_staged(root, staged_paths, sealed, report)
+    for empty in (staging_dir(root, study_uid), directory):
+        try:
+            empty.rmdir()
+        except OSError:
+            pass  # not empty, or absent
+
+
+@contextlib.contextmanager
+def _sealed(backend: SealedBackend, study_uid: str) -> Iterator[dict[str, InstanceSource]]:
+    """The instances of the study's sealed ZIP (none if it has none, or it is unreadable)."""
+    try:
+        blob = backend.get(study_uid)
+    except FileNotFoundError:
+        yield {}
+        return
+    with blob:
+        try:
+            archive = open_zip(blob)
+            sealed = read_sealed(archive, study_uid)
+        except StorageError as exc:
+            # Cannot happen with atomic replaces unless the disk lies; keep it, say so.
+            log.error("study %s: sealed ZIP unreadable: %s", study_uid, exc)
+            sealed = {}
+        yield sealed
+
+
+def _sort_staged(
+    root: Path,
+    staged_paths: list[Path],
+    sealed: dict[str, InstanceSource],
+    report: RecoveryReport,
+) -> None:
+    """Remove staging files a finished seal already folded in; move unreadable ones aside."""
     for path in staged_paths:
         if sop_uid_of_staged(path) is None:
             continue
@@ -100,13 +129,6 @@ def _recover_study(root: Path, study_uid: str, report: RecoveryReport) -> None:
             report.removed_sealed_staging += 1
         elif state == "unreadable":
             report.quarantined.append(_quarantine(root, path))
-    if archive is not None:
-        archive.close()
-    for empty in (staging_dir(root, study_uid), directory):
-        try:
-            empty.rmdir()
-        except OSError:
-            pass  # not empty, or absent
 
 
 def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:

@@ -6,9 +6,12 @@ time (an exclusive ``flock`` on ``.lock``).
 
 Layout under ``root``::
 
-    studies/{xx}/{S}/study.zip          the sealed study
+    studies/{xx}/{S}/study.zip          the sealed study (with the default, local backend)
     studies/{xx}/{S}/staging/{I}.zip    one durable file per instance not yet sealed
     pending/{S}                         marker: the study has staging or may have leftovers
+
+Sealed study ZIPs are kept by a storage backend (:mod:`storage.backends`): on the data
+disk by default, or elsewhere (an S3 bucket); staging and markers stay on the data disk.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from pacsnode.storage.archive import (
     study_metadata_gzip,
     write_study_zip,
 )
+from pacsnode.storage.backends.base import SealedBackend
+from pacsnode.storage.backends.local import LocalBackend
 from pacsnode.storage.convert import read_p10_located, split_dataset
 from pacsnode.storage.deflated import check_inflated_size
 from pacsnode.storage.durable import (
@@ -47,7 +52,6 @@ from pacsnode.storage.durable import (
     remove_durable,
     remove_tree_durable,
     write_atomic,
-    write_atomic_with,
 )
 from pacsnode.storage.errors import InvalidDicom, NotFound, StorageError
 from pacsnode.storage.fidelity import build_layout
@@ -61,7 +65,6 @@ from pacsnode.storage.layout import (
     metadata_entry,
     staged_instance_path,
     study_dir,
-    study_zip_path,
 )
 from pacsnode.storage.limits import ArchiveLimits
 from pacsnode.storage.multipart import Part
@@ -100,8 +103,11 @@ class StudyStore:
         compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         stable_age_s: float = 60.0,
         archive_limits: ArchiveLimits | None = None,
+        backend: SealedBackend | None = None,
     ) -> None:
         self.root = Path(root)
+        #: where sealed study ZIPs are kept (the data disk unless a plugin says otherwise)
+        self.backend: SealedBackend = backend if backend is not None else LocalBackend(self.root)
         #: how far a peer's study ZIP may inflate (checked before anything is merged)
         self.archive_limits = archive_limits or ArchiveLimits()
         self.level: int | None = compression_level if compression else None
@@ -115,7 +121,7 @@ class StudyStore:
         self.gate = KeyedGate()
         self._last_write: dict[str, float] = {}
         self._lock_file: BinaryIO | None = None
-        self._files = StudyFiles(self.root)
+        self._files = StudyFiles(self.root, self.backend)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -131,7 +137,12 @@ class StudyStore:
             handle.close()
             raise StorageError(f"{self.root} is in use by another pacsnode process") from None
         self._lock_file = handle
-        report = recovery.recover(self.root)
+        try:
+            self.backend.open()
+            report = recovery.recover(self.root, self.backend)
+        except BaseException:
+            self.close()
+            raise
         now = time.monotonic()
         for study_uid in report.pending:
             self._last_write[study_uid] = now
@@ -139,6 +150,7 @@ class StudyStore:
 
     def close(self) -> None:
         self._files.sealed.clear()
+        self.backend.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -294,13 +306,11 @@ class StudyStore:
         crash at any point leaves the old or new ZIP plus leftovers recovery resolves.
         """
         staged = self._files.staged_paths(study_uid)
-        zip_path = study_zip_path(self.root, study_uid)
-        self._files.sealed.forget(zip_path)
+        self._files.sealed.forget(study_uid)
         if sources:
-            make_dirs_durable(zip_path.parent, self.root)
-            write_atomic_with(zip_path, lambda handle: write_study_zip(handle, study_uid, sources))
+            self.backend.put(study_uid, lambda handle: write_study_zip(handle, study_uid, sources))
         else:
-            remove_durable(zip_path)
+            self.backend.delete(study_uid)
         for path in staged:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -316,28 +326,36 @@ class StudyStore:
         """Read every entry of the study's ZIP (CRCs checked) and its inventory, without
         changing anything: (problems found, SOP Instance UID -> digest)."""
         problems: list[str] = []
-        path = study_zip_path(self.root, study_uid)
-        if path.exists():
-            try:
-                with zipfile.ZipFile(path) as archive:
-                    bad = archive.testzip()
-                if bad is not None:
-                    problems.append(f"study {study_uid}: damaged entry {bad}")
-            except (zipfile.BadZipFile, OSError) as exc:
-                return [f"study {study_uid}: unreadable ZIP: {exc}"], {}
+        try:
+            with self.backend.get(study_uid) as blob, zipfile.ZipFile(blob) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                problems.append(f"study {study_uid}: damaged entry {bad}")
+        except FileNotFoundError:
+            pass  # nothing sealed yet
+        except (zipfile.BadZipFile, OSError) as exc:
+            return [f"study {study_uid}: unreadable ZIP: {exc}"], {}
         try:
             return problems, self.inventory(study_uid)
         except StorageError as exc:
             return [*problems, f"study {study_uid}: {exc.message}"], {}
 
     def study_exists(self, study_uid: str) -> bool:
-        return study_dir(self.root, study_uid).is_dir()
+        if study_dir(self.root, study_uid).is_dir():
+            return True
+        return self.backend.version(study_uid) is not None
 
     def study_uids(self) -> Iterator[str]:
-        """Every study on disk (sealed or staged), in no particular order."""
+        """Every study stored (sealed or staged), in no particular order."""
+        sealed: set[str] = set()
+        for study_uid in self.backend.study_uids():
+            sealed.add(study_uid)
+            yield study_uid
         for bucket in (self.root / "studies").iterdir():
+            if not bucket.is_dir():
+                continue
             for entry in bucket.iterdir():
-                if not entry.name.startswith("."):
+                if is_valid_uid(entry.name) and entry.name not in sealed:
                     yield entry.name
 
     def instances(self, study_uid: str) -> list[StoredInstance]:
@@ -359,9 +377,10 @@ class StudyStore:
         """The study metadata as gzip bytes: the stored entry itself once sealed."""
         check_uid(study_uid, "StudyInstanceUID")
         if not self._files.staged_paths(study_uid):
-            with contextlib.suppress(FileNotFoundError, KeyError):
-                with open_zip(study_zip_path(self.root, study_uid)) as archive:
-                    return archive.read(metadata_entry(study_uid))
+            sealed = self._files.sealed.get(study_uid)
+            if sealed is not None:
+                with contextlib.suppress(KeyError):
+                    return sealed.archive.read(metadata_entry(study_uid))
         return study_metadata_gzip(self.study_metadata(study_uid))
 
     def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict[str, Any]:
@@ -391,7 +410,7 @@ class StudyStore:
             info = next((i for i in source.entries if i.filename == name), None)
             if info is None:
                 raise NotFound(f"no {name}")
-            return read_deflated_part(Path(source.location), info)
+            return read_deflated_part(source.archive, info)
 
     def frames(self, study_uid: str, series_uid: str, sop_uid: str) -> list[Part]:
         """Every frame of the instance, in order (none for an instance without pixels)."""
@@ -436,9 +455,12 @@ class StudyStore:
             yield stored_instance(source), data
 
     def study_zip(self, study_uid: str) -> Path:
-        """The sealed study ZIP (sealing staged instances first), for transfer to peers."""
+        """The sealed study ZIP's path (sealing staged instances first), for tools and
+        tests on the local backend; :meth:`open_study_zip` works with any backend."""
         self.seal(study_uid)
-        path = study_zip_path(self.root, study_uid)
+        if not isinstance(self.backend, LocalBackend):
+            raise StorageError("the study ZIP is not a local file with this storage backend")
+        path = self.backend.path(study_uid)
         if not path.exists():
             raise NotFound(f"no study {study_uid}")
         return path
@@ -447,15 +469,15 @@ class StudyStore:
         """An open study ZIP holding ``sop_uids`` (all when ``None``); the caller closes it.
 
         When they are the whole study and it is sealed, its own ZIP is opened rather
-        than copied: a rewrite replaces that file by rename, so this handle keeps
-        reading the copy it opened. Otherwise the subset is written to a temp file.
+        than copied: the backend's blob keeps reading the version it opened, even if
+        a rewrite replaces it. Otherwise the subset is written to a temp file.
         """
         check_uid(study_uid, "StudyInstanceUID")
         if not self._files.staged_paths(study_uid):
             sources = self._files.sources(study_uid)
             if sources and (sop_uids is None or sop_uids >= sources.keys()):
                 with contextlib.suppress(FileNotFoundError):
-                    return open(study_zip_path(self.root, study_uid), "rb")
+                    return self.backend.get(study_uid)  # type: ignore[return-value]
         # In the data directory: patient data stays on the data disk, private to the node.
         handle = tempfile.TemporaryFile(dir=self.root)
         try:
@@ -491,7 +513,7 @@ class StudyStore:
         check_uid(study_uid, "StudyInstanceUID")
         staged = self._files.staged_paths(study_uid)
         disk = sum(_file_size(path) for path in staged)
-        disk += _file_size(study_zip_path(self.root, study_uid))
+        disk += self.backend.size(study_uid) or 0
         sources = self._files.sources(study_uid)
         if not sources:
             raise NotFound(f"no study {study_uid}")
@@ -530,7 +552,7 @@ class StudyStore:
     def _only_staged(self, study_uid: str, sop_uids: list[str]) -> bool:
         """Whether none of ``sop_uids`` is in the sealed study ZIP (an older copy there
         would come back if only the staged one were removed)."""
-        sealed = self._files.sealed.get(study_zip_path(self.root, study_uid), study_uid)
+        sealed = self._files.sealed.get(study_uid)
         return sealed is None or not set(sop_uids) & sealed.instances.keys()
 
     def delete_instance(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
@@ -545,8 +567,12 @@ class StudyStore:
     def delete_study(self, study_uid: str) -> bool:
         check_uid(study_uid, "StudyInstanceUID")
         with self._study_lock(study_uid):
-            self._files.sealed.forget(study_zip_path(self.root, study_uid))
-            removed = remove_tree_durable(study_dir(self.root, study_uid))
+            self._files.sealed.forget(study_uid)
+            # Marked first: a crash before the end leaves the study pending, so recovery
+            # and the node's reconcile see what is left of it.
+            self._files.mark_pending(study_uid)
+            removed = self.backend.delete(study_uid)
+            removed = remove_tree_durable(study_dir(self.root, study_uid)) or removed
             self._files.clear_pending(study_uid)
             self._last_write.pop(study_uid, None)
             return removed

@@ -1,10 +1,10 @@
 """Where a study's files are, and which copy of each instance is current.
 
 An instance lives in its staging file until its study is sealed, then in the
-study ZIP; a study is *pending* (``pending/{S}``, a durable marker) while it
-has staging or an unfinished rewrite. :class:`StudyFiles` answers those
-questions for :class:`pacsnode.storage.store.StudyStore`, which owns the locks
-and the writes.
+study ZIP, which the storage backend keeps (:mod:`storage.backends`); a study is
+*pending* (``pending/{S}``, a durable marker) while it has staging or an
+unfinished rewrite. :class:`StudyFiles` answers those questions for
+:class:`pacsnode.storage.store.StudyStore`, which owns the locks and the writes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pacsnode.storage.archive import InstanceSource, open_zip, read_staged
+from pacsnode.storage.backends.base import SealedBackend
 from pacsnode.storage.durable import remove_durable, write_atomic
 from pacsnode.storage.errors import NotFound, StorageError
 from pacsnode.storage.layout import (
@@ -22,7 +23,6 @@ from pacsnode.storage.layout import (
     staged_instance_path,
     staging_dir,
     study_dir,
-    study_zip_path,
 )
 from pacsnode.storage.sealed_cache import SealedCache
 
@@ -30,9 +30,9 @@ _READ_ATTEMPTS = 20
 
 
 class StudyFiles:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: SealedBackend) -> None:
         self.root = root
-        self.sealed = SealedCache()
+        self.sealed = SealedCache(backend)
 
     def sources(self, study_uid: str) -> dict[str, InstanceSource]:
         """Every instance of the study, staged copies taking precedence over sealed ones.
@@ -43,7 +43,7 @@ class StudyFiles:
         """
         for _ in range(_READ_ATTEMPTS):
             staged_paths = self.staged_paths(study_uid)
-            sealed = self.sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            sealed = self.sealed.get(study_uid)
             sources = dict(sealed.instances) if sealed is not None else {}
             try:
                 for path in staged_paths:
@@ -80,7 +80,7 @@ class StudyFiles:
                     yield source
                     return
         else:
-            sealed = self.sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            sealed = self.sealed.get(study_uid)
             source = sealed.instances.get(sop_uid) if sealed is not None else None
             if source is not None and source.series_uid == series_uid:
                 yield source
@@ -92,7 +92,7 @@ class StudyFiles:
             with open_zip(staged_instance_path(self.root, study_uid, sop_uid)) as staged:
                 return read_staged(staged).digest
         except FileNotFoundError:
-            sealed = self.sealed.get(study_zip_path(self.root, study_uid), study_uid)
+            sealed = self.sealed.get(study_uid)
             source = sealed.instances.get(sop_uid) if sealed is not None else None
             return source.digest if source is not None else None
 
