@@ -391,14 +391,28 @@ def _plugin_names(source: str, key: str, value: Any) -> tuple[str, ...]:
     return tuple(values)
 
 
+#: index plugins the node runs by itself, not named in ``[index] plugins``
+_BUILT_IN_INDEXES = {
+    "maintags": "the main tags are always indexed",
+    "search": "[search] enabled turns it on or off",
+}
+
+
 def _plugins(source: str, storage: dict[str, Any], merged: dict[str, Any]) -> PluginSettings:
     """Which plugins to load; ``[plugins.NAME]`` tables are checked by the plugins."""
     settings = merged.get("plugins", {})
     if not isinstance(settings, dict) or not all(isinstance(v, dict) for v in settings.values()):
         raise ConfigError(f"{source}: 'plugins' must hold tables, such as [plugins.s3]")
+    index = _plugin_names(source, "index.plugins", _table(source, merged, "index")["plugins"])
+    built_in = [name for name in index if name in _BUILT_IN_INDEXES]
+    if built_in:
+        name = built_in[0]
+        raise ConfigError(
+            f"{source}: 'index.plugins': {name!r} is built in ({_BUILT_IN_INDEXES[name]})"
+        )
     return PluginSettings(
         storage_backend=_plugin_names(source, "storage.backend", storage["backend"])[0],
-        index=_plugin_names(source, "index.plugins", _table(source, merged, "index")["plugins"]),
+        index=index,
         web=_plugin_names(source, "web.plugins", _table(source, merged, "web")["plugins"]),
         settings={name: dict(table) for name, table in settings.items()},
     )

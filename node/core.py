@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -25,9 +25,11 @@ from pacsnode.node.errors import SearchUnavailable
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
+from pacsnode.node.index_plugins.finder import Finder
+from pacsnode.node.index_plugins.loading import IndexPlugins
 from pacsnode.node.ingest import Ingestor, IngestResult
 from pacsnode.node.preparation import Preparer, auto_workers, skip_pydicom_value_warnings
-from pacsnode.node.query import parse_query
+from pacsnode.node.query import Constraint, parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
 from pacsnode.node.search import feeder
 from pacsnode.node.search.engine import SearchIndex
@@ -72,14 +74,19 @@ class NodeCore:
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
         self._preparer: Preparer | None = None
-        self._search: feeder.Feeder | None = None
+        self._plugins: IndexPlugins | None = None
+        self._finder: Finder | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def open(self, *, background: bool = True, search: bool | None = None) -> ReconcileReport:
-        """Recover storage, open the index, reconcile them; start the sealing loop and,
-        when ``[search]`` is enabled, the search index's feeder (``search``: whatever
-        ``background`` says, unless given)."""
+        """Recover storage, open the index, reconcile them; start the sealing loop and the
+        index plugins: the main tags always, the search index (``[search] enabled``) and
+        ``[index] plugins`` when ``search`` says (whatever ``background`` says, unless
+        given). A broken plugin stops the start before anything is opened."""
+        index_plugins = IndexPlugins.configured(
+            self.settings, background if search is None else search
+        )
         storage_report = self._store.open()
         self._blobs.recover()
         self._opened = index = Index(self._data_dir / "index")
@@ -108,20 +115,18 @@ class NodeCore:
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
             self._sealer.start()
-        if self.settings.search.enabled and (background if search is None else search):
-            self._search = feeder.Feeder(
-                feeder.open_index(self._search_path), self, self.settings.search.commit_interval_s
-            )
-            self._search.start()
+        index_plugins.start(self)
+        self._plugins = index_plugins
+        self._finder = index_plugins.finder(self)
         return report
 
     def close(self) -> None:
         self._stop.set()
         if self._sealer is not None:
             self._sealer.join()
-        if self._search is not None:  # before the index it reads
-            self._search.stop()
-            self._search = None
+        if self._plugins is not None:  # before the index they read
+            self._plugins.stop()
+            self._plugins = None
         if self._preparer is not None:
             self._preparer.close()
             self._preparer = None
@@ -194,17 +199,19 @@ class NodeCore:
         """Ids at ``level`` of the resources with an instance matching ``query`` (the
         search language, :mod:`.search.query_language`), in id order; BadRequest for a
         query that does not parse."""
-        if self._search is None:
+        plugin = self._plugins.search if self._plugins is not None else None
+        if plugin is None:
             raise SearchUnavailable("search over every attribute is off ([search] enabled)")
-        return self._search.index.search(parse_search(query), level, limit, offset)
+        return plugin.search(parse_search(query), level, limit, offset)
 
     def search_lag(self) -> int | None:
         """Changes the search index has not taken in yet; None when search is off."""
-        return None if self._search is None else self._search.lag()
+        plugin = self._plugins.search if self._plugins is not None else None
+        return None if plugin is None else plugin.lag()
 
     def rebuild_search(self) -> int:
         """Rebuild the search index from the archive (the node's feeder not running)."""
-        if self._search is not None:
+        if self._plugins is not None and self._plugins.search is not None:
             raise RuntimeError("the search feeder is running; stop the node first")
         index = SearchIndex(self._search_path)
         try:
@@ -248,7 +255,28 @@ class NodeCore:
     ) -> list[str]:
         """Ids matching the query (``fold_identifiers``: see ``query.parse_constraint``)."""
         constraints = parse_query(query, case_sensitive, fold_identifiers=fold_identifiers)
-        return self.index.find(level, constraints, since=since, limit=limit)
+        return self.find_constraints(level, constraints, offset=since, limit=limit)
+
+    def find_constraints(
+        self,
+        level: Level,
+        constraints: list[Constraint],
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[str]:
+        """Ids matching parsed constraints on any attribute: main tags from the index,
+        others through the index plugins (:mod:`.index_plugins.planning`)."""
+        if self._finder is None:
+            raise RuntimeError("the node core is not open")
+        return self._finder.find(level, constraints, offset, limit)
+
+    def find_main_tags(
+        self, level: Level, constraints: Sequence[Constraint], offset: int, limit: int | None
+    ) -> list[str]:
+        """Ids matching constraints on main tags, from the index alone (what the built-in
+        ``maintags`` index plugin answers)."""
+        return self.index.find(level, list(constraints), since=offset, limit=limit)
 
     def find_is_narrow(
         self,

@@ -24,7 +24,6 @@ from pacsnode.node.dicom.query import (
     FindRequest,
     Match,
     answer,
-    matches_file,
     parse_request,
     query_level,
     retrieve_query,
@@ -145,9 +144,7 @@ def _charset(core: NodeCore, config: NodeConfig) -> Charset:
 
 def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator[Match]:
     """The matches, with what answering them needs; at most ``cap`` of them."""
-    # Constraints on attributes outside the index are decided after the index's
-    # answer, so the cap can only be applied then.
-    ids = core.find(request.level, request.indexed, limit=None if request.on_file else cap)
+    ids = core.find_constraints(request.level, request.constraints, limit=cap)
     wants_sop_classes = request.level is Level.STUDY and any(
         keyword_for_tag(tag) == SOP_CLASSES_IN_STUDY for tag in request.requested
     )
@@ -160,8 +157,6 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
         if request.needs_file(tags):
             ref = core.first_instance(resource_id)
             match.metadata = core.instance_json(ref) if ref is not None else {}
-            if not matches_file(request, match.metadata):
-                continue
         if wants_sop_classes:
             refs = core.instances_of([resource_id])
             match.sop_classes = sorted({r.sop_class_uid for r in refs if r.sop_class_uid})
@@ -199,8 +194,19 @@ def handle_find(
                 return
             yield PENDING, answer(request, match, charset, config.dicom.aet)
     except DomainError as exc:
+        # A refused query (a bad value) does not match; anything else (an index plugin
+        # failing, a query too broad) fails with its own status and says why.
         log.warning("C-FIND refused: %s", exc.message)
-        yield IDENTIFIER_DOES_NOT_MATCH, None
+        yield _find_failure(exc), None
+
+
+def _find_failure(exc: DomainError) -> int | Dataset:
+    if exc.dimse_status == IDENTIFIER_DOES_NOT_MATCH:
+        return IDENTIFIER_DOES_NOT_MATCH
+    status = Dataset()
+    status.Status = exc.dimse_status
+    status.ErrorComment = exc.message[:64]
+    return status
 
 
 def _requested_instances(core: NodeCore, identifier: Dataset) -> list[InstanceRef] | None:

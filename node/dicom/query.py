@@ -1,13 +1,13 @@
 """C-FIND identifiers: what to match, and the answer for each matching resource.
 
 The index keeps the main tags of each level; a query may match on, or ask for, any
-other attribute too. Those are read from one instance of each candidate (as Orthanc
-does), so they cost a read of that instance's metadata and only when asked for.
+other attribute too. Matching on one is the index plugins' (the search index, see
+:mod:`pacsnode.node.index_plugins`); an attribute asked for that the index does not keep
+is read from one instance of each match (as Orthanc does), and only when asked for.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
 from pacsnode.node.ids import Level
-from pacsnode.node.index.maintags import MAIN_TAGS, json_value
+from pacsnode.node.index_plugins.maintags import main_tag_keywords
 from pacsnode.node.query import Constraint, parse_constraint
 
 #: QueryRetrieveLevel values, with the plurals some devices send (Orthanc takes them too)
@@ -54,14 +54,10 @@ _ANSWERED = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
 _BINARY_NUMBERS = {"US": int, "UL": int, "SS": int, "SL": int, "FL": float, "FD": float}
 
 
-@functools.cache
 def indexed_keywords(level: Level) -> frozenset[str]:
     """The attributes the index holds for a resource of ``level``: its level's and its
     ancestors' main tags (and a study's modalities)."""
-    keywords = {k for lvl in Level if lvl.depth <= level.depth for k in MAIN_TAGS[lvl]}
-    if level.depth >= Level.STUDY.depth:
-        keywords.add("ModalitiesInStudy")
-    return frozenset(keywords)
+    return main_tag_keywords(level)
 
 
 def query_level(identifier: Dataset) -> Level | None:
@@ -79,10 +75,8 @@ class FindRequest:
     """A parsed C-FIND identifier."""
 
     level: Level
-    #: constraints the index decides, as ``core.find`` takes them
-    indexed: dict[str, str] = field(default_factory=dict)
-    #: constraints on other attributes, checked on one instance of each candidate
-    on_file: list[Constraint] = field(default_factory=list)
+    #: what to match, on any attribute (``core.find_constraints`` takes them)
+    constraints: list[Constraint] = field(default_factory=list)
     #: every attribute the caller asked to have returned, in its order
     requested: list[BaseTag] = field(default_factory=list)
     #: what the index (or the node) answers at this level without reading a file
@@ -90,8 +84,6 @@ class FindRequest:
 
     def needs_file(self, tags: dict[str, str]) -> bool:
         """Whether answering needs an instance's metadata beyond the index."""
-        if self.on_file:
-            return True
         for tag in self.requested:
             keyword = keyword_for_tag(tag)
             # The index is authoritative for its own attributes, present or not.
@@ -101,9 +93,8 @@ class FindRequest:
 
 
 def parse_request(identifier: Dataset, level: Level) -> FindRequest:
-    """Split the identifier into what to match (on the index or on a file) and what to
-    return. Group lengths and groups below 0008 are left out: some devices send them,
-    they mean nothing in an identifier."""
+    """The identifier as what to match and what to return. Group lengths and groups
+    below 0008 are left out: some devices send them, they mean nothing in an identifier."""
     indexed = indexed_keywords(level)
     request = FindRequest(level, in_index={*indexed, *COUNTERS, SOP_CLASSES_IN_STUDY})
     for element in identifier:
@@ -118,15 +109,9 @@ def parse_request(identifier: Dataset, level: Level) -> FindRequest:
         value = _text(element.value).strip()
         if not value:
             continue
-        if keyword in indexed:
-            request.indexed[keyword] = value
-        elif keyword != SOP_CLASSES_IN_STUDY:
-            request.on_file.append(parse_constraint(keyword, value))
+        if keyword != SOP_CLASSES_IN_STUDY:
+            request.constraints.append(parse_constraint(keyword, value))
     return request
-
-
-def matches_file(request: FindRequest, metadata: dict[str, Any]) -> bool:
-    return all(c.matches(json_value(metadata, c.keyword)) for c in request.on_file)
 
 
 #: Python's codecs where pydicom's would write something else: plain ASCII for ISO_IR 6

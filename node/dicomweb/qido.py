@@ -1,7 +1,8 @@
 """QIDO-RS queries and answers (PS3.18 10.6): pure functions.
 
 A query string becomes a :class:`Search`: the level searched, the matching attributes
-(as the node's query syntax, so the index runs them), what to include in each answer,
+(any attribute, as the node's query syntax: main tags are the index's, the others the
+index plugins', see :mod:`pacsnode.node.index_plugins`), what to include in each answer,
 and paging. Answers are built from the index's tags of a match (strings, as Orthanc
 keeps them) turned back into DICOM JSON with the dictionary's VRs.
 """
@@ -17,7 +18,6 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.index.hierarchy import LOOKUP_KEYWORDS
 from pacsnode.node.index.maintags import MAIN_TAGS
 from pacsnode.node.query import Constraint, parse_constraint
 from pacsnode.node.rest.params import non_negative_int
@@ -54,17 +54,6 @@ _CONTROL = {"limit", "offset", "includefield", "fuzzymatching", "orderby"}
 _HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
 
 
-def matchable(level: Level) -> set[str]:
-    """Keywords the index matches at ``level``: its main tags and its ancestors'."""
-    keywords = set(LOOKUP_KEYWORDS[level])
-    for upper in _LEVEL_ORDER[: _LEVEL_ORDER.index(level) + 1]:
-        keywords.update(MAIN_TAGS[upper])
-        keywords.update(LOOKUP_KEYWORDS[upper])
-    if level is Level.STUDY:
-        keywords.add("ModalitiesInStudy")
-    return keywords
-
-
 def keyword_of(attribute: str) -> str:
     """An attribute as QIDO names it (keyword or eight hex digits) as a keyword."""
     name = attribute.strip()
@@ -89,7 +78,8 @@ class Search:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
-    #: attributes asked for matching that the index does not match (PS3.18: warn, ignore)
+    #: attributes asked for matching that are not matched (PS3.18: warn, ignore): those
+    #: inside sequences
     ignored: list[str] = field(default_factory=list)
 
     def constraints(self) -> list[Constraint]:
@@ -109,7 +99,6 @@ def parse_search(
     """A QIDO query string (already percent-decoded) at ``level``; ``scope`` holds the
     UIDs the path fixes (``/studies/{S}/series``: StudyInstanceUID)."""
     search = Search(level, matches=dict(scope))
-    allowed = matchable(level)
     for name, raw in query:
         lowered = name.lower()
         if lowered == "limit":
@@ -133,10 +122,6 @@ def parse_search(
             if keyword in scope:
                 if raw.strip() and raw.strip() != scope[keyword]:
                     search.matches[keyword] = "\\"  # contradicts the path: nothing matches
-                continue
-            if keyword not in allowed:
-                search.ignored.append(keyword)
-                search.include.append(keyword)
                 continue
             search.matches[keyword] = _match_value(keyword, raw)
             search.include.append(keyword)

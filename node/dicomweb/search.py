@@ -1,7 +1,8 @@
 """QIDO-RS handlers: run a parsed search against the index and answer DICOM JSON.
 
-A search scoped by the path (``/studies/{S}/series``) walks down from the study the
-index finds by its UID; an unscoped one lets the index pick its best lookup. Either way
+A search on main tags scoped by the path (``/studies/{S}/series``) walks down from the
+study the index finds by its UID; any other lets the index (and, for attributes that are
+not main tags, the index plugins) pick its best lookup. Either way
 answers come from the index's tags; attributes it does not keep are read from the stored
 metadata of one instance (for the instance level, from the study's metadata, read once).
 """
@@ -21,6 +22,7 @@ from pacsnode.node.dicomweb.errors import NotAcceptable
 from pacsnode.node.dicomweb.negotiation import DICOM_JSON, accepts_json, parse_accept
 from pacsnode.node.dicomweb.paths import service_url, uid
 from pacsnode.node.ids import Level
+from pacsnode.node.index_plugins.maintags import main_tag_keywords
 from pacsnode.node.query import Constraint, Kind
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.storage.archive import SOP_UID_KEY, first_value
@@ -90,7 +92,11 @@ def run_search(core: NodeCore, search: qido.Search, cap: int | None) -> tuple[li
     limit = min(sizes) if sizes else None
     constraints = _fuzzy(search.constraints(), search)
     wanted = None if limit is None else limit + 1
-    scoped = _scoped_candidates(core, search)
+    # Walking down from the study a path names is only for main tags: on any other
+    # attribute the index plugins find the matches (the scope is a main tag to them).
+    main_tags = main_tag_keywords(search.level)
+    on_main_tags = all(c.keyword in main_tags for c in constraints if c.kind is not Kind.UNIVERSAL)
+    scoped = _scoped_candidates(core, search) if on_main_tags else None
     if scoped is not None:
         found = _matches(core, scoped, constraints)
         page = []
@@ -101,7 +107,7 @@ def run_search(core: NodeCore, search: qido.Search, cap: int | None) -> tuple[li
             if wanted is not None and len(page) >= wanted:
                 break
     else:
-        ids = core.index.find(search.level, constraints, since=search.offset, limit=wanted)
+        ids = core.find_constraints(search.level, constraints, offset=search.offset, limit=wanted)
         page = list(_matches(core, iter(ids), []))
     more = limit is not None and len(page) > limit
     return page[:limit] if limit is not None else page, more
@@ -164,7 +170,8 @@ def _search_handler(level: Level, scope_names: tuple[str, ...]) -> Any:
         headers = {"Content-Type": DICOM_JSON}
         warnings = []
         if search.ignored:
-            warnings.append(f"attributes not matched (not indexed): {', '.join(search.ignored)}")
+            ignored = ", ".join(search.ignored)
+            warnings.append(f"attributes not matched (inside sequences): {ignored}")
         if more:
             warnings.append("there are more results: ask again with a higher offset")
         if warnings:

@@ -9,11 +9,9 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom.query import indexed_keywords
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
-from pacsnode.node.index.maintags import json_value
-from pacsnode.node.query import Kind, parse_query
+from pacsnode.node.index_plugins.maintags import main_tag_keywords
 from pacsnode.node.rest.conformance import conformance_statement
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.formats import ResourceView, body_view
@@ -51,32 +49,14 @@ def _find(
     since: int = 0,
     limit: int | None = None,
 ) -> list[str]:
-    """The ids ``/tools/find`` answers. The index decides its own attributes (PatientID
-    and AccessionNumber case-insensitively unless ``CaseSensitive``, as Orthanc); any
-    other attribute is matched on one instance of each candidate, as C-FIND does."""
+    """The ids ``/tools/find`` answers, on any attribute: PatientID and AccessionNumber
+    match case-insensitively unless ``CaseSensitive``, as in Orthanc; attributes that are
+    not main tags go through the index plugins (the search index)."""
     if not isinstance(query, dict):
         raise BadRequest("Query must be a JSON object of DICOM keywords to values")
-    in_index = indexed_keywords(level)
-    indexed = {k: v for k, v in query.items() if k in in_index}
-    others = {k: v for k, v in query.items() if k not in in_index}
-    options = {"case_sensitive": case_sensitive, "fold_identifiers": True}
-    on_file = [c for c in parse_query(others, **options) if c.kind is not Kind.UNIVERSAL]
-    if not on_file:
-        return core.find(level, indexed, since=since, limit=limit, **options)
-    found: list[str] = []
-    skipped = 0
-    for resource_id in core.find(level, indexed, **options):
-        ref = core.first_instance(resource_id)
-        metadata = core.instance_json(ref) if ref is not None else {}
-        if not all(c.matches(json_value(metadata, c.keyword)) for c in on_file):
-            continue
-        if skipped < since:
-            skipped += 1
-            continue
-        found.append(resource_id)
-        if limit and len(found) >= limit:
-            break
-    return found
+    return core.find(
+        level, query, case_sensitive=case_sensitive, since=since, limit=limit, fold_identifiers=True
+    )
 
 
 async def tools_find(request: web.Request) -> web.Response:
@@ -113,7 +93,7 @@ def _answered_from_a_few_keys(
     attribute asked for is one the index keeps, and one names its value(s) exactly."""
     if not isinstance(query, dict) or not query:
         return False
-    if any(keyword not in indexed_keywords(level) for keyword in query):
+    if any(keyword not in main_tag_keywords(level) for keyword in query):
         return False
     return core.find_is_narrow(level, query, case_sensitive=case_sensitive, fold_identifiers=True)
 

@@ -105,14 +105,21 @@ def test_qido_parameters_become_index_queries():
     assert [c.keyword for c in search.constraints()] == list(search.matches)
 
 
-def test_qido_path_scope_and_unindexed_attributes():
+def test_qido_path_scope_and_attributes_beyond_the_main_tags():
     search = qido.parse_search(
         Level.SERIES,
-        [("Modality", "CT"), ("ContrastBolusRoute", "IV")],
+        [("Modality", "CT"), ("ContrastBolusRoute", "IV"), ("00180015", "CHEST")],
         {"StudyInstanceUID": "1.2"},
     )
-    assert search.matches == {"StudyInstanceUID": "1.2", "Modality": "CT"}
-    assert search.ignored == ["ContrastBolusRoute"]
+    assert search.matches == {
+        "StudyInstanceUID": "1.2",
+        "Modality": "CT",
+        "ContrastBolusRoute": "IV",
+        "BodyPartExamined": "CHEST",
+    }
+    assert "ContrastBolusRoute" in search.include and "BodyPartExamined" in search.include
+    nested = qido.parse_search(Level.STUDY, [("00081140.00081155", "1.2.3")], {})
+    assert nested.ignored == ["00081140.00081155"] and not nested.matches
 
 
 @pytest.mark.parametrize(
