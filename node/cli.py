@@ -15,6 +15,7 @@ import logging
 import os
 import ssl
 import sys
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from pacsnode.node.dictionary import register_private_tags
 from pacsnode.node.errors import ConfigError, DomainError
 from pacsnode.node.index import Origin, OriginKind
 from pacsnode.node.ingest import IngestStatus
+from pacsnode.node.plugins import PluginError
 from pacsnode.node.settings import NodeConfig
 from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
 from pacsnode.node.viewer.install import DEFAULT_REGISTRY, DEFAULT_VERSION
@@ -362,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(config, args))
     except DomainError as exc:
         print(f"pacsnode: {exc.message}", file=sys.stderr)
+        if args.verbose and isinstance(exc, PluginError) and exc.__cause__ is not None:
+            # the plugin's own traceback, for its author; without -v one line says it all
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -2,11 +2,14 @@
 
 Three kinds, one entry point group each: ``pacsnode.storage`` (where sealed study ZIPs
 are kept, :mod:`pacsnode.storage.backends.base`), ``pacsnode.index`` (query plugins fed
-from the change feed) and ``pacsnode.web`` (routes under ``/plugins/{name}/``). The
-built-in ones are registered the same way, in pacsnode's own ``pyproject.toml``.
+from the change feed) and ``pacsnode.web`` (routes under ``/plugins/{name}/``,
+:mod:`pacsnode.node.rest.web_plugins`). The built-in ones are registered the same way, in
+pacsnode's own ``pyproject.toml``. ``docs/plugins.md`` is the guide.
 
 A plugin that is missing, does not import or refuses its settings stops the start with a
 :class:`PluginError` naming it and its entry point; the node never starts half-configured.
+The CLI prints its message alone; the traceback goes to the log at DEBUG (and ``pacsnode
+-v`` prints it), so an operator sees one line saying which plugin to fix.
 """
 
 from __future__ import annotations
@@ -54,17 +57,26 @@ def entry_point(kind: PluginKind, name: str) -> EntryPoint:
     return found[name]
 
 
+def failure(kind: PluginKind, name: str, what: str, exc: BaseException) -> PluginError:
+    """A :class:`PluginError` saying which plugin, which entry point, and what went wrong
+    (``what``: "does not load", "failed to start"...); the traceback to the log."""
+    log.debug("%s plugin %r %s", kind.value, name, what, exc_info=exc)
+    try:
+        where = f"{kind.group}: {entry_point(kind, name).value}"
+    except PluginError:  # uninstalled while starting: the group is all there is to say
+        where = kind.group
+    return PluginError(
+        f"{kind.value} plugin {name!r} ({where}) {what}: {type(exc).__name__}: {exc}"
+    )
+
+
 def load(kind: PluginKind, name: str) -> Any:
     """The object a plugin's entry point names, imported."""
     entry = entry_point(kind, name)
     try:
         return entry.load()
     except Exception as exc:  # any failure to import is the plugin's: name it
-        log.exception("loading %s plugin %r (%s) failed", kind.value, name, entry.value)
-        raise PluginError(
-            f"{kind.value} plugin {name!r} ({kind.group}: {entry.value}) does not load: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+        raise failure(kind, name, "does not load", exc) from exc
 
 
 def build(kind: PluginKind, name: str, factory_call: Callable[[Any], Any]) -> Any:
@@ -76,10 +88,10 @@ def build(kind: PluginKind, name: str, factory_call: Callable[[Any], Any]) -> An
     except PluginError:
         raise
     except ValueError as exc:
-        raise PluginError(f"{kind.value} plugin {name!r}: [plugins.{name}] {exc}") from exc
-    except Exception as exc:
-        log.exception("starting %s plugin %r failed", kind.value, name)
+        entry = entry_point(kind, name)
         raise PluginError(
-            f"{kind.value} plugin {name!r} ({entry_point(kind, name).value}) failed to "
-            f"start: {type(exc).__name__}: {exc}"
+            f"{kind.value} plugin {name!r} ({kind.group}: {entry.value}) refuses its "
+            f"settings: [plugins.{name}] {exc}"
         ) from exc
+    except Exception as exc:
+        raise failure(kind, name, "failed to start", exc) from exc
