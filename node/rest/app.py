@@ -34,6 +34,7 @@ from pacsnode.node.rest.auth import basic_auth
 from pacsnode.node.rest.context import CONFIG, CORE, JOBS, REGISTRY, REPLICATOR, ReplicatorSlot
 from pacsnode.node.rest.errors import errors_as_json
 from pacsnode.node.rest.paths import orthanc_paths
+from pacsnode.node.rest.web_plugins import mount_web_plugins
 from pacsnode.node.settings import NodeConfig
 from pacsnode.node.ui import routes as ui
 from pacsnode.node.viewer import routes as viewer
@@ -68,7 +69,8 @@ def create_app(
     registry: Registry | None = None,
     serve_dicom: bool = False,
 ) -> web.Application:
-    """The node's REST app over an open core.
+    """The node's REST app over an open core, with the ``[web] plugins`` mounted
+    (:class:`~pacsnode.node.plugins.PluginError` if one is missing or broken).
 
     With ``serve_dicom`` the app also runs the DICOM server for its lifetime (``pacsnode
     serve`` does; in-process tests of the REST API need not). The replicator and the peering
@@ -90,6 +92,7 @@ def create_app(
     for module in _ROUTES:
         module.setup_routes(app)
     dicomweb.setup(app, config.dicomweb)
+    mount_web_plugins(app, core, config)  # under /plugins/{name}/, behind the same middlewares
     if serve_dicom:
         app.cleanup_ctx.append(services.dicom_server)
     app.cleanup_ctx.append(services.replicator)

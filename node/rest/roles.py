@@ -1,10 +1,11 @@
 """Which role a REST request needs: one table, read from the top, first match wins.
 
 Reading (GET, HEAD) needs ``read-only``, and so do the POSTs that only read (queries,
-archive and media creation, MD5 checks). Storing, annotating and sending to configured
-modalities and peers needs ``read-write``. Anything else that changes the node (deleting,
-modalities, peers, settings, and any method or path the table does not name) needs
-``admin``: a route added later is closed until it is listed here.
+archive and media creation, MD5 checks). Storing, annotating, sending to configured
+modalities and peers, and web plugins' writes (``/plugins/...``) need ``read-write``.
+Anything else that changes the node (deleting, modalities, peers, settings, and any
+method or path the table does not name) needs ``admin``: a route added later is closed
+until it is listed here.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ _TABLE: tuple[tuple[frozenset[str], str, Role], ...] = tuple(
         ("POST", rf"/ui/studies/{_ID}/(protect|send)", _WRITE),
         ("POST", rf"/ui/(peers/{_ID}/sync|jobs/{_ID}/cancel)", _WRITE),
         # Not listed, so admin: /ui/studies/{id}/delete.
+        # Web plugins (node/rest/web_plugins.py): they read the node only, so anything
+        # they do besides reading is theirs, and needs what storing needs.
+        ("POST PUT PATCH DELETE", rf"/plugins/{_ID}(/.*)?", _WRITE),
     )
 )
 

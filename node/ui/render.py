@@ -20,6 +20,7 @@ from aiohttp import web
 from pacsnode.node.errors import DomainError
 from pacsnode.node.rest.context import CONFIG
 from pacsnode.node.ui import BASE_PATH, csrf, listing
+from pacsnode.node.ui.panels import PANELS
 from pacsnode.node.ui.views import ListingCache
 from pacsnode.node.viewer import viewer_dir
 
@@ -117,6 +118,7 @@ def render(
         "flash": flash,
         "path": request.path,
         "error": None,
+        "panels": request.config_dict.get(PANELS, ()),  # web plugins' pages, in the nav
         **context,
     }
     response = aiohttp_jinja2.render_template(
