@@ -7,6 +7,10 @@ from pathlib import Path
 import pytest
 
 from pacsnode.storage.store import StudyStore
+from tests.plugins.example_package import (  # for every suite's plugin contracts
+    example_plugins,  # noqa: F401
+    example_plugins_importable,  # noqa: F401
+)
 
 
 @pytest.fixture(autouse=True)

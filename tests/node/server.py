@@ -39,9 +39,15 @@ class Response:
 
 class NodeProcess:
     def __init__(
-        self, directory: Path, extra_toml: str = "", credentials: tuple[str, str] | None = None
+        self,
+        directory: Path,
+        extra_toml: str = "",
+        credentials: tuple[str, str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.http_port, self.dicom_port = free_port(), free_port()
+        #: the process's environment (this one's when None)
+        self.env = env
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.config = directory / "pacsnode.toml"
@@ -64,6 +70,7 @@ class NodeProcess:
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=self.env,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -23,6 +23,8 @@ from tests.node.index_plugins.corpus import Item, corpus
 PLUGINS = [
     pytest.param(("maintags", {}), id="maintags"),
     pytest.param(("search", {"commit_interval_s": 0.05}), id="search"),
+    # the example package's (tests/plugins/example), installed for real: pip runs, so e2e
+    pytest.param(("example-bodypart", {}), id="example-bodypart", marks=pytest.mark.e2e),
 ]
 
 
@@ -40,6 +42,11 @@ def caught_up(plugin: IndexPlugin, timeout_s: float = 20.0) -> None:
     while (lag := plugin.lag()) > 0:
         assert time.monotonic() < deadline, f"the plugin is still {lag} changes behind"
         time.sleep(0.02)
+
+
+def _importable(request: pytest.FixtureRequest, name: str) -> None:
+    if name.startswith("example-"):  # the example package's: installed once per session
+        request.getfixturevalue("example_plugins_importable")
 
 
 def _plugin(name: str, settings: Mapping[str, Any], data_dir: Path) -> Iterator[Fed]:
@@ -62,6 +69,7 @@ def _plugin(name: str, settings: Mapping[str, Any], data_dir: Path) -> Iterator[
 def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
     """A plugin fed the corpus, shared by the module's read-only tests."""
     name, settings = request.param
+    _importable(request, name)
     yield from _plugin(name, settings, tmp_path_factory.mktemp(name) / "data")
 
 
@@ -69,4 +77,5 @@ def fed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Fed]:
     """A plugin fed the corpus, for one test that changes what is stored."""
     name, settings = request.param
+    _importable(request, name)
     yield from _plugin(name, settings, tmp_path / "data")
