@@ -3,7 +3,8 @@ against every plugin in ``PLUGINS`` (conftest): fed the same instances through a
 node's change feed, each answers the same queries on main tags (exact values, wildcards,
 ranges, lists, at every level, paged), any attribute it claims, and forgets what is
 deleted. A plugin that is not ``exact`` may answer more (values that differ in case),
-never less."""
+never less; a query on attributes a plugin does not claim (``answers``) is not asked of it.
+Another plugin joins with a line in ``PLUGINS`` (conftest)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ def check(
     fed: Fed, level: Level, query: dict[str, str], names: Iterable[str], maybe: Iterable[str] = ()
 ) -> None:
     """The plugin answers the resources above ``names``; one that is not exact may add
-    those above ``maybe``."""
+    those above ``maybe``. A query on attributes it does not claim is not its to answer."""
+    if not all(fed.plugin.answers(level, keyword) for keyword in query):
+        return
     found = set(answered(fed.plugin, level, constraints(**query)))
     expected = ids(fed.items, level, *names)
     if fed.plugin.exact:
@@ -137,4 +140,8 @@ def test_deleted_resources_are_no_longer_answered(fresh: Fed) -> None:
 
 def test_answers_claims_only_real_attributes(fed: Fed) -> None:
     assert not fed.plugin.answers(Level.STUDY, "NoSuchKeyword")
+    assert any(
+        fed.plugin.answers(Level.STUDY, keyword)
+        for keyword in ("PatientID", "StudyDate", "BodyPartExamined")
+    )
     assert fed.plugin.lag() == 0
