@@ -57,17 +57,24 @@ def entry_point(kind: PluginKind, name: str) -> EntryPoint:
     return found[name]
 
 
+def located(kind: PluginKind, name: str) -> str:
+    """Where a plugin comes from, for messages: ``group: module:attribute``."""
+    try:
+        return f"{kind.group}: {entry_point(kind, name).value}"
+    except PluginError:  # uninstalled while starting: the group is all there is to say
+        return kind.group
+
+
+def refused(kind: PluginKind, name: str, problem: str) -> PluginError:
+    """A :class:`PluginError` naming the plugin and its entry point, saying ``problem``."""
+    return PluginError(f"{kind.value} plugin {name!r} ({located(kind, name)}) {problem}")
+
+
 def failure(kind: PluginKind, name: str, what: str, exc: BaseException) -> PluginError:
     """A :class:`PluginError` saying which plugin, which entry point, and what went wrong
     (``what``: "does not load", "failed to start"...); the traceback to the log."""
     log.debug("%s plugin %r %s", kind.value, name, what, exc_info=exc)
-    try:
-        where = f"{kind.group}: {entry_point(kind, name).value}"
-    except PluginError:  # uninstalled while starting: the group is all there is to say
-        where = kind.group
-    return PluginError(
-        f"{kind.value} plugin {name!r} ({where}) {what}: {type(exc).__name__}: {exc}"
-    )
+    return refused(kind, name, f"{what}: {type(exc).__name__}: {exc}")
 
 
 def load(kind: PluginKind, name: str) -> Any:
@@ -88,10 +95,6 @@ def build(kind: PluginKind, name: str, factory_call: Callable[[Any], Any]) -> An
     except PluginError:
         raise
     except ValueError as exc:
-        entry = entry_point(kind, name)
-        raise PluginError(
-            f"{kind.value} plugin {name!r} ({kind.group}: {entry.value}) refuses its "
-            f"settings: [plugins.{name}] {exc}"
-        ) from exc
+        raise refused(kind, name, f"refuses its settings: [plugins.{name}] {exc}") from exc
     except Exception as exc:
         raise failure(kind, name, "failed to start", exc) from exc

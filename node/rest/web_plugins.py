@@ -30,7 +30,7 @@ from aiohttp.typedefs import Handler, Middleware
 from pacsnode.node import plugins
 from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import DomainError
-from pacsnode.node.plugins import PluginError, PluginKind
+from pacsnode.node.plugins import PluginKind
 from pacsnode.node.rest.errors import error_response
 from pacsnode.node.rest.node_reader import NodeReader
 from pacsnode.node.settings import NodeConfig
@@ -71,8 +71,8 @@ WebFactory = Callable[[WebContext], web.Application | Iterable[web.AbstractRoute
 
 def mount_web_plugins(app: web.Application, core: NodeCore, config: NodeConfig) -> None:
     """Build every ``[web] plugins`` entry and mount it; a plugin that is missing, does not
-    load, refuses its settings or answers with something else raises :class:`PluginError`.
-    Their panels go to the UI (``PANELS``)."""
+    load, refuses its settings or answers with something else raises
+    :class:`~pacsnode.node.plugins.PluginError`. Their panels go to the UI (``PANELS``)."""
     links: list[NavLink] = []
     reader = NodeReader(core)
     for name in config.core.plugins.web:
@@ -111,25 +111,19 @@ def _as_app(name: str, made: Any) -> tuple[web.Application, Panel | None]:
     if isinstance(made, WebPlugin):
         made, panel = made.routes, made.panel
     if panel is not None and (problem := panel.problem()):
-        raise _refused(name, problem)
+        raise plugins.refused(PluginKind.WEB, name, problem)
     if isinstance(made, web.Application):
         return made, panel
-    try:
-        routes = list(made)
-    except TypeError:
-        routes = [None]
+    routes = list(made) if isinstance(made, Iterable) else [made]
     if not all(isinstance(route, web.AbstractRouteDef) for route in routes):
-        raise _refused(
-            name, f"its factory returned {type(made).__name__}, not a web.Application or routes"
+        raise plugins.refused(
+            PluginKind.WEB,
+            name,
+            f"made a {type(made).__name__}, not a web.Application, routes or a WebPlugin",
         )
     sub_app = web.Application()
     sub_app.add_routes(routes)
     return sub_app, panel
-
-
-def _refused(name: str, problem: str) -> PluginError:
-    entry = plugins.entry_point(PluginKind.WEB, name)
-    return PluginError(f"web plugin {name!r} ({PluginKind.WEB.group}: {entry.value}): {problem}")
 
 
 def _guard(name: str, sub_app: web.Application) -> None:

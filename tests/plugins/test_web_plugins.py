@@ -131,6 +131,11 @@ async def test_plugins_are_behind_the_nodes_users_and_roles(make_client: MakeCli
         ),
         (plugin_settings("no-such-plugin"), "no entry point 'no-such-plugin' in group"),
         (
+            plugin_settings("example", settings={"example": {"title": ""}}),
+            "(pacsnode.web: pacsnode_example_plugin.web:modalities_plugin) a panel's title "
+            "takes 1 to 40 characters, not ''",
+        ),
+        (
             plugin_settings("example-faulty", settings={"example-faulty": {"fail_at_start": True}}),
             "(pacsnode.web: pacsnode_example_plugin.web:faulty_plugin) failed to start: "
             "ConnectionRefusedError: the example's database does not answer",
