@@ -127,7 +127,8 @@ class Finder:
         return None if record is None else str(record["id"])
 
     def _fallback_candidates(self, level: Level, chosen: Plan) -> list[str]:
-        found = self._call(self._main, self._main.find, level, chosen.sent, None, 0)
+        bound = FALLBACK_CANDIDATES + 1  # one more says there are too many
+        found = self._call(self._main, self._main.find, level, chosen.sent, bound, 0)
         if len(found) <= FALLBACK_CANDIDATES:
             return found
         keywords = ", ".join(sorted({c.keyword for c in chosen.on_instances}))
