@@ -65,15 +65,14 @@ class Finder:
     ) -> None:
         self._node = node
         self._main = main
-        self._others = list(others)
+        self._others = [plugin for _, plugin in others]
         self._names = {id(plugin): name for name, plugin in [("maintags", main), *others]}
 
     def find(
         self, level: Level, constraints: Sequence[Constraint], offset: int, limit: int | None
     ) -> list[str]:
         lags = _Lags(self._node, self._call)
-        others = [plugin for _, plugin in self._others]
-        chosen = plan(level, constraints, self._main, others, lags.of, MAX_LAG)
+        chosen = plan(level, constraints, self._main, self._others, lags.of, MAX_LAG)
         if chosen.route is Route.DIRECT:
             return self._call(chosen.plugin, chosen.plugin.find, level, chosen.sent, limit, offset)
         if chosen.route is Route.FALLBACK:
