@@ -20,6 +20,7 @@ from typing import Any
 
 from pacsnode.storage.backends.base import Filler
 from pacsnode.storage.errors import StorageFull
+from pacsnode.storage.layout import check_uid, is_valid_uid
 
 _TEMP = ".tmp-"
 
@@ -46,8 +47,9 @@ class DirectoryBackend:
         self.root = root
 
     def _path(self, study_uid: str) -> Path:
-        # the store gives valid UIDs only (digits and dots): safe as file names
-        return self.root / f"{study_uid}.zip"
+        # a UID is digits and dots, safe as a file name: anything else is refused
+        # (InvalidUid), never made a path
+        return self.root / f"{check_uid(study_uid, 'Study Instance UID')}.zip"
 
     def open(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -58,13 +60,14 @@ class DirectoryBackend:
         pass
 
     def put(self, study_uid: str, fill: Filler) -> None:
+        path = self._path(study_uid)  # checks the UID before it names any file
         temp = self.root / f"{_TEMP}{study_uid}-{os.getpid()}"
         try:
             with open(temp, "wb") as handle:
                 fill(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(temp, self._path(study_uid))
+            os.replace(temp, path)
         except OSError as exc:
             temp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
@@ -112,7 +115,8 @@ class DirectoryBackend:
 
     def study_uids(self) -> Iterator[str]:
         for path in self.root.glob("*.zip"):
-            yield path.stem
+            if is_valid_uid(path.stem):  # not a file someone else left there
+                yield path.stem
 
 
 def directory_backend(settings: Mapping[str, Any], data_dir: Path) -> DirectoryBackend:
