@@ -102,3 +102,14 @@ class StorageFull(StorageError):
     http_status = 507
     #: "Refused: Out of resources"
     dimse_status = 0xA700
+
+
+class BackendUnavailable(StorageError):
+    """The storage backend (an object store) did not answer or refused the request: the
+    server is down, unreachable, or rejects the credentials. Nothing was changed; the
+    same request may succeed later."""
+
+    code = "storage-unavailable"
+    http_status = 503
+    #: "Refused: Out of resources": the peer may try again later
+    dimse_status = 0xA700

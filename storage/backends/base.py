@@ -56,7 +56,12 @@ class SealedBlob(Protocol):
 @runtime_checkable
 class SealedBackend(Protocol):
     """Keeps the sealed study ZIPs. Methods are called from many threads at once, but never
-    two writes (``put``, ``delete``) of the same study at once: the store locks the study."""
+    two writes (``put``, ``delete``) of the same study at once: the store locks the study.
+
+    Every method taking a ``study_uid`` checks it (:func:`~pacsnode.storage.layout.check_uid`)
+    and raises :class:`~pacsnode.storage.errors.InvalidUid` for one that is not a DICOM UID,
+    before it becomes a path or a key. A backend that cannot reach its storage raises
+    :class:`~pacsnode.storage.errors.BackendUnavailable` (and changes nothing)."""
 
     #: the plugin's name, for messages
     name: str
