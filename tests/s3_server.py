@@ -154,13 +154,16 @@ class SeaweedFS:
             **extra,
         }
 
-    def toml(self, bucket: str, prefix: str = "", **extra: Any) -> str:
-        """The same as a node's configuration: the backend and its table."""
-        lines = [
-            f"{key} = {json.dumps(value)}"
-            for key, value in self.settings(bucket, prefix, **extra).items()
-        ]
-        return '[storage]\nbackend = "s3"\n[plugins.s3]\n' + "\n".join(lines) + "\n"
+    def toml(
+        self, bucket: str, prefix: str = "", storage: dict[str, Any] | None = None, **extra: Any
+    ) -> str:
+        """A node's configuration for this server: ``[storage]`` (the backend and the keys
+        of ``storage``) and ``[plugins.s3]``."""
+        settings = self.settings(bucket, prefix, **extra)
+        lines = ["[storage]", 'backend = "s3"']
+        lines += [f"{key} = {json.dumps(value)}" for key, value in (storage or {}).items()]
+        lines += ["[plugins.s3]", *(f"{key} = {json.dumps(v)}" for key, v in settings.items())]
+        return "\n".join(lines) + "\n"
 
     def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         """A request signed with the test credentials: (status, body)."""

@@ -123,6 +123,10 @@ class S3Backend:
 
     def put(self, study_uid: str, fill: Filler) -> None:
         check_uid(study_uid, "StudyInstanceUID")
+        if self.client.failing:
+            # The store retries a failed seal every second or so: while the server is
+            # down, one listing says so, rather than a whole ZIP spooled each time.
+            self.client.probe(self.study_prefix(study_uid))
         path = self._spooled(fill)
         try:
             with self._guard:
@@ -132,13 +136,12 @@ class S3Backend:
             generation = max(time.time_ns(), old.generation + 1 if old else 0)
             key = self.key(study_uid, generation)
             size = path.stat().st_size
-            try:
-                etag = self.client.put_file(key, path)
-            except BaseException:
-                # The upload may have completed before the error (a lost answer): the new
-                # object would win at the next start, so it is removed if it can be.
-                self._remove_quietly(key)
-                raise
+            # If this raises after the server took the object (a lost answer), that object
+            # is the study's old ZIP plus what the store still keeps staged: the next put
+            # supersedes it, or, after a crash, it wins at open and recovery folds the
+            # staged instances in again. No clean-up is needed, nor tried while the
+            # server may be down.
+            etag = self.client.put_file(key, path)
             with self._guard:
                 self._studies[study_uid] = ObjectVersion(generation, etag, size)
                 if old is not None:

@@ -65,6 +65,8 @@ class ObjectClient:
     def __init__(self, settings: S3Settings) -> None:
         self.settings = settings
         self.counters = Counters()
+        #: the last request found the server unavailable
+        self.failing = False
         self._obstore, self._errors, self._store = _connect(settings)
 
     def describe(self) -> str:
@@ -118,6 +120,12 @@ class ObjectClient:
                 for meta in page:
                     yield ObjectInfo(meta["path"], str(meta.get("e_tag") or ""), meta["size"])
 
+    def probe(self, prefix: str) -> None:
+        """One small request (a listing of at most one key): ``BackendUnavailable`` if the
+        server does not answer."""
+        with self._translated(f"listing {prefix}", missing="unavailable"):
+            next(iter(self._obstore.list(self._store, prefix=prefix, chunk_size=1)), None)
+
     @contextlib.contextmanager
     def _translated(self, what: str, *, missing: str = "absent") -> Iterator[None]:
         """obstore's errors as ours; ``missing`` says what a 404 means here: the object is
@@ -126,6 +134,7 @@ class ObjectClient:
         errors = self._errors
         try:
             yield
+            self.failing = False
         except errors.PreconditionError as exc:
             raise ObjectGone(f"{what}: the version being read was replaced or deleted") from exc
         except FileNotFoundError as exc:  # obstore's NotFoundError is one
@@ -137,6 +146,7 @@ class ObjectClient:
                 ) from exc
             raise FileNotFoundError(f"{what}: no such object") from exc
         except (errors.BaseError, OSError) as exc:
+            self.failing = True
             raise BackendUnavailable(self._unavailable(what, exc)) from exc
 
     def _unavailable(self, what: str, exc: BaseException) -> str:
