@@ -38,7 +38,7 @@ class S3Settings:
     #: local cache of whole study ZIPs (0: none)
     cache_mb: int = 0
     #: blocks of ZIPs read by ranges (central directories, small entries), shared
-    block_cache_mb: int = 8
+    block_cache_mb: int = 4
     #: one request, from connecting to the last byte; parts of uploads count alone
     timeout_s: float = 60.0
     connect_timeout_s: float = 5.0
@@ -96,7 +96,7 @@ def parse_settings(
         secret_key=secret_key,
         session_token=token,
         cache_mb=_integer(settings, "cache_mb", 0, minimum=0),
-        block_cache_mb=_integer(settings, "block_cache_mb", 8, minimum=1),
+        block_cache_mb=_integer(settings, "block_cache_mb", 4, minimum=1),
         timeout_s=_seconds(settings, "timeout_s", 60.0),
         connect_timeout_s=_seconds(settings, "connect_timeout_s", 5.0),
         retries=_integer(settings, "retries", 2, minimum=0),
