@@ -98,3 +98,15 @@ def build(kind: PluginKind, name: str, factory_call: Callable[[Any], Any]) -> An
         raise refused(kind, name, f"refuses its settings: [plugins.{name}] {exc}") from exc
     except Exception as exc:
         raise failure(kind, name, "failed to start", exc) from exc
+
+
+def import_configured(storage: str, index: tuple[str, ...], web: tuple[str, ...]) -> None:
+    """Import every configured plugin, building none: run before the data directory is
+    opened, so that one missing or broken stops the start before recovery runs."""
+    for kind, names in (
+        (PluginKind.STORAGE, (storage,)),
+        (PluginKind.INDEX, index),
+        (PluginKind.WEB, web),
+    ):
+        for name in names:
+            load(kind, name)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pacsnode.node import audit
+from pacsnode.node import audit, plugins
 from pacsnode.node.config import is_loopback
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.admission import exposure_lines as dicom_exposure
@@ -151,6 +151,8 @@ def serve(config: NodeConfig) -> None:
     os.umask(PRIVATE_UMASK)  # before anything is written (the CLI sets it too)
     open_files = raise_open_file_limit()
     limit_repeats()
+    chosen = config.core.plugins
+    plugins.import_configured(chosen.storage_backend, chosen.index, chosen.web)
     core = NodeCore(config.core)
     report = core.open()
     close_data_dir(config.data_dir)

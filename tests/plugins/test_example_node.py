@@ -113,3 +113,5 @@ def test_a_broken_plugin_stops_the_start(example_plugins: Path, tmp_path: Path) 
         said = BROKEN["import" if case == "verbose" else case][1]
         assert f"pacsnode: {said}" in err.splitlines(), (case, err)
         assert ("Traceback" in err + out) == (case == "verbose"), (case, err)
+        # before the data directory was opened: no recovery, no index
+        assert not (tmp_path / case / "index").exists(), case
