@@ -121,7 +121,11 @@ class NodeCore:
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
             self._sealer.start()
-        index_plugins.start(self)
+        try:
+            index_plugins.start(self)
+        except BaseException:
+            self.close()  # a plugin that does not start leaves nothing half-open
+            raise
         self._plugins = index_plugins
         self._finder = index_plugins.finder(self)
         return report

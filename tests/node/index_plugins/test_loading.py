@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pacsnode.node.config import load_config
+from pacsnode.node.core import NodeCore
 from pacsnode.node.errors import ConfigError
 from pacsnode.node.index_plugins.loading import IndexPlugins, build
 from pacsnode.node.index_plugins.maintags import MainTagIndex
@@ -51,3 +52,12 @@ def test_built_in_plugins_are_not_named_in_index_plugins(tmp_path: Path, name: s
     path.write_text(f'[index]\nplugins = ["{name}"]\n')
     with pytest.raises(ConfigError, match=f"'{name}' is built in"):
         load_config(path)
+
+
+def test_a_plugin_that_does_not_start_stops_the_open_leaving_nothing_open(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "search").write_text("not a folder")  # the index cannot be made
+    core = NodeCore(CoreSettings(data_dir=tmp_path / "data", ingest_workers=0))
+    with pytest.raises(PluginError, match="index plugin 'search' failed to start"):
+        core.open(background=False, search=True)
+    assert not core.is_open
