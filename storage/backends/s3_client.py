@@ -172,9 +172,11 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """obstore's messages carry a long debug dump after the first line."""
+    """obstore's messages carry a long debug dump after the first line, whose end is the
+    start of the server's XML answer."""
     text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    line = text[0].split(": <?xml", 1)[0] if text else type(exc).__name__
+    return line[:300]
 
 
 def _connect(settings: S3Settings) -> tuple[Any, Any, Any]:

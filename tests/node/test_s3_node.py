@@ -11,6 +11,7 @@ only ever in the bucket (no ``study.zip`` on the data disk).
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import time
@@ -230,3 +231,27 @@ def test_a_node_while_its_s3_server_is_down(tmp_path: Path) -> None:
         assert "Traceback" not in node.log.read_text()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"bucket": "no-such-bucket"}, "bucket 'no-such-bucket' at http://127.0.0.1:"),
+        ({"secret_key": "wrong"}, "refused the credentials"),
+        ({"cache_mb": -1}, "[plugins.s3] cache_mb must be an integer of at least 0"),
+    ],
+)
+def test_a_bucket_the_node_cannot_use_stops_its_start(
+    seaweedfs: SeaweedFS, tmp_path: Path, change: dict[str, object], said: str
+) -> None:
+    settings = {**seaweedfs.settings(BUCKET, unique_prefix(), retries=0), **change}
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    toml = '[storage]\nbackend = "s3"\n[plugins.s3]\n' + "\n".join(lines) + "\n"
+    node = NodeProcess(tmp_path, toml)
+    started = subprocess.run(
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(node.config), "serve"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 2
+    (line,) = started.stderr.strip().splitlines()  # one line, no traceback
+    assert said in line and "<?xml" not in line
