@@ -52,8 +52,12 @@ def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     read = positional_reader(archive)
     if info.compress_type != zipfile.ZIP_DEFLATED or read is None:
         return archive.read(info)
+    name = info.filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    header = read_exactly(read, LOCAL_HEADER_SIZE + len(name), info.header_offset)
+    if header[LOCAL_HEADER_SIZE:] != name:  # as zipfile checks: the entry is not there
+        raise zipfile.BadZipFile(f"{info.filename}: the local header names another file")
     try:
-        start = data_offset(info, read_exactly(read, LOCAL_HEADER_SIZE, info.header_offset))
+        start = data_offset(info, header[:LOCAL_HEADER_SIZE])
     except ValueError as exc:
         raise zipfile.BadZipFile(str(exc)) from None
     raw = read_exactly(read, info.compress_size, start)
