@@ -14,9 +14,8 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from pacsnode.storage.inflate import positional_reader
+from pacsnode.storage.inflate import positional_reader, read_raw
 from pacsnode.storage.multipart import part_content_type
-from pacsnode.storage.zipwriter import LOCAL_HEADER_SIZE, data_offset
 
 # ID1 ID2, CM=deflate, no flags, no mtime, XFL=0, OS=unknown (RFC 1952)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -57,15 +56,10 @@ def read_deflated_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Defla
     read = positional_reader(archive)
     if info.compress_type != zipfile.ZIP_DEFLATED or read is None:
         return None
-    name = info.filename.encode()
     try:
-        header = read(LOCAL_HEADER_SIZE + len(name), info.header_offset)
-        if header[LOCAL_HEADER_SIZE:] != name:
-            return None
-        start = data_offset(info, header[:LOCAL_HEADER_SIZE])
-        raw = read(info.compress_size, start)
-    except (OSError, ValueError):
-        return None
+        raw = read_raw(read, info)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None  # rewritten meanwhile, or damaged: the usual read says which
     if len(raw) != info.compress_size:
         return None
     try:

@@ -46,21 +46,33 @@ def read_exactly(read: PositionalRead, size: int, offset: int) -> bytes:
     return data
 
 
+def read_raw(read: PositionalRead, info: zipfile.ZipInfo) -> bytes | memoryview:
+    """The entry's stored (compressed) bytes, after checking that its local header is
+    there and names it, as zipfile does (BadZipFile otherwise)."""
+    name = info.filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+    # One read for the local header and the data, guessing the local extra field is the
+    # central directory's (it is in the ZIPs pacsnode writes): a blob in an object store
+    # pays a request a read. A second read only when the guess was wrong.
+    before_data = LOCAL_HEADER_SIZE + len(name) + len(info.extra)
+    chunk = read_exactly(read, before_data + info.compress_size, info.header_offset)
+    if chunk[LOCAL_HEADER_SIZE : LOCAL_HEADER_SIZE + len(name)] != name:
+        raise zipfile.BadZipFile(f"{info.filename}: the local header names another file")
+    try:
+        start = data_offset(info, chunk[:LOCAL_HEADER_SIZE])
+    except ValueError as exc:
+        raise zipfile.BadZipFile(str(exc)) from None
+    if start == info.header_offset + before_data:
+        return memoryview(chunk)[before_data:]
+    return read_exactly(read, info.compress_size, start)
+
+
 def read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """The entry's bytes, as ``archive.read(info)`` gives them (same checks), faster when
     the entry is deflated and the archive is a file."""
     read = positional_reader(archive)
     if info.compress_type != zipfile.ZIP_DEFLATED or read is None:
         return archive.read(info)
-    name = info.filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
-    header = read_exactly(read, LOCAL_HEADER_SIZE + len(name), info.header_offset)
-    if header[LOCAL_HEADER_SIZE:] != name:  # as zipfile checks: the entry is not there
-        raise zipfile.BadZipFile(f"{info.filename}: the local header names another file")
-    try:
-        start = data_offset(info, header[:LOCAL_HEADER_SIZE])
-    except ValueError as exc:
-        raise zipfile.BadZipFile(str(exc)) from None
-    raw = read_exactly(read, info.compress_size, start)
+    raw = read_raw(read, info)
     try:
         data = inflate(raw, info.file_size)
     except ValueError as exc:
