@@ -120,6 +120,8 @@ class StudyStore:
         #: (:mod:`storage.gates`); taken before a study's lock, never inside it
         self.gate = KeyedGate()
         self._last_write: dict[str, float] = {}
+        #: study -> the message of its last failed seal, said once (see seal_quiet)
+        self._seal_failures: dict[str, str] = {}
         self._lock_file: BinaryIO | None = None
         self._files = StudyFiles(self.root, self.backend)
 
@@ -290,12 +292,23 @@ class StudyStore:
                     if self._seal(study_uid, busy) is None:
                         continue  # held off: sealed on a later round
                 except StorageError as exc:  # the others still get sealed
-                    log.error("sealing study %s failed: %s", study_uid, exc.message)
+                    self._seal_failed(study_uid, exc.message)
                     continue
+                if self._seal_failures.pop(study_uid, None) is not None:
+                    log.info("study %s sealed after all", study_uid)
                 if self._last_write.get(study_uid) == last:
                     self._last_write.pop(study_uid, None)
                 sealed.append(study_uid)
         return sealed
+
+    def _seal_failed(self, study_uid: str, message: str) -> None:
+        """Say a failed seal once (it is retried every round: a storage backend that is
+        down fails each time the same way until it is back)."""
+        if self._seal_failures.get(study_uid) != message:
+            log.error("sealing study %s failed: %s; retrying", study_uid, message)
+        else:
+            log.debug("sealing study %s failed again: %s", study_uid, message)
+        self._seal_failures[study_uid] = message
 
     def _rewrite(
         self, study_uid: str, sources: list[InstanceSource], *, keep_pending: bool = False
