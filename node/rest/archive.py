@@ -11,11 +11,13 @@ is Orthanc's layout too: ``IMAGES/IM0``, ``IMAGES/IM1``... and a ``DICOMDIR`` wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import queue
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from typing import IO, Any
 
@@ -29,17 +31,25 @@ _DONE = object()
 _QUEUE_CHUNKS = 16
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]+")
 
+log = logging.getLogger(__name__)
+
 
 class _QueueWriter:
     """A write-only file object that hands what it gets to the sending coroutine."""
 
     def __init__(self, chunks: queue.Queue[Any]) -> None:
         self._chunks = chunks
+        self._abandoned = False
 
     def write(self, data: bytes) -> int:
-        if data:
+        if data and not self._abandoned:
             self._chunks.put(bytes(data))
         return len(data)
+
+    def abandon(self) -> None:
+        """Drop what comes next: the end records a ZipFile writes as it closes on an
+        error would start an answer that can only fail."""
+        self._abandoned = True
 
     def flush(self) -> None:
         pass
@@ -91,6 +101,20 @@ class _Namer:
         )
 
 
+@contextlib.contextmanager
+def _zip_to(handle: IO[bytes]) -> Iterator[zipfile.ZipFile]:
+    """A ZIP written to ``handle``; on an error the handle is abandoned (when it can be:
+    a streamed answer) before the ZipFile closes, so its end records are not sent."""
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        try:
+            yield archive
+        except BaseException:
+            abandon = getattr(handle, "abandon", None)
+            if abandon is not None:
+                abandon()
+            raise
+
+
 class Media(Enum):
     """What a ZIP holds: Orthanc's archive folders, or DICOM media with a DICOMDIR."""
 
@@ -114,7 +138,7 @@ def write_archive(
         extended = media is Media.EXTENDED_MEDIA
         return _write_media(core, refs, handle, cancelled, extended, written)
     namer, total = _Namer(core), 0
-    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+    with _zip_to(handle) as archive:
         for count, ref in enumerate(refs, 1):
             if cancelled.is_set():
                 break
@@ -136,7 +160,7 @@ def _write_media(
     """Files as ``IMAGES/IM0``, ``IMAGES/IM1``... (Orthanc's media layout: short upper-case
     File IDs, as PS3.10 asks), then the DICOMDIR, which is known only once all are in."""
     directory, total = DicomDir(extended=extended), 0
-    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+    with _zip_to(handle) as archive:
         for number, ref in enumerate(refs):
             if cancelled.is_set():
                 return total
@@ -157,9 +181,10 @@ def _produce(
     cancelled: threading.Event,
     media: Media,
 ) -> None:
+    writer = _QueueWriter(chunks)
     try:
-        write_archive(core, refs, _QueueWriter(chunks), cancelled, media)  # type: ignore[arg-type]
-    except Exception as exc:  # the client sees a cut response; the log says why
+        write_archive(core, refs, writer, cancelled, media)  # type: ignore[arg-type]
+    except Exception as exc:  # an error answer, or a cut one once started; the log says why
         chunks.put(exc)
     finally:
         chunks.put(_DONE)
@@ -172,15 +197,20 @@ async def stream_refs(
     filename: str,
     media: Media = Media.ARCHIVE,
 ) -> web.StreamResponse:
-    """Send the ZIP of these instances as it is built."""
+    """Send the ZIP of these instances as it is built.
+
+    The answer starts with the first bytes, so a failure before them (the storage is
+    unreachable, a file is gone) is answered as an error; one after them can only cut the
+    connection, and does: an error answer written into a started body would pass for
+    part of the ZIP."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
             "Content-Disposition": f'attachment; filename="{_part(filename)}"',
         }
     )
-    await response.prepare(request)
     chunks: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_CHUNKS)
+    sent = 0
     cancelled = threading.Event()
     producer = threading.Thread(
         target=_produce, args=(core, refs, chunks, cancelled, media), daemon=True
@@ -192,8 +222,17 @@ async def stream_refs(
             if chunk is _DONE:
                 break
             if isinstance(chunk, Exception):
-                raise chunk
+                if not response.prepared:
+                    raise chunk
+                log.warning("%s cut after %d bytes: %s", filename, sent, chunk)
+                _cut(request)
+                return response
+            if not chunk:
+                continue  # nothing to send, nothing to start the answer for
+            if not response.prepared:
+                await response.prepare(request)
             await response.write(chunk)
+            sent += len(chunk)
     finally:
         cancelled.set()
         while producer.is_alive():  # unblock a producer waiting on a full queue
@@ -201,8 +240,17 @@ async def stream_refs(
                 chunks.get_nowait()
             except queue.Empty:
                 await asyncio.sleep(0.01)
+    if not response.prepared:  # an empty archive
+        await response.prepare(request)
     await response.write_eof()
     return response
+
+
+def _cut(request: web.Request) -> None:
+    """Close the connection under a started answer: the client sees it end early."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 async def stream_archive(
