@@ -46,6 +46,8 @@ CANCEL = 0xFE00
 UNABLE_TO_PROCESS = 0xC000
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNKNOWN_MOVE_DESTINATION = 0xA801
+#: "Refused: Out of resources - Unable to perform sub-operations" (PS3.4 C.4.2.1.5, C.4.3.1.4)
+SUB_OPERATIONS_FAILED = 0xA702
 
 
 def _not_allowed() -> Dataset:
@@ -228,7 +230,15 @@ def _datasets(
         if event.is_cancelled:
             yield CANCEL, None
             return
-        yield PENDING, fit(core.instance_dataset(ref))
+        try:
+            dataset = core.instance_dataset(ref)
+        except DomainError as exc:
+            # Storage that stopped answering (a bucket down), an instance deleted meanwhile:
+            # the retrieve ends with a failure status, not an exception in pynetdicom.
+            log.warning("retrieve stopped at instance %s: %s", ref.id, exc.message)
+            yield SUB_OPERATIONS_FAILED, None
+            return
+        yield PENDING, fit(dataset)
 
 
 def _as_stored(dataset: Dataset) -> Dataset:

@@ -86,6 +86,36 @@ def test_storescu_then_findscu_and_getscu(node_process: NodeProcess, tmp_path: P
     assert retrieved == [1, 2, 3, 4, 5]
 
 
+def test_a_retrieve_that_cannot_read_an_instance_fails_cleanly(
+    node_process: NodeProcess, tmp_path: Path
+) -> None:
+    """Storage that stops answering mid C-GET (a file gone here; a bucket down on S3): a
+    failure status, no traceback, and the node goes on serving."""
+    files = write_files(tmp_path / "in", 3)
+    assert node_process.dcmtk("storescu", files=tuple(map(str, files))).returncode == 0
+    lost = pydicom.dcmread(files[1]).SOPInstanceUID
+    (staged,) = (node_process.directory / "data").glob(f"studies/*/*/staging/{lost}.zip")
+    staged.unlink()
+    study_uid = pydicom.dcmread(files[0]).StudyInstanceUID
+    out = tmp_path / "out"
+    out.mkdir()
+    got = node_process.dcmtk(
+        "getscu",
+        "-od",
+        str(out),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={study_uid}",
+    )
+    # 0xA702; DCMTK then also says its release met the response's identifier (the Failed
+    # SOP Instance UID List pynetdicom sends with a failure), which it does not read
+    assert "Refused: OutOfResourcesSubOperations" in got.stderr, got.stderr
+    assert len(list(out.iterdir())) < 3
+    assert "Traceback" not in node_process.log.read_text()
+    assert node_process.dcmtk("echoscu").returncode == 0
+
+
 def test_compressed_transfer_syntaxes_are_stored_as_sent(node_process: NodeProcess) -> None:
     paths = [get_testdata_file(name) for name in SAMPLES]
     ae = AE(ae_title="PYNETDICOM")
