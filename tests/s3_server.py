@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,8 +26,6 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
-
-from tests.node.server import free_port
 
 ACCESS_KEY = "pacsnode-test"
 SECRET_KEY = "pacsnode-test-secret"
@@ -37,6 +36,25 @@ _PORTS = ("master", "volume", "filer", "s3")
 _PR_SET_PDEATHSIG = 1
 
 
+class PortTaken(AssertionError):
+    """weed could not bind one of its ports."""
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    """``count`` different free ports: each probe stays bound until all are picked (one at a
+    time, the kernel may hand the same port out twice)."""
+    probes = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probes.append(probe)
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 class SeaweedFS:
     """``weed server -s3`` in ``directory``; :meth:`stop` and :meth:`start` again keep the
     data and the ports (a server that goes down and comes back)."""
@@ -44,8 +62,8 @@ class SeaweedFS:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.ports = {name: free_port() for name in _PORTS}
-        self.grpc_ports = {name: free_port() for name in _PORTS}
+        self._pick_ports()
+        self._started = False
         self.log = directory / "weed.log"
         self.process: subprocess.Popen[bytes] | None = None
         identities = {
@@ -98,12 +116,38 @@ class SeaweedFS:
             f"-s3.localSocket={self.directory / 's3.sock'}",
         ]
 
+    def _pick_ports(self) -> None:
+        ports = distinct_free_ports(2 * len(_PORTS))
+        self.ports = dict(zip(_PORTS, ports[: len(_PORTS)], strict=True))
+        self.grpc_ports = dict(zip(_PORTS, ports[len(_PORTS) :], strict=True))
+
     def start(self, timeout: float = 60) -> SeaweedFS:
+        """Start it; a first start whose port was taken meanwhile (weed's own components
+        connect to each other from ephemeral ports while others still bind) is tried
+        again on other ports. Later starts keep theirs: the data names them."""
+        attempts = 1 if self._started else 3
+        for attempt in range(attempts):
+            try:
+                self._start(timeout)
+            except PortTaken:
+                self.kill()
+                if attempt == attempts - 1:
+                    raise
+                # a first start holds nothing yet, and its state names the old ports
+                shutil.rmtree(self.directory / "data", ignore_errors=True)
+                self._pick_ports()
+                continue
+            self._started = True
+            return self
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> None:
         (self.directory / "data").mkdir(exist_ok=True)
         # Go's temp dir: where weed puts its unix sockets and glog files, which would
         # otherwise pile up in /tmp (a killed server leaves them).
         scratch = self.directory / "tmp"
         scratch.mkdir(exist_ok=True)
+        said_before = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -115,9 +159,12 @@ class SeaweedFS:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"weed exited: {self.log_tail()}")
+                said = self.log.read_bytes()[said_before:].decode(errors="replace")
+                if "address already in use" in said:
+                    raise PortTaken(said[-3000:])
+                raise AssertionError(f"weed exited: {said[-3000:]}")
             if self._writable():
-                return self
+                return
             time.sleep(0.1)
         self.kill()
         raise AssertionError(f"SeaweedFS did not start in {timeout} s: {self.log_tail()}")
