@@ -364,12 +364,11 @@ class StudyStore:
         for study_uid in self.backend.study_uids():
             sealed.add(study_uid)
             yield study_uid
-        for bucket in (self.root / "studies").iterdir():
-            if not bucket.is_dir():
-                continue
-            for entry in bucket.iterdir():
-                if is_valid_uid(entry.name) and entry.name not in sealed:
-                    yield entry.name
+        # A study with staging is pending (marked before its first staging file is
+        # written), so the pending markers, not another walk of the tree, name the rest.
+        for study_uid in self.pending_studies():
+            if study_uid not in sealed:
+                yield study_uid
 
     def instances(self, study_uid: str) -> list[StoredInstance]:
         check_uid(study_uid, "StudyInstanceUID")
@@ -390,10 +389,11 @@ class StudyStore:
         """The study metadata as gzip bytes: the stored entry itself once sealed."""
         check_uid(study_uid, "StudyInstanceUID")
         if not self._files.staged_paths(study_uid):
-            sealed = self._files.sealed.get(study_uid)
-            if sealed is not None:
-                with contextlib.suppress(KeyError):
-                    return sealed.archive.read(metadata_entry(study_uid))
+            # The entry alone, read from the ZIP's directory: parsing the whole study (what
+            # the sealed cache holds) is what this answer avoids.
+            with contextlib.suppress(FileNotFoundError, KeyError):
+                with self.backend.get(study_uid) as blob, open_zip(blob) as archive:
+                    return archive.read(metadata_entry(study_uid))
         return study_metadata_gzip(self.study_metadata(study_uid))
 
     def instance_metadata(self, study_uid: str, series_uid: str, sop_uid: str) -> dict[str, Any]:
