@@ -39,6 +39,23 @@ def write_files(folder: Path, count: int, patient: int = 1) -> list[Path]:
     return paths
 
 
+def get_study(
+    node_process: NodeProcess, study_uid: str, out: Path
+) -> subprocess.CompletedProcess[str]:
+    """getscu of a whole study (study root) into ``out``."""
+    out.mkdir()
+    return node_process.dcmtk(
+        "getscu",
+        "-S",
+        "-od",
+        str(out),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={study_uid}",
+    )
+
+
 def test_echo(node_process: NodeProcess) -> None:
     assert node_process.dcmtk("echoscu").returncode == 0
 
@@ -68,19 +85,8 @@ def test_storescu_then_findscu_and_getscu(node_process: NodeProcess, tmp_path: P
     assert "Synthetic^Patient1" in found.stderr
     assert "[5 ]" in found.stderr or "[5]" in found.stderr
 
-    study_uid = pydicom.dcmread(files[0]).StudyInstanceUID
     out = tmp_path / "got"
-    out.mkdir()
-    got = node_process.dcmtk(
-        "getscu",
-        "-S",
-        "-od",
-        str(out),
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={study_uid}",
-    )
+    got = get_study(node_process, pydicom.dcmread(files[0]).StudyInstanceUID, out)
     assert got.returncode == 0, got.stderr
     retrieved = sorted(pydicom.dcmread(p).InstanceNumber for p in out.iterdir())
     assert retrieved == [1, 2, 3, 4, 5]
@@ -96,18 +102,8 @@ def test_a_retrieve_that_cannot_read_an_instance_fails_cleanly(
     lost = pydicom.dcmread(files[1]).SOPInstanceUID
     (staged,) = (node_process.directory / "data").glob(f"studies/*/*/staging/{lost}.zip")
     staged.unlink()
-    study_uid = pydicom.dcmread(files[0]).StudyInstanceUID
     out = tmp_path / "out"
-    out.mkdir()
-    got = node_process.dcmtk(
-        "getscu",
-        "-od",
-        str(out),
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={study_uid}",
-    )
+    got = get_study(node_process, pydicom.dcmread(files[0]).StudyInstanceUID, out)
     # 0xA702; DCMTK then also says its release met the response's identifier (the Failed
     # SOP Instance UID List pynetdicom sends with a failure), which it does not read
     assert "Refused: OutOfResourcesSubOperations" in got.stderr, got.stderr
