@@ -366,8 +366,10 @@ class StudyStore:
             yield study_uid
         # A study with staging is pending (marked before its first staging file is
         # written), so the pending markers, not another walk of the tree, name the rest.
+        # A marker alone is not a study: a deletion cut by a crash leaves one, kept for
+        # the node to reconcile, with nothing left behind it.
         for study_uid in self.pending_studies():
-            if study_uid not in sealed:
+            if study_uid not in sealed and study_dir(self.root, study_uid).is_dir():
                 yield study_uid
 
     def instances(self, study_uid: str) -> list[StoredInstance]:

@@ -211,6 +211,21 @@ def test_deleting_last_instance_removes_study(store: StudyStore) -> None:
     assert list(store.study_uids()) == []
 
 
+def test_a_pending_marker_with_nothing_behind_it_is_no_study(tmp_path: Path) -> None:
+    """A deletion cut by a crash after its marker and its last file leaves the marker
+    alone; recovery keeps it for the node to reconcile, but nothing is stored there."""
+    with StudyStore(tmp_path / "data") as store:
+        study, *_ = ids_of(store.put_instance(ct_bytes(0)))
+        store.seal(study)
+        kept, *_ = ids_of(store.put_instance(ct_bytes(0, study=2)))
+        store.delete_study(study)
+        (store.root / "pending" / study).touch()  # the crash: the marker was not cleared
+    with StudyStore(tmp_path / "data") as store:
+        assert study in store.pending_studies()
+        assert list(store.study_uids()) == [kept]
+        assert not store.study_exists(study)
+
+
 @pytest.mark.parametrize(
     ("data", "error", "message"),
     [
