@@ -9,7 +9,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import ALL_TRANSFER_SYNTAXES, build_context, events
+from pynetdicom import ALL_TRANSFER_SYNTAXES, _config, build_context, events
 from pynetdicom.presentation import PresentationContext
 
 from pacsnode.node.dicom.reactor import make_event_driven
@@ -17,6 +17,17 @@ from pacsnode.node.index import InstanceRef
 
 log = logging.getLogger(__name__)
 _MAX_CONTEXTS = 128
+
+
+def quiet_pynetdicom() -> None:
+    """Spare pynetdicom the logging work no one reads: unless its logger is at DEBUG, it
+    binds no handlers that describe every PDU and DIMSE message, and pretty-prints no
+    identifiers. Both run whatever the logger's level (their lines are then dropped):
+    4 to 6 % of the CPU of a C-FIND or a C-STORE."""
+    talkative = logging.getLogger("pynetdicom").isEnabledFor(logging.DEBUG)
+    _config.LOG_HANDLER_LEVEL = "standard" if talkative else "none"
+    _config.LOG_REQUEST_IDENTIFIERS = talkative
+    _config.LOG_RESPONSE_IDENTIFIERS = talkative
 
 
 class CheaplyCopied(list[PresentationContext]):

@@ -21,7 +21,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom import handlers
 from pacsnode.node.dicom.admission import KnownCallers, Slots, follow, on_connection, on_request
-from pacsnode.node.dicom.network import ACCEPTED_SYNTAXES, CheaplyCopied, set_nodelay
+from pacsnode.node.dicom.network import (
+    ACCEPTED_SYNTAXES,
+    CheaplyCopied,
+    quiet_pynetdicom,
+    set_nodelay,
+)
 from pacsnode.node.jobs import JobRegistry
 from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
@@ -40,6 +45,7 @@ QUERY_MODELS = (
 
 
 def make_ae(config: NodeConfig, registry: Registry) -> AE:
+    quiet_pynetdicom()
     ae = AE(ae_title=config.dicom.aet)
     ae.add_supported_context(Verification, ACCEPTED_SYNTAXES)
     for context in AllStoragePresentationContexts:
