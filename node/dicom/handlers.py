@@ -18,6 +18,7 @@ from pynetdicom import events, evt
 from pacsnode.node import audit
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.admission import Caller, KnownCallers
+from pacsnode.node.dicom.encoding import received_p10
 from pacsnode.node.dicom.network import contexts_for, fitted_for, set_nodelay
 from pacsnode.node.dicom.query import (
     SOP_CLASSES_IN_STUDY,
@@ -90,7 +91,7 @@ def handle_store(event: events.Event, core: NodeCore, aet: str) -> int | Dataset
         remote_ip=requestor.address,
     )
     try:
-        result = core.ingest(event.encoded_dataset(include_meta=True), origin)
+        result = core.ingest(received_p10(event), origin)
     except DomainError as exc:
         log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc.message)
         _audit_store(event, origin, f"refused: {exc.message[:120]}")

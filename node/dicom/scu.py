@@ -12,6 +12,7 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.dicom import encoding
 from pacsnode.node.dicom.network import contexts_for, fitted_for, quiet_pynetdicom, set_nodelay
 from pacsnode.node.errors import BadRequest, DomainError
 from pacsnode.node.index import InstanceRef
@@ -39,6 +40,7 @@ def associate(
     """An association with the modality, as ``aet`` (or its LocalAet); RemoteDicomError
     when it cannot be opened. ``handlers`` and ``ext_neg`` go to pynetdicom as they are."""
     quiet_pynetdicom()
+    encoding.install()
     ae = AE(ae_title=modality.local_aet or aet)
     association = ae.associate(
         modality.host,

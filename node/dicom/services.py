@@ -19,7 +19,7 @@ from pynetdicom.sop_class import (
 from pynetdicom.transport import ThreadedAssociationServer
 
 from pacsnode.node.core import NodeCore
-from pacsnode.node.dicom import handlers
+from pacsnode.node.dicom import encoding, handlers
 from pacsnode.node.dicom.admission import KnownCallers, Slots, follow, on_connection, on_request
 from pacsnode.node.dicom.network import (
     ACCEPTED_SYNTAXES,
@@ -46,6 +46,7 @@ QUERY_MODELS = (
 
 def make_ae(config: NodeConfig, registry: Registry) -> AE:
     quiet_pynetdicom()
+    encoding.install()
     ae = AE(ae_title=config.dicom.aet)
     ae.add_supported_context(Verification, ACCEPTED_SYNTAXES)
     for context in AllStoragePresentationContexts:
