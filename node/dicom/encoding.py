@@ -31,10 +31,13 @@ from pydicom.valuerep import PersonName
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
+    association,
     dimse_messages,
     dsutils,
     service_class,
 )
+
+from pacsnode.node.dicom.outgoing import EncodedInstance
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +174,26 @@ def _plain_first(pydicom_encode: Callable[..., bytes | None]) -> Callable[..., b
     return encode
 
 
+def _stored_first(encode: Callable[..., bytes | None]) -> Callable[..., bytes | None]:
+    """``encode``, sending an :class:`EncodedInstance` as stored when it can."""
+
+    def encode_instance(
+        dataset: Dataset, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False
+    ) -> bytes | None:
+        if isinstance(dataset, EncodedInstance):
+            stored = dataset.encoded(is_implicit_vr, is_little_endian, deflated)
+            if stored is not None:
+                return stored
+            dataset = dataset.decoded()  # another encoding: pydicom converts it
+        return encode(dataset, is_implicit_vr, is_little_endian, deflated)
+
+    return encode_instance
+
+
 def install() -> bool:
     """Make pynetdicom's DIMSE messages and service classes try :func:`encode_plain`
-    first (once); False when this pynetdicom is not a version this module knows."""
+    first, and associations send an :class:`EncodedInstance` as stored (once); False when
+    this pynetdicom is not a version this module knows."""
     global _installed
     with _install_lock:
         if _installed:
@@ -184,5 +204,7 @@ def install() -> bool:
         encode = _plain_first(dsutils.encode)
         dimse_messages.encode = encode  # type: ignore[attr-defined]
         service_class.encode = encode  # type: ignore[attr-defined]
+        # what an association sends by C-STORE (and its C-FIND and C-GET identifiers)
+        association.encode = _stored_first(encode)  # type: ignore[attr-defined]
         _installed = True
         return True

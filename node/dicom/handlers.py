@@ -19,7 +19,8 @@ from pacsnode.node import audit
 from pacsnode.node.core import NodeCore
 from pacsnode.node.dicom.admission import Caller, KnownCallers
 from pacsnode.node.dicom.encoding import received_p10
-from pacsnode.node.dicom.network import contexts_for, fitted_for, set_nodelay
+from pacsnode.node.dicom.network import contexts_for, set_nodelay
+from pacsnode.node.dicom.outgoing import outgoing
 from pacsnode.node.dicom.query import (
     SOP_CLASSES_IN_STUDY,
     Charset,
@@ -40,7 +41,8 @@ from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
 #: a dataset as it is sent on a given association
-Fit = Callable[[Dataset], Dataset]
+#: how a stored file (P10 bytes) goes to the peer (node/dicom/outgoing.py)
+Fit = Callable[[bytes], Dataset]
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -234,7 +236,7 @@ def _datasets(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrieve-read") as reader:
 
         def read(ref: InstanceRef) -> Future[Dataset]:
-            return reader.submit(lambda: fit(core.instance_dataset(ref)))
+            return reader.submit(lambda: fit(core.instance_p10(ref)))
 
         upcoming = read(refs[0]) if refs else None
         for index, ref in enumerate(refs):
@@ -255,12 +257,8 @@ def _datasets(
             yield PENDING, dataset
 
 
-def _as_stored(dataset: Dataset) -> Dataset:
-    return dataset
-
-
 def _sub_operations(
-    core: NodeCore, refs: list[InstanceRef] | None, event: events.Event, fit: Fit = _as_stored
+    core: NodeCore, refs: list[InstanceRef] | None, event: events.Event, fit: Fit = outgoing
 ) -> Iterator[Any]:
     """What C-GET and C-MOVE yield after their setup: a count, then each dataset."""
     if refs is None:
@@ -291,7 +289,7 @@ def handle_get(
     audit.dicom_operation(
         "C-GET", caller.calling_aet, caller.address, "accepted", **_audited_refs(refs)
     )
-    yield from _sub_operations(core, refs, event, lambda ds: fitted_for(ds, contexts))
+    yield from _sub_operations(core, refs, event, lambda p10: outgoing(p10, contexts))
 
 
 def handle_move(
@@ -338,8 +336,8 @@ def handle_move(
         set_nodelay(opening)
         store_association.append(opening.assoc)
 
-    def fit(dataset: Dataset) -> Dataset:
-        return fitted_for(dataset, store_association[-1].accepted_contexts)
+    def fit(p10: bytes) -> Dataset:
+        return outgoing(p10, store_association[-1].accepted_contexts)
 
     options = {
         "contexts": contexts_for(refs or []),

@@ -61,11 +61,10 @@ def set_nodelay(event: events.Event) -> None:
     make_event_driven(event.assoc)
 
 
-def fitted_for(dataset: Dataset, contexts: list[PresentationContext]) -> Dataset:
-    """The dataset as the peer accepted its SOP class: as stored when it took that
-    transfer syntax, else decompressed when it took only uncompressed ones (a C-GET
-    requestor often offers nothing else; pydicom decodes what its installed plugins can).
-    When that fails the dataset goes as stored, and that sub-operation fails."""
+def takes_as_stored(dataset: Dataset, contexts: list[PresentationContext]) -> bool:
+    """Whether the dataset goes to the peer in its stored transfer syntax: the peer
+    accepted that syntax for its SOP class, or it is uncompressed (pynetdicom converts
+    between those), or the peer took no uncompressed syntax to decompress it into."""
     accepted = {
         str(syntax)
         for context in contexts
@@ -74,9 +73,18 @@ def fitted_for(dataset: Dataset, contexts: list[PresentationContext]) -> Dataset
     }
     stored = str(dataset.file_meta.get("TransferSyntaxUID", ""))
     if not accepted or stored in accepted or stored in _UNCOMPRESSED:
+        return True
+    return not accepted & set(_UNCOMPRESSED)
+
+
+def fitted_for(dataset: Dataset, contexts: list[PresentationContext]) -> Dataset:
+    """The dataset as the peer accepted its SOP class: as stored when it took that
+    transfer syntax, else decompressed when it took only uncompressed ones (a C-GET
+    requestor often offers nothing else; pydicom decodes what its installed plugins can).
+    When that fails the dataset goes as stored, and that sub-operation fails."""
+    if takes_as_stored(dataset, contexts):
         return dataset
-    if not accepted & set(_UNCOMPRESSED):
-        return dataset
+    stored = str(dataset.file_meta.get("TransferSyntaxUID", ""))
     try:
         # the same instance, decoded: its SOP Instance UID stays (pydicom would make one)
         dataset.decompress(generate_instance_uid=False)
