@@ -26,7 +26,7 @@ from pathlib import Path
 
 import tantivy
 
-from pacsnode.node.errors import StorageFull
+from pacsnode.node.errors import SearchUnavailable, StorageFull
 from pacsnode.node.ids import Level
 from pacsnode.node.search.documents import Document
 from pacsnode.node.search.query_ast import Node
@@ -47,20 +47,41 @@ _LEVEL_FIELDS = {
 }
 
 
+#: what tantivy says once its writer thread failed (a full disk, most likely)
+_WRITER_KILLED = "index writer was killed"
+
+
 @contextlib.contextmanager
-def _disk_full_as_storage_full() -> Iterator[None]:
+def _disk_full_as_storage_full(index: SearchIndex | None = None) -> Iterator[None]:
     """tantivy reports a full disk as a ValueError naming the OS error; the node's error
-    model has StorageFull for it (a condition to wait out, not a bug)."""
+    model has StorageFull for it (a condition to wait out, not a bug). When the disk
+    filled under the writer's own thread, the writer is dead and says only that: the
+    index is unavailable until a new one starts. Either way the writer is dropped with
+    what it had not committed (a writer whose commit failed keeps none of it reliably;
+    the feeder replays those changes from the last commit)."""
     try:
         yield
     except ValueError as exc:
-        if "No space left on device" not in str(exc):
+        if "No space left on device" in str(exc):
+            _drop_writer_of(index)
+            raise StorageFull("the disk of the search index is full") from None
+        if _WRITER_KILLED not in str(exc) or index is None:
             raise
-        raise StorageFull("the disk of the search index is full") from None
+        index.drop_writer()
+        raise SearchUnavailable(
+            "the search index's writer stopped on an I/O error (a full disk, most likely);"
+            " it starts again from the last commit"
+        ) from None
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
+        _drop_writer_of(index)
         raise StorageFull("the disk of the search index is full") from None
+
+
+def _drop_writer_of(index: SearchIndex | None) -> None:
+    if index is not None:
+        index.drop_writer()
 
 
 def _schema() -> tantivy.Schema:
@@ -134,9 +155,17 @@ class SearchIndex:
             self._writer = self._index.writer(heap_size=self._heap, num_threads=1)
         return self._writer
 
+    def drop_writer(self) -> None:
+        """Forget the writer and what it had not committed (the feeder replays those
+        changes from the last commit). A dead writer refuses even to roll back."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(ValueError, OSError):
+                writer.rollback()
+
     def add(self, document: Document) -> None:
         """Add an instance's document, replacing the one it had (visible after commit)."""
-        with self._lock, _disk_full_as_storage_full():
+        with self._lock, _disk_full_as_storage_full(self):
             writer = self._writer_now()
             writer.delete_documents_by_term("instance", document.ids.instance)
             writer.add_document(_tantivy_document(document))
@@ -150,13 +179,13 @@ class SearchIndex:
 
     def delete(self, level: Level, resource_id: str) -> None:
         """Remove every instance of this patient, study, series or instance."""
-        with self._lock, _disk_full_as_storage_full():
+        with self._lock, _disk_full_as_storage_full(self):
             self._writer_now().delete_documents_by_term(_LEVEL_FIELDS[level], resource_id)
 
     def commit(self, last_change: int | None = None) -> None:
         """Publish the writes since the last commit, and record ``last_change``; a full
-        disk is StorageFull (the writes stay pending for the next commit)."""
-        with self._lock, _disk_full_as_storage_full():
+        disk is StorageFull (the writes are dropped: the feeder replays them)."""
+        with self._lock, _disk_full_as_storage_full(self):
             if self._writer is not None:
                 self._writer.commit()
             if last_change is not None:
