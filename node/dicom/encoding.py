@@ -27,7 +27,7 @@ import pynetdicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.valuerep import PersonName
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, PersonName
 from pynetdicom import (
     PYNETDICOM_IMPLEMENTATION_UID,
     PYNETDICOM_IMPLEMENTATION_VERSION,
@@ -51,10 +51,6 @@ _TEXT_VRS = frozenset(
 _ENCODED_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
 #: integer VRs and the struct code of one value, little endian
 _INTEGER_VRS = {"US": "H", "UL": "L", "SS": "h", "SL": "l"}
-#: VRs whose explicit-VR header has two reserved bytes and a 4-byte length
-_LONG_LENGTH_VRS = frozenset(
-    {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"}
-)
 _installed = False
 _install_lock = threading.Lock()
 
@@ -75,7 +71,7 @@ def encode_plain(dataset: Dataset, implicit_vr: bool) -> bytes | None:
         vr = element.VR
         if implicit_vr:
             parts.append(struct.pack("<HHL", tag.group, tag.element, len(value)))
-        elif vr in _LONG_LENGTH_VRS:
+        elif vr in EXPLICIT_VR_LENGTH_32:
             parts.append(struct.pack("<HH2sHL", tag.group, tag.element, vr.encode(), 0, len(value)))
         elif len(value) <= 0xFFFF:
             parts.append(struct.pack("<HH2sH", tag.group, tag.element, vr.encode(), len(value)))

@@ -17,6 +17,7 @@ import struct
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 from pynetdicom.presentation import PresentationContext
 
 from pacsnode.node.dicom.network import fitted_for, takes_as_stored
@@ -27,10 +28,6 @@ _GROUP_LENGTH = struct.Struct("<HH2sHL")
 #: the file meta elements pynetdicom needs to send an instance: SOP Class UID, SOP
 #: Instance UID and Transfer Syntax UID
 _META_UIDS = (0x0002, 0x0003, 0x0010)
-#: explicit VRs with two reserved bytes and a 4-byte length (file meta has OB)
-_LONG_LENGTH_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"}
-)
 
 
 class EncodedInstance(Dataset):
@@ -100,7 +97,7 @@ def _meta_uids(elements: bytes) -> tuple[str, str, str] | None:
     position = 0
     while position + 8 <= len(elements):
         group, element, vr = struct.unpack_from("<HH2s", elements, position)
-        if vr in _LONG_LENGTH_VRS:
+        if vr.decode("ascii", "replace") in EXPLICIT_VR_LENGTH_32:
             (length,) = struct.unpack_from("<L", elements, position + 8)
             position += 12
         else:
