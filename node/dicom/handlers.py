@@ -40,7 +40,6 @@ from pacsnode.node.registry import Registry
 from pacsnode.node.settings import NodeConfig
 
 log = logging.getLogger(__name__)
-#: a dataset as it is sent on a given association
 #: how a stored file (P10 bytes) goes to the peer (node/dicom/outgoing.py)
 Fit = Callable[[bytes], Dataset]
 

@@ -52,7 +52,7 @@ _WRITER_KILLED = "index writer was killed"
 
 
 @contextlib.contextmanager
-def _disk_full_as_storage_full(index: SearchIndex | None = None) -> Iterator[None]:
+def _disk_full_as_storage_full(index: SearchIndex) -> Iterator[None]:
     """tantivy reports a full disk as a ValueError naming the OS error; the node's error
     model has StorageFull for it (a condition to wait out, not a bug). When the disk
     filled under the writer's own thread, the writer is dead and says only that: the
@@ -63,9 +63,9 @@ def _disk_full_as_storage_full(index: SearchIndex | None = None) -> Iterator[Non
         yield
     except ValueError as exc:
         if "No space left on device" in str(exc):
-            _drop_writer_of(index)
+            index.drop_writer()
             raise StorageFull("the disk of the search index is full") from None
-        if _WRITER_KILLED not in str(exc) or index is None:
+        if _WRITER_KILLED not in str(exc):
             raise
         index.drop_writer()
         raise SearchUnavailable(
@@ -75,13 +75,8 @@ def _disk_full_as_storage_full(index: SearchIndex | None = None) -> Iterator[Non
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        _drop_writer_of(index)
-        raise StorageFull("the disk of the search index is full") from None
-
-
-def _drop_writer_of(index: SearchIndex | None) -> None:
-    if index is not None:
         index.drop_writer()
+        raise StorageFull("the disk of the search index is full") from None
 
 
 def _schema() -> tantivy.Schema:
