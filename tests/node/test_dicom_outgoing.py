@@ -7,7 +7,12 @@ from __future__ import annotations
 import io
 
 import pydicom
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+)
 from pynetdicom import association, build_context
 from pynetdicom.dsutils import encode
 
@@ -72,3 +77,15 @@ def test_what_the_peer_accepted_decides_whether_it_goes_as_stored() -> None:
     other.context_id = 3
     assert isinstance(outgoing(file, [ct_explicit]), EncodedInstance)
     assert isinstance(outgoing(file, [other]), EncodedInstance)  # nothing for it: as stored
+    # compressed, for a peer that took only uncompressed: parsed and decompressed
+    compressed = pydicom.dcmread(io.BytesIO(file))
+    compressed.compress(RLELossless, generate_instance_uid=False)
+    rle = io.BytesIO()
+    pydicom.dcmwrite(rle, compressed, enforce_file_format=True)
+    assert isinstance(
+        outgoing(rle.getvalue(), [build_context(CTImageStorage, [RLELossless])]), EncodedInstance
+    )
+    sent = outgoing(rle.getvalue(), [ct_explicit])
+    assert not isinstance(sent, EncodedInstance)
+    assert sent.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert sent.PixelData == pydicom.dcmread(io.BytesIO(file)).PixelData
