@@ -26,15 +26,22 @@ def study_zip(seed: int, large: int = 0) -> bytes:
     backends' block sizes), and ``large`` bytes more in one stored entry."""
     rng = random.Random(seed)
     buffer = io.BytesIO()
+
+    def entry(name: str, kind: int) -> zipfile.ZipInfo:
+        # a fixed time: the same seed gives the same bytes whenever it is called
+        info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
+        info.compress_type = kind
+        return info
+
     with zipfile.ZipFile(buffer, "w") as archive:
         for number in range(40):
             size = rng.choice([10, 700, 5_000, 70_000, 200_000])
             stored = number % 3 == 0
             data = rng.randbytes(size) if stored else bytes([number]) * size
             kind = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-            archive.writestr(f"studies/x/series/y/instances/{number}/frames/1", data, kind)
+            archive.writestr(entry(f"studies/x/series/y/instances/{number}/frames/1", kind), data)
         if large:
-            archive.writestr("studies/x/large", rng.randbytes(large))
+            archive.writestr(entry("studies/x/large", zipfile.ZIP_STORED), rng.randbytes(large))
     return buffer.getvalue()
 
 
