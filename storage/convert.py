@@ -44,7 +44,7 @@ IMPLEMENTATION_VERSION_NAME = "PACSNODE_1"
 
 # Binary values over ~1 KiB are kept as bulk data; pydicom measures its threshold
 # in base64 characters.
-_BULK_THRESHOLD_BASE64 = 1368
+BULK_THRESHOLD_BASE64 = 1368
 _FOUR_GIB = 1 << 32
 _VIDEO_PREFIX = "1.2.840.10008.1.2.4.10"
 _UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -115,7 +115,7 @@ def read_p10_located(source: bytes | Path | BinaryIO) -> tuple[Dataset, int | No
         pixel_data_offset = _pixel_data_offset(dataset, start) if has_preamble else None
         # Values are decoded lazily; decode every element now so that a damaged
         # file fails here, not half-way through storing it.
-        dicom_json.decode_all(dataset, _BULK_THRESHOLD_BASE64)
+        dicom_json.decode_all(dataset, BULK_THRESHOLD_BASE64)
     except InvalidDicom:
         raise
     except Exception as exc:  # pydicom raises many types for damaged input
@@ -183,8 +183,10 @@ def _required_uid(dataset: Dataset, keyword: str) -> str:
 # --- P10 -> archive ------------------------------------------------------------------
 
 
-def split_dataset(dataset: Dataset) -> SplitInstance:
-    """Take a parsed instance apart into metadata, frames and bulk data."""
+def instance_identity(dataset: Dataset) -> tuple[str, str, str, str]:
+    """(study, series, SOP Instance UID, transfer syntax) of a parsed instance, each
+    validated (UIDs without their padding, written back so); refused when one is missing
+    or malformed, or the transfer syntax is one pydicom does not know."""
     study_uid = _required_uid(dataset, "StudyInstanceUID")
     series_uid = _required_uid(dataset, "SeriesInstanceUID")
     sop_uid = _required_uid(dataset, "SOPInstanceUID")
@@ -192,6 +194,21 @@ def split_dataset(dataset: Dataset) -> SplitInstance:
     syntax = check_uid(transfer_syntax_of(dataset), "TransferSyntaxUID")
     if not UID(syntax).is_transfer_syntax:
         raise InvalidDicom(f"transfer syntax {syntax} is not one pydicom knows")
+    return study_uid, series_uid, sop_uid, syntax
+
+
+def check_pixel_data(dataset: Dataset, transfer_syntax: str) -> None:
+    """Refuse empty Pixel Data under a compressed syntax: pydicom cannot write it back,
+    so it could never be served."""
+    if PIXEL_DATA in dataset and is_encapsulated(transfer_syntax):
+        if not dataset[PIXEL_DATA].value:
+            raise InvalidDicom("Pixel Data is empty under a compressed transfer syntax")
+
+
+def split_dataset(dataset: Dataset) -> SplitInstance:
+    """Take a parsed instance apart into metadata, frames and bulk data."""
+    study_uid, series_uid, sop_uid, syntax = instance_identity(dataset)
+    check_pixel_data(dataset, syntax)
     little_endian = syntax != EXPLICIT_VR_BIG_ENDIAN
     try:
         correct_ambiguous_vr(dataset, little_endian)
@@ -203,7 +220,7 @@ def split_dataset(dataset: Dataset) -> SplitInstance:
             split.bulk[key] = bytes(element.value)
             return f"{base}/bulkdata/{key}"
 
-        metadata = dicom_json.to_json_dict(dataset, _BULK_THRESHOLD_BASE64, to_bulk_uri)
+        metadata = dicom_json.to_json_dict(dataset, BULK_THRESHOLD_BASE64, to_bulk_uri)
     except InvalidDicom:
         raise
     except Exception as exc:
@@ -222,10 +239,7 @@ def _take_pixel_data(dataset: Dataset, split: SplitInstance) -> dict[str, Any] |
     element = dataset[PIXEL_DATA]
     value = element.value
     dataset.pop(AVAILABLE_TRANSFER_SYNTAX, None)
-    if not value:
-        if is_encapsulated(split.transfer_syntax):
-            # pydicom cannot write it back: refuse now rather than store what cannot be served
-            raise InvalidDicom("Pixel Data is empty under a compressed transfer syntax")
+    if not value:  # (refused under a compressed syntax by check_pixel_data)
         return None
     base = instance_path(split.series_uid, split.sop_uid)
     frames = _frames_of(dataset, element, split.transfer_syntax)

@@ -136,6 +136,46 @@ def kept_single_value(dataset: Dataset, tag: int) -> Any | None:
     return values[0] if values is not None and len(values) == 1 else None
 
 
+def top_level_entries(
+    dataset: Dataset, tags: frozenset[int], bulk_data_threshold: int
+) -> dict[str, Any]:
+    """The entries :func:`to_json_dict` would give the top-level elements of ``tags``,
+    without converting the rest (and leaving the entries :func:`decode_all` kept for it).
+    An element whose value would be bulk data is left out."""
+    fast = _pydicom_is_default()
+    kept = dataset.__dict__.get(_ATTRIBUTE)
+    by_tag = kept.by_tag if fast and isinstance(kept, _Entries) else {}
+    encoding = _plain_encoding(dataset) if fast else None
+    inline_limit = _inline_limit(bulk_data_threshold)
+    result: dict[str, Any] = {}
+    for tag in sorted(tags & set(dataset.keys())):
+        element = dataset.get_item(tag)
+        entry: Entry | None = None
+        if isinstance(element, RawDataElement):
+            found = by_tag.get(tag)
+            if found is not None and found[0] is element:
+                entry = found[1]
+            elif fast:
+                entry = _raw_entry(element, encoding, inline_limit)
+        if entry is None:
+            try:
+                entry = _pydicom_entry(
+                    dataset[tag], bulk_data_threshold, _no_bulk, f"{tag:08X}", fast
+                )
+            except _IsBulk:
+                continue
+        result[f"{tag:08X}"] = entry
+    return result
+
+
+class _IsBulk(Exception):
+    pass
+
+
+def _no_bulk(element: DataElement, key: str) -> str:
+    raise _IsBulk(key)
+
+
 # --- walking datasets -----------------------------------------------------------------
 
 

@@ -71,8 +71,10 @@ def disk_errors(what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def atomic_file(target: Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside ``target``; on clean exit make it durable as ``target``.
+def atomic_file(target: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
+    """Open a temp file beside ``target``; on clean exit make it durable as ``target``
+    (with ``durable=False``, only whole or absent for readers: after a crash it may be
+    neither, so only for what a durable file elsewhere can give again).
 
     On error the temp file is removed and ``target`` is untouched.
     """
@@ -82,18 +84,20 @@ def atomic_file(target: Path) -> Iterator[BinaryIO]:
             with open(temp, "wb") as handle:
                 yield handle
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.replace(temp, target)
-            fsync_dir(target.parent)
+            if durable:
+                fsync_dir(target.parent)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
 
 
-def write_atomic(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` crash-safely."""
-    with atomic_file(target) as handle:
+def write_atomic(target: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``target`` crash-safely (see :func:`atomic_file`)."""
+    with atomic_file(target, durable=durable) as handle:
         handle.write(data)
 
 

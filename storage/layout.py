@@ -19,6 +19,8 @@ STUDY_ZIP_NAME = "study.zip"
 P10_LAYOUT_NAME = "p10-layout"
 STAGING_DIR_NAME = "staging"
 STAGED_SUFFIX = ".zip"
+#: an instance as it was received, not yet converted into its staging ZIP (storage/received.py)
+RECEIVED_SUFFIX = ".dcm"
 TEMP_SUFFIX = ".tmp"
 
 
@@ -153,10 +155,24 @@ def staged_instance_path(root: Path, study_uid: str, sop_uid: str) -> Path:
     return staging_dir(root, study_uid) / f"{sop_uid}{STAGED_SUFFIX}"
 
 
+def received_instance_path(root: Path, study_uid: str, sop_uid: str) -> Path:
+    check_uid(sop_uid, "SOPInstanceUID")
+    return staging_dir(root, study_uid) / f"{sop_uid}{RECEIVED_SUFFIX}"
+
+
 def sop_uid_of_staged(path: Path) -> str | None:
     """The SOP Instance UID a staging file name holds, or ``None`` for other files."""
+    return _sop_uid_with_suffix(path, STAGED_SUFFIX)
+
+
+def sop_uid_of_received(path: Path) -> str | None:
+    """The SOP Instance UID a received (not yet converted) file's name holds, or ``None``."""
+    return _sop_uid_with_suffix(path, RECEIVED_SUFFIX)
+
+
+def _sop_uid_with_suffix(path: Path, suffix: str) -> str | None:
     name = path.name
-    if not name.endswith(STAGED_SUFFIX):
+    if not name.endswith(suffix):
         return None
-    uid = name[: -len(STAGED_SUFFIX)]
+    uid = name[: -len(suffix)]
     return uid if is_valid_uid(uid) else None

@@ -25,7 +25,9 @@ from pacsnode.storage.durable import (
 )
 from pacsnode.storage.errors import StorageError
 from pacsnode.storage.layout import (
+    STAGED_SUFFIX,
     is_valid_uid,
+    sop_uid_of_received,
     sop_uid_of_staged,
     staging_dir,
     study_dir,
@@ -42,6 +44,10 @@ class RecoveryReport:
     removed_temp_files: int = 0
     #: staged instances that a finished seal had already folded into the study ZIP
     removed_sealed_staging: int = 0
+    #: staging ZIPs converted from a received file (not fsynced: converted again)
+    removed_converted: int = 0
+    #: received files still to convert
+    received: int = 0
     #: unreadable files moved aside to ``quarantine/``
     quarantined: list[str] = field(default_factory=list)
 
@@ -119,16 +125,34 @@ def _sort_staged(
     sealed: dict[str, InstanceSource],
     report: RecoveryReport,
 ) -> None:
-    """Remove staging files a finished seal already folded in; move unreadable ones aside."""
+    """Remove staging files a finished seal already folded in; move unreadable ones aside.
+
+    A received file is whole (fsynced before its rename). If the sealed ZIP holds its
+    instance, a seal was cut off while removing its staging: it goes. Otherwise it stays,
+    for the node to convert once started, and the staging ZIP converted from it goes: it
+    was never fsynced, so after a crash it may hold anything."""
+    received = {uid for path in staged_paths if (uid := sop_uid_of_received(path)) is not None}
     for path in staged_paths:
-        if sop_uid_of_staged(path) is None:
+        sop_uid = sop_uid_of_received(path)
+        if sop_uid is not None:
+            conversion = path.with_suffix(STAGED_SUFFIX)
+            if sop_uid in sealed:
+                remove_durable(conversion)
+                remove_durable(path)
+                report.removed_sealed_staging += 1
+                continue
+            if remove_durable(conversion):
+                report.removed_converted += 1
+            report.received += 1
+            continue
+        if sop_uid_of_staged(path) is None or sop_uid_of_staged(path) in received:
             continue
         state = _staged_state(path, sealed)
         if state == "sealed":
             remove_durable(path)
             report.removed_sealed_staging += 1
         elif state == "unreadable":
-            report.quarantined.append(_quarantine(root, path))
+            report.quarantined.append(quarantine(root, path))
 
 
 def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:
@@ -146,12 +170,13 @@ def _staged_state(path: Path, sealed: dict[str, InstanceSource]) -> str:
         return "unreadable"
 
 
-def _quarantine(root: Path, path: Path) -> str:
+def quarantine(root: Path, path: Path) -> str:
+    """Move a file that cannot be read aside, to ``quarantine/`` (durably); say where."""
     target_dir = root / "quarantine"
     make_dirs_durable(target_dir, root)
     target = target_dir / f"{path.parent.parent.name}-{path.name}"
     path.replace(target)
     fsync_dir(target_dir)
     fsync_dir(path.parent)
-    log.error("moved unreadable staging file %s to %s", path, target)
+    log.error("moved unreadable file %s to %s", path, target)
     return str(target)

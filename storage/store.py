@@ -8,6 +8,8 @@ Layout under ``root``::
 
     studies/{xx}/{S}/study.zip          the sealed study (with the default, local backend)
     studies/{xx}/{S}/staging/{I}.zip    one durable file per instance not yet sealed
+    studies/{xx}/{S}/staging/{I}.dcm    an instance as received, not yet converted into
+                                        its staging ZIP (:mod:`storage.received`)
     pending/{S}                         marker: the study has staging or may have leftovers
 
 Sealed study ZIPs are kept by a storage backend (:mod:`storage.backends`): on the data
@@ -39,6 +41,7 @@ from pacsnode.storage.archive import (
     build_staged,
     canonical_json,
     open_zip,
+    read_staged,
     study_metadata_gzip,
     write_study_zip,
 )
@@ -58,16 +61,19 @@ from pacsnode.storage.fidelity import build_layout
 from pacsnode.storage.gates import KeyedGate
 from pacsnode.storage.gzip_parts import DeflatedPart, read_deflated_part
 from pacsnode.storage.layout import (
+    RECEIVED_SUFFIX,
     bulk_entry,
     check_uid,
     frame_entry,
     is_valid_uid,
     metadata_entry,
+    received_instance_path,
     staged_instance_path,
     study_dir,
 )
 from pacsnode.storage.limits import ArchiveLimits
 from pacsnode.storage.multipart import Part
+from pacsnode.storage.received import ReceivedInstance
 from pacsnode.storage.received_zip import validate_study_zip
 from pacsnode.storage.regeneration import (
     dataset_of,
@@ -89,6 +95,8 @@ from pacsnode.storage.study_files import StudyFiles
 
 # zlib level 3 deflates a CT frame about 3x faster than 6 for ~2 % more bytes.
 DEFAULT_COMPRESSION_LEVEL = 3
+# how often a conversion starts again when its received file changed under it
+_READ_ATTEMPTS = 5
 log = logging.getLogger(__name__)
 
 
@@ -112,7 +120,9 @@ class StudyStore:
         self.archive_limits = archive_limits or ArchiveLimits()
         self.level: int | None = compression_level if compression else None
         self.stable_age_s = stable_age_s
-        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+        # Re-entrant: a read under the lock (a deletion listing the study) converts the
+        # study's received files, which takes the lock again.
+        self._locks: weakref.WeakValueDictionary[str, threading.RLock] = (
             weakref.WeakValueDictionary()
         )
         self._locks_guard = threading.Lock()
@@ -123,7 +133,7 @@ class StudyStore:
         #: study -> the message of its last failed seal, said once (see seal_quiet)
         self._seal_failures: dict[str, str] = {}
         self._lock_file: BinaryIO | None = None
-        self._files = StudyFiles(self.root, self.backend)
+        self._files = StudyFiles(self.root, self.backend, self._convert_on_read)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -164,11 +174,11 @@ class StudyStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _study_lock(self, study_uid: str) -> threading.Lock:
+    def _study_lock(self, study_uid: str) -> threading.RLock:
         with self._locks_guard:
             lock = self._locks.get(study_uid)
             if lock is None:
-                lock = threading.Lock()
+                lock = threading.RLock()
                 self._locks[study_uid] = lock
             return lock
 
@@ -202,8 +212,129 @@ class StudyStore:
             target = staged_instance_path(self.root, instance.study_uid, instance.sop_uid)
             make_dirs_durable(target.parent, self.root)
             write_atomic(target, prepared.staged_bytes)
+            # an overwritten copy's received file, which recovery would take over the new ZIP
+            remove_durable(received_instance_path(self.root, instance.study_uid, instance.sop_uid))
             self._last_write[instance.study_uid] = time.monotonic()
         return PutResult(PutStatus.STORED, instance, prepared.source_size)
+
+    # --- ingest on the minimum (storage/received.py) ---------------------------------
+
+    def put_received(self, received: ReceivedInstance) -> PutResult | None:
+        """Store an instance as it was received, durably, to be converted later.
+
+        ``None`` (nothing written) when a copy of the instance is already stored: telling
+        an identical copy from a different one takes the converted content, so the caller
+        stores it the converting way (:meth:`put_prepared`).
+        """
+        instance = received.instance
+        with self._study_lock(instance.study_uid):
+            if self._files.holds(instance.study_uid, instance.sop_uid):
+                return None
+            self._files.mark_pending(instance.study_uid)
+            target = received_instance_path(self.root, instance.study_uid, instance.sop_uid)
+            make_dirs_durable(target.parent, self.root)
+            write_atomic(target, received.data)
+            self._last_write[instance.study_uid] = time.monotonic()
+        return PutResult(PutStatus.STORED, instance, len(received.data))
+
+    def received_instances(self) -> list[tuple[str, str]]:
+        """(study, SOP Instance UID) of every instance received and not yet converted."""
+        return [
+            (study_uid, sop_uid)
+            for study_uid in self.pending_studies()
+            for sop_uid in self._files.received_sop_uids(study_uid)
+        ]
+
+    def convert_received(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_uid: str,
+        prepare: Callable[[Path], PreparedInstance] | None = None,
+    ) -> StoredInstance | None:
+        """Convert the instance's received file into its staging ZIP (with ``prepare``,
+        which may run elsewhere; by default here) and answer the instance as it is now
+        stored, converted by this call or before; ``None`` when the store does not hold it
+        (deleted, or moved to ``quarantine/`` because it could not be converted)."""
+        try:
+            prepared = self._convert(study_uid, sop_uid, prepare or self.prepare_instance)
+        except InvalidDicom:
+            return None
+        except _NotWritten as exc:
+            raise exc.reason from None
+        if prepared is not None:  # as written just now: no need to read it back
+            return prepared.instance
+        try:
+            with self._files.instance_source(study_uid, series_uid, sop_uid) as source:
+                return stored_instance(source)
+        except NotFound:
+            return None
+
+    def _convert_on_read(self, study_uid: str, sop_uid: str) -> InstanceSource | None:
+        """A reader met a received file: convert it here and now. A file that cannot be
+        converted is moved aside and logged, and the read goes on without it; one whose
+        staging ZIP cannot be written (a full disk) is answered converted in memory, so
+        that what was acknowledged stays readable."""
+        try:
+            self._convert(study_uid, sop_uid, self.prepare_instance)
+        except InvalidDicom:
+            pass
+        except _NotWritten as exc:
+            log.warning(
+                "instance %s of study %s stays as received for now: %s",
+                sop_uid,
+                study_uid,
+                exc.reason.message,
+            )
+            return read_staged(zipfile.ZipFile(io.BytesIO(exc.prepared.staged_bytes)))
+        return None
+
+    def _convert(
+        self, study_uid: str, sop_uid: str, prepare: Callable[[Path], PreparedInstance]
+    ) -> PreparedInstance | None:
+        """Write the received file's staging ZIP beside it: parsed and converted without
+        the study's lock, written under it if the file is still the one converted.
+
+        The ZIP is not fsynced (the fsyncs would double an ingest's): the received file,
+        durable, stays until the seal has put the instance in the study ZIP, and recovery
+        converts again a received file found with its ZIP (which a crash may have left
+        anyhow). Answers what it wrote (``None``: nothing to convert, or converted before);
+        InvalidDicom, after moving the file to ``quarantine/``, when it cannot be
+        converted."""
+        path = received_instance_path(self.root, study_uid, sop_uid)
+        target = staged_instance_path(self.root, study_uid, sop_uid)
+        for _ in range(_READ_ATTEMPTS):
+            before = _file_identity(path)
+            if before is None or target.exists():
+                return None
+            try:
+                prepared = prepare(path)
+            except FileNotFoundError:
+                continue  # converted or deleted meanwhile: look again
+            except InvalidDicom as exc:
+                with self._study_lock(study_uid):
+                    if _file_identity(path) == before:
+                        moved = recovery.quarantine(self.root, path)
+                        log.error(
+                            "instance %s of study %s was received but cannot be converted "
+                            "(%s); moved to %s",
+                            sop_uid,
+                            study_uid,
+                            exc.message,
+                            moved,
+                        )
+                raise
+            with self._study_lock(study_uid):
+                if _file_identity(path) != before:
+                    continue
+                if target.exists():
+                    return None
+                try:
+                    write_atomic(target, prepared.staged_bytes, durable=False)
+                except StorageError as exc:
+                    raise _NotWritten(prepared, exc) from exc
+            return prepared
+        raise StorageError(f"instance {sop_uid} kept changing while being converted")
 
     def merge_study_zip(
         self,
@@ -272,7 +403,11 @@ class StudyStore:
         with self._study_lock(study_uid):
             if busy is not None and busy(study_uid):
                 return None
-            if not self._files.staged_paths(study_uid):
+            staged = self._files.staged_paths(study_uid)
+            if self._files.received_sop_uids(study_uid):
+                # (a full disk, most likely: the seal needs room too)
+                raise StorageError(f"study {study_uid} has instances not converted yet")
+            if not staged:
                 self._files.clear_pending(study_uid)
                 return False
             self._rewrite(study_uid, list(self._files.sources(study_uid).values()))
@@ -324,9 +459,13 @@ class StudyStore:
             self.backend.put(study_uid, lambda handle: write_study_zip(handle, study_uid, sources))
         else:
             self.backend.delete(study_uid)
+        # each staging ZIP, then the file it was converted from (if any): a crash between
+        # the two leaves a received file whose instance the sealed ZIP holds, which
+        # recovery removes
         for path in staged:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            for leftover in (path, path.with_suffix(RECEIVED_SUFFIX)):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
         if staged:
             fsync_dir(staged[0].parent)  # once for all of them
         self._files.remove_empty_dirs(study_uid)
@@ -528,6 +667,7 @@ class StudyStore:
         check_uid(study_uid, "StudyInstanceUID")
         staged = self._files.staged_paths(study_uid)
         disk = sum(_file_size(path) for path in staged)
+        disk += sum(_file_size(path) for path in self._files.received_paths(study_uid))
         disk += self.backend.size(study_uid) or 0
         sources = self._files.sources(study_uid)
         if not sources:
@@ -543,10 +683,21 @@ class StudyStore:
     def delete_instances(self, study_uid: str, sop_uids: set[str]) -> list[str]:
         """Delete the given instances of a study; return those that existed."""
         with self._study_lock(study_uid):
+            # A received file is its instance's only copy (a copy stored before it would
+            # have been converted instead): removing it is that instance's whole deletion,
+            # and needs no conversion first (nor room for one, on a full disk).
+            received = [
+                sop_uid
+                for sop_uid in sorted(sop_uids)
+                if is_valid_uid(sop_uid) and self._remove_received(study_uid, sop_uid)
+            ]
             sources = self._files.sources(study_uid)
             doomed = sorted(sop_uids & sources.keys())
+            if received:
+                self._files.remove_empty_dirs(study_uid)
+                self._files.clear_pending(study_uid)
             if not doomed:
-                return []
+                return received
             if self._only_staged(study_uid, doomed):
                 # Their staging files are their only copies: removing them is the whole
                 # deletion. No rewrite, so taking back an instance the index refused (a
@@ -555,14 +706,25 @@ class StudyStore:
                     remove_durable(staged_instance_path(self.root, study_uid, sop_uid))
                 self._files.remove_empty_dirs(study_uid)
                 self._files.clear_pending(study_uid)
-                return doomed
+                return sorted({*doomed, *received})
             self._files.mark_pending(study_uid)
             for sop_uid in doomed:
                 del sources[sop_uid]
             # The new ZIP comes first: staged files go only once it no longer needs them,
             # so a crash in between never brings back an older copy.
             self._rewrite(study_uid, list(sources.values()))
-        return doomed
+        return sorted({*doomed, *received})
+
+    def _remove_received(self, study_uid: str, sop_uid: str) -> bool:
+        """Remove the instance's received file and its conversion, if it has one; the
+        conversion first, so a crash between leaves the instance whole (recovery converts
+        it again)."""
+        path = received_instance_path(self.root, study_uid, sop_uid)
+        if not path.exists():
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            staged_instance_path(self.root, study_uid, sop_uid).unlink()
+        return remove_durable(path)
 
     def _only_staged(self, study_uid: str, sop_uids: list[str]) -> bool:
         """Whether none of ``sop_uids`` is in the sealed study ZIP (an older copy there
@@ -653,6 +815,24 @@ def _mapped(handle: BinaryIO, start: int) -> Iterator[Any]:
         return
     with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         yield mapped
+
+
+class _NotWritten(Exception):
+    """A received instance was converted, but its staging ZIP could not be written."""
+
+    def __init__(self, prepared: PreparedInstance, reason: StorageError) -> None:
+        super().__init__(reason.message)
+        self.prepared = prepared
+        self.reason = reason
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another (``None``: no file)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _file_size(path: Path) -> int:

@@ -31,6 +31,7 @@ def acknowledged(log: Path) -> dict[str, tuple[str, str, str]]:
 def test_sigkill_during_store_and_seal_loses_no_acknowledged_instance(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "acks.log"
     rng = random.Random(1234)
+    cut_conversions = 0
     for round_number in range(ROUNDS):
         log.write_text("")  # the previous rounds' acks are kept in `history`
         run_and_kill(
@@ -38,9 +39,19 @@ def test_sigkill_during_store_and_seal_loses_no_acknowledged_instance(tmp_path: 
         )
         with (tmp_path / "history.log").open("a") as history:
             history.write(log.read_text())
-        with StudyStore(data_dir) as store:
+        store = StudyStore(data_dir)
+        report = store.open()
+        try:
+            # received files the kill left unconverted, or whose conversion it cut short
+            cut_conversions += report.received + report.removed_converted
             check_everything_is_there(store, acknowledged(tmp_path / "history.log"))
+            for study in store.study_uids():
+                store.inventory(study)  # reading a study converts what it received
+            assert store.received_instances() == [], "reading left files unconverted"
+        finally:
+            store.close()
         assert not [p for p in data_dir.rglob("*.tmp")], "recovery left temp files"
+    assert cut_conversions, "no kill landed before a conversion: the test tests too little"
 
 
 def check_everything_is_there(store: StudyStore, alive: dict[str, tuple[str, str, str]]) -> None:

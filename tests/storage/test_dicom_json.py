@@ -33,7 +33,7 @@ from pacsnode.storage.convert import read_p10_located, split_dataset
 from pacsnode.storage.errors import StorageError
 from pacsnode.storage.layout import check_uid
 
-THRESHOLD = convert._BULK_THRESHOLD_BASE64
+THRESHOLD = convert.BULK_THRESHOLD_BASE64
 
 # --- the path before the fast path ----------------------------------------------------
 
