@@ -20,14 +20,16 @@ from pydicom.dataset import Dataset
 
 from pacsnode.node import plugins
 from pacsnode.node.annotations import Annotations
+from pacsnode.node.conversion import Converter
 from pacsnode.node.deletion import Deleter
 from pacsnode.node.errors import SearchUnavailable
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
+from pacsnode.node.index.maintags import INDEXED_TAGS
 from pacsnode.node.index_plugins.finder import Finder
 from pacsnode.node.index_plugins.loading import IndexPlugins
-from pacsnode.node.ingest import Ingestor, IngestResult
+from pacsnode.node.ingest import Ingestor, IngestResult, Receive
 from pacsnode.node.preparation import Preparer, auto_workers, skip_pydicom_value_warnings
 from pacsnode.node.query import Constraint, parse_query
 from pacsnode.node.reconcile import ReconcileReport, recover, reindex
@@ -39,6 +41,7 @@ from pacsnode.storage.attachments import AttachmentStore
 from pacsnode.storage.backends.base import SealedBackend
 from pacsnode.storage.gzip_parts import DeflatedPart
 from pacsnode.storage.multipart import Part
+from pacsnode.storage.received import is_received_digest, receive_instance
 from pacsnode.storage.results import MergeResult
 from pacsnode.storage.store import StudyStore
 
@@ -80,6 +83,7 @@ class NodeCore:
         self._stop = threading.Event()
         self._sealer: threading.Thread | None = None
         self._preparer: Preparer | None = None
+        self._converter: Converter | None = None
         self._plugins: IndexPlugins | None = None
         self._finder: Finder | None = None
 
@@ -110,6 +114,7 @@ class NodeCore:
             self.settings.conflict_policy,
             lambda patient_id: self._deleter.delete(patient_id, DeletionReason.RECYCLED),
             self._preparer.prepare,
+            self._receive(index, self._preparer) if background else None,
         )
         self.annotations = Annotations(
             index,
@@ -118,6 +123,8 @@ class NodeCore:
             self.settings.attachment_types,
         )
         report = recover(self._store, index, storage_report.pending)
+        if self._converter is not None:
+            self._converter.start()
         if background:
             self._sealer = threading.Thread(target=self._seal_loop, name="sealer", daemon=True)
             self._sealer.start()
@@ -130,10 +137,32 @@ class NodeCore:
         self._finder = index_plugins.finder(self)
         return report
 
+    def _receive(self, index: Index, preparer: Preparer) -> Receive | None:
+        """Acknowledging on the minimum, with a converter behind it (``[storage]
+        background_conversion``); ``None`` when instances are converted before."""
+        if not self.settings.background_conversion:
+            return None
+        limits = self.settings.archive_limits
+        self._converter = Converter(self._store, index, preparer.prepare_aside)
+        return Receive(
+            parse=lambda data: receive_instance(data, limits, INDEXED_TAGS),
+            converted_later=self._converter.submit,
+        )
+
+    def _busy(self, study_uid: str) -> bool:
+        """Whether the study must not be sealed yet: an instance of it is stored but not
+        indexed, or waits for its conversion."""
+        if self._ingestor.is_busy(study_uid):
+            return True
+        return self._converter is not None and self._converter.is_busy(study_uid)
+
     def close(self) -> None:
         self._stop.set()
         if self._sealer is not None:
             self._sealer.join()
+        if self._converter is not None:
+            self._converter.stop()
+            self._converter = None
         if self._plugins is not None:  # before the index they read
             self._plugins.stop()
             self._plugins = None
@@ -174,7 +203,7 @@ class NodeCore:
 
     def seal_quiet_studies(self, now: float | None = None) -> list[str]:
         """Seal studies quiet for ``stable_age_s`` and log StableSeries/StableStudy."""
-        sealed = self._store.seal_quiet(now, busy=self._ingestor.is_busy)
+        sealed = self._store.seal_quiet(now, busy=self._busy)
         for study_uid in sealed:
             self.index.announce_stable(study_uid)
         return sealed
@@ -399,6 +428,12 @@ class NodeCore:
     def instance_json(self, ref: InstanceRef) -> dict[str, Any]:
         """The instance's DICOM JSON (bulk data as ``BulkDataURI`` references)."""
         return self._store.instance_metadata(ref.study_uid, ref.series_uid, ref.sop_uid)
+
+    def converting(self, instance_id: str) -> bool:
+        """Whether the instance was acknowledged before its conversion and waits for it
+        (``node/conversion.py``): its metadata is there, but reading it now converts it."""
+        record = self.index.resource(instance_id)
+        return record is not None and is_received_digest(record.get("digest"))
 
     def instance_json_as_sent(self, ref: InstanceRef) -> dict[str, Any]:
         """:meth:`instance_json` with DS and IS values as the file wrote them (text)."""

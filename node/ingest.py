@@ -13,6 +13,13 @@ ZIP from a peer (:meth:`Ingestor.merge_study`); both follow the same steps:
 4. **Index** in one write transaction with the change entries (shared with
    concurrent senders by the writer's group commit), then acknowledge.
 
+An instance that arrives alone and small enough (every C-STORE, most uploads) takes a
+shorter way when the node converts in the background (``[storage] background_conversion``,
+:class:`Receive`): step 1 parses and checks the file whole but converts only the main
+tags, step 3 stores the file as it came (``storage/received.py``), and once acknowledged
+the instance is converted by :mod:`.conversion`. A copy already stored takes the long
+way, which compares converted contents.
+
 One crash protocol covers both: a study stays pending until it is sealed, and the
 sealer holds off a study while an ingest of it is between steps 3 and 4
 (:meth:`Ingestor.is_busy`), so a crash at any point leaves the study pending and
@@ -43,10 +50,25 @@ from pacsnode.node.index import Index, Origin
 from pacsnode.node.recycling import Limits, StorageMode
 from pacsnode.node.settings import ConflictPolicy
 from pacsnode.storage.gates import resource_key, study_key
+from pacsnode.storage.received import ReceivedInstance
 from pacsnode.storage.results import MergeResult, PreparedInstance, PutStatus, StoredInstance
 from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
+
+
+#: the largest instance acknowledged before its conversion: it is held in memory whole
+RECEIVED_MAX_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Receive:
+    """How to acknowledge an instance on the minimum (``storage/received.py``)."""
+
+    #: parse and check an arriving file, and read the index's tags only
+    parse: Callable[[bytes], ReceivedInstance]
+    #: hand a received (stored, indexed) instance over for its conversion
+    converted_later: Callable[[StoredInstance, dict[Level, str]], None]
 
 
 class IngestStatus(StrEnum):
@@ -72,10 +94,13 @@ class Ingestor:
         policy: ConflictPolicy,
         recycle: Callable[[str], object],
         prepare: Callable[[bytes | Path | BinaryIO], PreparedInstance] | None = None,
+        receive: Receive | None = None,
     ) -> None:
         self._store = store
         # where an arriving instance is parsed (node/preparation.py); by default, here
         self._prepare = prepare or store.prepare_instance
+        # acknowledging on the minimum, when the node converts in the background
+        self._receive = receive
         self._index = index
         self._limits = limits
         self._policy = policy
@@ -107,6 +132,12 @@ class Ingestor:
     # --- one instance ----------------------------------------------------------------------
 
     def ingest(self, source: bytes | Path | BinaryIO, origin: Origin | None = None) -> IngestResult:
+        data = _small_enough_bytes(source) if self._receive is not None else None
+        if data is not None:
+            result = self._ingest_received(data, origin or Origin())
+            if result is not None:
+                return result
+            source = data  # a copy is stored: compare the converted content
         prepared = self._prepare(source)
         instance = prepared.instance
         ids = self._index.ids_of(instance)
@@ -118,6 +149,30 @@ class Ingestor:
                     self._make_room(instance.stored_size, {ids[Level.PATIENT]})
             with self._storing(instance.study_uid, [ids[Level.PATIENT]]):
                 return self._store_and_index(prepared, ids, known, origin or Origin())
+
+    def _ingest_received(self, data: bytes, origin: Origin) -> IngestResult | None:
+        """Acknowledge on the minimum (``storage/received.py``): the bytes durable, the
+        main tags indexed, the conversion left to the background. ``None``, having stored
+        nothing, when a copy of the instance is already stored or indexed."""
+        assert self._receive is not None
+        received = self._receive.parse(data)
+        instance = received.instance
+        ids = self._index.ids_of(instance)
+        with self._room():
+            if self._limits.enabled:
+                if self._index.instance_known(ids[Level.INSTANCE]):
+                    return None
+                self._make_room(instance.stored_size, {ids[Level.PATIENT]})
+            with self._storing(instance.study_uid, [ids[Level.PATIENT]]):
+                if self._store.put_received(received) is None:
+                    return None
+                try:
+                    self._index.add_instances([(instance, ids)], origin)
+                except Exception:
+                    self._store.delete_instances(instance.study_uid, {instance.sop_uid})
+                    raise
+        self._receive.converted_later(instance, ids)
+        return IngestResult(IngestStatus.SUCCESS, ids, instance)
 
     def _store_and_index(
         self,
@@ -225,3 +280,18 @@ class Ingestor:
         if self._limits.mode is StorageMode.REJECT:
             return "storage full: the configured limit is reached (maximum_storage_mode = reject)"
         return "storage full: no unprotected patient is left to recycle"
+
+
+def _small_enough_bytes(source: bytes | Path | BinaryIO) -> bytes | None:
+    """The instance's bytes, when it is small enough to be taken on the minimum (a file
+    or a stream is read into memory then; a larger one is parsed where it lies)."""
+    if isinstance(source, bytes):
+        return source if len(source) <= RECEIVED_MAX_BYTES else None
+    if isinstance(source, Path):
+        if source.stat().st_size > RECEIVED_MAX_BYTES:
+            return None
+        return source.read_bytes()
+    position = source.tell()
+    data = source.read(RECEIVED_MAX_BYTES + 1)
+    source.seek(position)
+    return data if len(data) <= RECEIVED_MAX_BYTES else None

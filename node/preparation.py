@@ -153,6 +153,14 @@ class Preparer:
             with self._lock:
                 self._in_flight -= 1
 
+    def prepare_aside(self, path: Path) -> PreparedInstance:
+        """Parse and convert a stored file in a worker process when there may be one (here
+        otherwise): for background work, which should leave this process's GIL to the
+        instances arriving."""
+        if self._most == 0:
+            return prepare_instance(path, self._limits, self._level)
+        return self._in_a_worker(path)
+
     def _in_a_worker(self, source: bytes | Path) -> PreparedInstance:
         worker = self._take_worker()
         if worker is None:  # every worker busy: this thread parses, rather than wait

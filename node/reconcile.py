@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pacsnode.node.ids import Level
 from pacsnode.node.index import Index, Origin, OriginKind
 from pacsnode.storage.errors import NotFound
+from pacsnode.storage.received import is_received_digest
 from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,16 @@ def reconcile_study(
         stored = {}
     ids = {sop_uid: index.ids_of(instance) for sop_uid, instance in stored.items()}
     indexed = index.indexed_instances(study_uid)
+    for sop_uid, instance in stored.items():
+        record = indexed.get(sop_uid)
+        if (
+            record is not None
+            and is_received_digest(record.get("digest"))
+            and record["id"] == ids[sop_uid][Level.INSTANCE]
+            and index.record_conversions([(instance, ids[sop_uid], record["digest"])])
+        ):
+            # indexed as received; reading the study just converted it (storage/received.py)
+            record["digest"] = instance.digest
     to_index = [
         (instance, ids[sop_uid])
         for sop_uid, instance in stored.items()

@@ -70,6 +70,8 @@ class CoreSettings:
     max_compression_ratio: int = 200
     #: processes that parse instances arriving at once (None: one less than the cores)
     ingest_workers: int | None = None
+    #: acknowledge an instance before converting it, and convert it in the background
+    background_conversion: bool = True
     metadata_names: dict[str, int] = field(default_factory=dict)
     #: symbolic name -> (content type >= 1024, MIME type)
     attachment_types: dict[str, tuple[int, str]] = field(default_factory=dict)

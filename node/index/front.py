@@ -16,7 +16,7 @@ from pacsnode.node.ids import Level
 from pacsnode.node.index import reads, updates
 from pacsnode.node.index.changes import ChangePage, last_page, of_existing_resource, page_after
 from pacsnode.node.index.environment import Environment, Txn
-from pacsnode.node.index.hierarchy import instance_ids
+from pacsnode.node.index.hierarchy import instance_ids, record_conversion
 from pacsnode.node.index.lookups import find, narrowed_by_lookup
 from pacsnode.node.index.maintags import json_value
 from pacsnode.node.index.records import (
@@ -236,6 +236,16 @@ class Index:
     ) -> list[AddedInstance]:
         """Index instances (with the ids :meth:`ids_of` gave) and their changes, at once."""
         return self._write(lambda txn: updates.index_instances(txn, items, origin))
+
+    def record_conversions(
+        self, converted: list[tuple[StoredInstance, dict[Level, str], str]]
+    ) -> int:
+        """Received instances are converted: each (instance, ids, its received digest)
+        record takes the content digest and the stored sizes, in one write (see
+        :func:`hierarchy.record_conversion`); answers how many records were updated."""
+        if not converted:
+            return 0
+        return self._write(lambda txn: sum(record_conversion(txn, *one) for one in converted))
 
     def remove(
         self, resource_id: str, reason: DeletionReason, *, clear_dirty: Iterable[str] = ()

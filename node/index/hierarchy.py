@@ -146,6 +146,29 @@ def add_instance(
     return added
 
 
+def record_conversion(
+    txn: Txn, instance: StoredInstance, ids: dict[Level, str], received_digest: str
+) -> bool:
+    """An instance indexed as received (``storage/received.py``) is now converted: its
+    record takes the content digest, the stored sizes (every level's totals move by the
+    difference) and the Pixel Data offset. Nothing else changes (its tags were read from
+    the same elements), and no change is logged. False when the record no longer has
+    ``received_digest`` (deleted meanwhile, received again, or stored again the converting
+    way)."""
+    record = txn.resource(ids[Level.INSTANCE])
+    if record is None or record.get("digest") != received_digest:
+        return False
+    size = instance.stored_size - record["size"]
+    uncompressed = instance.uncompressed_size - record["uncompressed"]
+    _adjust_sizes(txn, ids, size, uncompressed, 0)
+    record = txn.resource(ids[Level.INSTANCE])
+    assert record is not None
+    record["digest"] = instance.digest
+    txn.put_resource(record)
+    _write_pixel_data_offset(txn, ids[Level.INSTANCE], instance)
+    return True
+
+
 def _instance_fields(instance: StoredInstance) -> dict[str, Any]:
     return {
         "size": 0,
@@ -215,13 +238,17 @@ def _write_instance_metadata(
     txn.set_metadata(ids[Level.SERIES], CoreKey.REMOTE_AET, origin.remote_aet)
     if origin.kind is OriginKind.REST_API:
         txn.set_metadata(instance_id, CoreKey.HTTP_USERNAME, origin.http_username)
+    _write_pixel_data_offset(txn, instance_id, instance)
+    expected = expected_instances(instance.metadata)
+    if expected is not None:
+        txn.set_metadata(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES, str(expected))
+
+
+def _write_pixel_data_offset(txn: Txn, instance_id: str, instance: StoredInstance) -> None:
     if instance.pixel_data_offset is not None or "7FE00010" in instance.metadata:
         # empty when the file is regenerated, as Orthanc leaves it for a file it cannot place
         offset = "" if instance.pixel_data_offset is None else str(instance.pixel_data_offset)
         txn.set_metadata(instance_id, CoreKey.PIXEL_DATA_OFFSET, offset)
-    expected = expected_instances(instance.metadata)
-    if expected is not None:
-        txn.set_metadata(ids[Level.SERIES], CoreKey.EXPECTED_NUMBER_OF_INSTANCES, str(expected))
 
 
 def expected_instances(metadata: dict[str, Any]) -> int | None:

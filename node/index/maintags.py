@@ -44,6 +44,10 @@ _JSON_KEYS = {
     for keyword in keywords
 }
 
+#: every top-level element the index reads from an instance's metadata: what an instance
+#: is acknowledged on before its conversion (``storage/received.py``)
+INDEXED_TAGS: frozenset[int] = frozenset(int(key, 16) for key in _JSON_KEYS.values())
+
 
 def _as_text(value: Any) -> str:
     if isinstance(value, dict):  # person name

@@ -42,6 +42,8 @@ PAGE = 500
 COMMIT_CHANGES = 5000
 #: how often an idle feeder looks at the feed (one LMDB read)
 POLL_S = 0.2
+#: the pause when the next instance waits for its background conversion
+CONVERSION_WAIT_S = 0.1
 #: the pause after an unexpected error before following the feed again
 RETRY_S = 2.0
 
@@ -56,6 +58,11 @@ class FeedSource(Protocol):
     def instance_ref(self, instance_id: str) -> InstanceRef: ...
 
     def instance_json(self, ref: InstanceRef) -> dict[str, Any]: ...
+
+    def converting(self, instance_id: str) -> bool:
+        """Whether the instance waits for its background conversion (node/conversion.py):
+        reading its metadata now would convert it a second time, in this process."""
+        ...
 
     def study_uids_on_disk(self) -> list[str]: ...
 
@@ -192,20 +199,21 @@ class Feeder:
                 position, batch = self.index.last_change, _Batch()
                 continue
             started = time.monotonic()
-            for entry in page.changes:
-                self._apply(entry)
+            applied = self._apply_converted(page.changes)
             if self._source.last_change() > feed_position:
                 # Instances kept arriving while this page was indexed: yield the GIL
                 # to ingest, which must not slow down for search (the lag grows, and
                 # shrinks once arrivals pause).
                 self._stop.wait((time.monotonic() - started) * YIELD_WHILE_INGESTING)
-            if page.changes:
-                position = int(page.changes[-1]["Seq"])
-                batch.grow(len(page.changes))
+            if applied:
+                position = int(page.changes[applied - 1]["Seq"])
+                batch.grow(applied)
             if batch.due(self._interval):
                 self.index.commit(position)
                 self._visible, batch = position, _Batch()
-            if page.done:
+            if applied < len(page.changes):
+                self._stop.wait(CONVERSION_WAIT_S)
+            elif page.done:
                 self._stop.wait(batch.wait(self._interval, POLL_S))
         if batch.started is not None:  # stopping: keep what was indexed, not replay it
             self.index.commit(position)
@@ -214,6 +222,18 @@ class Feeder:
         self._visible = 0  # the index is emptied first: searches see nothing until it ends
         rebuild(self.index, self._source, self._stop.is_set)
         self._visible = self.index.last_change
+
+    def _apply_converted(self, changes: list[dict[str, Any]]) -> int:
+        """Apply changes in order up to the first instance still waiting for its
+        conversion; answer how many were applied."""
+        for applied, entry in enumerate(changes):
+            waits = entry.get("ChangeType") == ChangeType.NEW_INSTANCE and (
+                self._source.converting(entry["ID"])
+            )
+            if waits:
+                return applied
+            self._apply(entry)
+        return len(changes)
 
     def _apply(self, entry: dict[str, Any]) -> None:
         change = entry.get("ChangeType")

@@ -112,6 +112,18 @@ class NodeProcess:
         except urllib.error.HTTPError as error:
             return Response(error.code, dict(error.headers), error.read())
 
+    def wait_converted(self, timeout_s: float = 30.0) -> None:
+        """Wait until every instance acknowledged before its conversion is converted
+        (node/conversion.py): its FileUuid is its content digest, its sizes the stored
+        ones."""
+        deadline = time.monotonic() + timeout_s
+        while any(
+            str(instance["FileUuid"]).startswith("received:")
+            for instance in self.request("GET", "/instances?expand").json()
+        ):
+            assert time.monotonic() < deadline, "instances were never converted"
+            time.sleep(0.02)
+
     def dcmtk(
         self, tool: str, *options: str, files: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:

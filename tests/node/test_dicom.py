@@ -100,8 +100,12 @@ def test_a_retrieve_that_cannot_read_an_instance_fails_cleanly(
     files = write_files(tmp_path / "in", 3)
     assert node_process.dcmtk("storescu", files=tuple(map(str, files))).returncode == 0
     lost = pydicom.dcmread(files[1]).SOPInstanceUID
-    (staged,) = (node_process.directory / "data").glob(f"studies/*/*/staging/{lost}.zip")
-    staged.unlink()
+    node_process.wait_converted()
+    # its staging ZIP, and the file as received it was converted from (kept until the seal)
+    staged = list((node_process.directory / "data").glob(f"studies/*/*/staging/{lost}.*"))
+    assert {path.suffix for path in staged} <= {".zip", ".dcm"} and staged
+    for path in staged:
+        path.unlink()
     out = tmp_path / "out"
     got = get_study(node_process, pydicom.dcmread(files[0]).StudyInstanceUID, out)
     # 0xA702; DCMTK then also says its release met the response's identifier (the Failed

@@ -61,6 +61,8 @@ def test_rest_dicom_and_peer_zip_index_the_same(tmp_path: Path) -> None:
         pushed = sync(by_rest, "siteb")
         assert pushed["State"] == "Success" and pushed["Content"]["PushedInstances"] == 1
 
+        for node in (by_rest, by_dicom, by_peer):
+            node.wait_converted()
         rest_view = _resources(by_rest)
         assert len(rest_view) == 4
         assert _resources(by_dicom) == rest_view

@@ -128,6 +128,7 @@ def test_a_link_cut_again_and_again_mid_transfer_resumes_both_ways(tmp_path: Pat
             sent = site_a.request("POST", "/instances", ct_bytes(index, patient=1, size=512))
             assert sent.status == 200
         pushed_study = sent.json()["ParentStudy"]
+        site_a.wait_converted()  # the study's size as it is sent
         pushed = cut_transfer(site_a, site_b, link, study_size(site_a, pushed_study), "up")
         assert pushed["Content"]["PushedInstances"] == INSTANCES
 
@@ -135,6 +136,7 @@ def test_a_link_cut_again_and_again_mid_transfer_resumes_both_ways(tmp_path: Pat
             sent = site_b.request("POST", "/instances", ct_bytes(index, patient=2, size=512))
             assert sent.status == 200
         pulled_study = sent.json()["ParentStudy"]
+        site_b.wait_converted()
         pulled = cut_transfer(site_a, site_b, link, study_size(site_b, pulled_study), "down")
         assert pulled["Content"]["PulledInstances"] == INSTANCES
         assert pulled["Content"]["BytesReceived"] <= 1.1 * study_size(site_b, pulled_study)

@@ -118,6 +118,8 @@ class Source:
 
     def __init__(self, datasets: list[dict[str, Any]]) -> None:
         self.by_id = {document_of(d).ids.instance: d for d in datasets}
+        #: instances waiting for their background conversion
+        self.converting_ids: set[str] = set()
         # the index starts past the first change, so that it follows the feed (a fresh
         # one would be rebuilt from the archive instead)
         self.feed = [{"Seq": 1, "ChangeType": "StableStudy", "ResourceType": "Study", "ID": ""}]
@@ -135,6 +137,9 @@ class Source:
 
     def instance_ref(self, instance_id: str) -> InstanceRef:
         return InstanceRef(instance_id, "", "", "")
+
+    def converting(self, instance_id: str) -> bool:
+        return instance_id in self.converting_ids
 
     def instance_json(self, ref: InstanceRef) -> dict[str, Any]:
         if ref.id == "broken":
@@ -163,6 +168,30 @@ def test_an_instance_that_cannot_be_read_is_skipped(
             time.sleep(0.01)
         assert len(index.search(parse("*"), Level.INSTANCE)) == 2
         assert "instance broken left out" in caplog.text
+    finally:
+        feeder.stop()
+
+
+def test_the_feeder_waits_for_an_instance_s_conversion(tmp_path: Path) -> None:
+    """An instance acknowledged before its conversion is indexed once converted, and the
+    ones after it wait their turn (the feed is followed in order)."""
+    source = Source([dicom_json("CT_small.dcm"), dicom_json("MR_small.dcm")])
+    first = next(iter(source.by_id))
+    source.converting_ids = {first}
+    index = SearchIndex(tmp_path / "search")
+    index.commit(last_change=1)
+    feeder = Feeder(index, source, commit_interval_s=0.01)
+    feeder.start()
+    try:
+        time.sleep(0.5)
+        assert feeder.lag() == 2  # "broken" applied, then the wait
+        assert index.search(parse("*"), Level.INSTANCE) == []
+        source.converting_ids = set()
+        deadline = time.monotonic() + 10
+        while feeder.lag():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(index.search(parse("*"), Level.INSTANCE)) == 2
     finally:
         feeder.stop()
 
