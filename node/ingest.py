@@ -13,7 +13,7 @@ ZIP from a peer (:meth:`Ingestor.merge_study`); both follow the same steps:
 4. **Index** in one write transaction with the change entries (shared with
    concurrent senders by the writer's group commit), then acknowledge.
 
-An instance that arrives alone and small enough (every C-STORE, most uploads) takes a
+An instance that arrives alone (no other being ingested) and small enough takes a
 shorter way when the node converts in the background (``[storage] background_conversion``,
 :class:`Receive`): step 1 parses and checks the file whole but converts only the main
 tags, step 3 stores the file as it came (``storage/received.py``), and once acknowledged
@@ -108,6 +108,8 @@ class Ingestor:
         # Deciding what to recycle and storing must not interleave between senders,
         # or two of them could each see room for one instance.
         self._room_lock = threading.Lock()
+        self._arrivals = 0  # instances being ingested now
+        self._arrivals_lock = threading.Lock()
 
     # --- the crash protocol's side of sealing ------------------------------------------
 
@@ -132,12 +134,33 @@ class Ingestor:
     # --- one instance ----------------------------------------------------------------------
 
     def ingest(self, source: bytes | Path | BinaryIO, origin: Origin | None = None) -> IngestResult:
-        data = _small_enough_bytes(source) if self._receive is not None else None
-        if data is not None:
-            result = self._ingest_received(data, origin or Origin())
-            if result is not None:
-                return result
-            source = data  # a copy is stored: compare the converted content
+        with self._arriving() as alone:
+            # Alone, the sender waits for the conversion: it is put off (Receive). With
+            # others arriving too, every core already works (the preparer's workers
+            # convert them): putting it off would only add the bookkeeping.
+            data = _small_enough_bytes(source) if self._receive is not None and alone else None
+            if data is not None:
+                result = self._ingest_received(data, origin or Origin())
+                if result is not None:
+                    return result
+                source = data  # a copy is stored: compare the converted content
+            return self._ingest_converted(source, origin)
+
+    @contextlib.contextmanager
+    def _arriving(self) -> Iterator[bool]:
+        """Count an arriving instance; say whether it is the only one."""
+        with self._arrivals_lock:
+            self._arrivals += 1
+            alone = self._arrivals == 1
+        try:
+            yield alone
+        finally:
+            with self._arrivals_lock:
+                self._arrivals -= 1
+
+    def _ingest_converted(
+        self, source: bytes | Path | BinaryIO, origin: Origin | None
+    ) -> IngestResult:
         prepared = self._prepare(source)
         instance = prepared.instance
         ids = self._index.ids_of(instance)
