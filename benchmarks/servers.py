@@ -42,6 +42,20 @@ def proc_status(pid: int, key: str) -> int:
     raise KeyError(key)
 
 
+def child_pids(pid: int) -> list[int]:
+    """The process's children (a node's worker processes): each process whose parent
+    it is (``/proc/PID/stat``; not every kernel has the ``children`` lists)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == pid:
+                children.append(int(entry.name))
+    return children
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -192,7 +206,13 @@ class Archive(ABC):
         return proc_status(self.pid, "VmRSS")
 
     def hwm(self) -> int:
-        return proc_status(self.pid, "VmHWM")
+        """The process's peak RSS, plus that of each worker process still running (their
+        peaks need not have coincided: an upper bound). Orthanc has none."""
+        peak = proc_status(self.pid, "VmHWM")
+        for child in child_pids(self.pid):
+            with contextlib.suppress(OSError, KeyError):
+                peak += proc_status(child, "VmHWM")
+        return peak
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)

@@ -210,7 +210,7 @@ def throughput(scenario: str) -> Measure:
 
 
 def peak_rss(scenario: str) -> Measure:
-    return Measure(scenario, "peak RSS (VmHWM)", "MiB", False, target_value=200)
+    return Measure(scenario, "peak RSS (VmHWM, with workers)", "MiB", False, target_value=200)
 
 
 # --- data ----------------------------------------------------------------------------
