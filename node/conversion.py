@@ -84,6 +84,8 @@ class Converter:
         self._prepare = prepare
         self._queue: queue.Queue[_Received | None] = queue.Queue()
         self._lock = threading.Lock()
+        #: notified when nothing waits any more
+        self._idle = threading.Condition(self._lock)
         #: study -> its instances queued, being converted or not yet recorded
         self._waiting: collections.Counter[str] = collections.Counter()
         self._thread: threading.Thread | None = None
@@ -116,6 +118,12 @@ class Converter:
         """Whether an instance of the study waits for its conversion."""
         with self._lock:
             return self._waiting[study_uid] > 0
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every instance submitted is converted and recorded (or ``timeout_s``
+        has passed); whether it is."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._waiting, timeout_s)
 
     def backlog(self) -> int:
         """How many instances wait for their conversion."""
@@ -178,6 +186,8 @@ class Converter:
                 self._waiting[study_uid] -= 1
                 if self._waiting[study_uid] <= 0:
                     del self._waiting[study_uid]
+            if not self._waiting:
+                self._idle.notify_all()
         return _Batch()
 
     def _try_again(self, item: _Received) -> None:

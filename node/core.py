@@ -47,6 +47,8 @@ from pacsnode.storage.store import StudyStore
 
 log = logging.getLogger(__name__)
 _SEAL_INTERVAL_S = 1.0
+#: the longest a request for sizes waits for the conversions in flight
+SIZES_WAIT_S = 5.0
 
 
 def storage_backend(settings: CoreSettings) -> SealedBackend:
@@ -392,7 +394,16 @@ class NodeCore:
         """Forget the change feed so far; numbering goes on, so peers' cursors stay valid."""
         self.index.clear_changes()
 
+    def sizes_settled(self, timeout_s: float = SIZES_WAIT_S) -> None:
+        """Let the conversions in flight finish (``node/conversion.py``), so that sizes read
+        next are the stored ones: an instance acknowledged before its conversion counts
+        the file as received until then, and scripts (Orthanc's tests among them) compare
+        sizes read one after the other."""
+        if self._converter is not None:
+            self._converter.wait_idle(timeout_s)
+
     def statistics(self) -> dict[str, int]:
+        self.sizes_settled()
         return self.index.statistics()
 
     def recycling_order(self, count: int) -> list[tuple[str, int]]:
@@ -409,6 +420,7 @@ class NodeCore:
     def resource_statistics(self, resource_id: str, level: Level) -> dict[str, int]:
         """Counts below a resource and its sizes; UnknownResource if absent at ``level``."""
         self.resource(resource_id, level)
+        self.sizes_settled()
         return self.index.resource_statistics(resource_id)
 
     # --- instance content ------------------------------------------------------------------

@@ -58,6 +58,7 @@ class _DicomFile:
 async def _file(request: web.Request) -> _DicomFile:
     core = core_of(request)
     instance_id = request.match_info["id"]
+    await blocking(core.sizes_settled)  # its stored size, once converted
     record = await blocking(core.resource, instance_id, Level.INSTANCE)
     ref = await blocking(core.instance_ref, instance_id)
     data = await blocking(core.instance_p10, ref)

@@ -153,3 +153,16 @@ def test_a_restart_converts_what_was_left_received_and_keeps_its_origin(
         assert verify(core) == []
     finally:
         core.close()
+
+
+def test_sizes_read_right_after_an_ingest_are_the_stored_ones(open_core: Opener) -> None:
+    """A script reading sizes just after its upload sees them once, as stored (Orthanc's
+    own tests compare sizes read one after the other)."""
+    after = open_core("after")
+    before = open_core("before", background_conversion=False)
+    for data in instances():
+        instance_id = after.ingest(data).ids[Level.INSTANCE]
+        before.ingest(data)
+        assert after.statistics()["TotalDiskSize"] == before.statistics()["TotalDiskSize"]
+        sizes = after.resource_statistics(instance_id, Level.INSTANCE)
+        assert sizes == before.resource_statistics(instance_id, Level.INSTANCE)
