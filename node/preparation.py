@@ -153,6 +153,11 @@ class Preparer:
             with self._lock:
                 self._in_flight -= 1
 
+    @property
+    def has_workers(self) -> bool:
+        """Whether it may start worker processes."""
+        return self._most > 0
+
     def prepare_aside(self, path: Path) -> PreparedInstance:
         """Parse and convert a stored file in a worker process when there may be one (here
         otherwise): for background work, which should leave this process's GIL to the

@@ -32,6 +32,8 @@ def open_core(tmp_path: Path) -> Iterator[Opener]:
     opened: list[NodeCore] = []
 
     def open_one(name: str, background: bool = True, **settings: Any) -> NodeCore:
+        # one worker whatever the cores: without any, conversion is not put off
+        settings.setdefault("ingest_workers", 1)
         core = NodeCore(CoreSettings(data_dir=tmp_path / name, stable_age_s=3600, **settings))
         core.open(background=background, search=False)
         opened.append(core)
@@ -138,7 +140,7 @@ def test_a_restart_converts_what_was_left_received_and_keeps_its_origin(
         index.close()
         store.close()
     core = NodeCore(CoreSettings(data_dir=data_dir, stable_age_s=3600))
-    report = core.open(background=False)
+    report = core.open(background=False)  # no converter: recovery converts
     try:
         assert report.indexed == 0  # recorded as converted, not indexed again
         refs = core.index.instances_of(core.find(Level.INSTANCE, {}))
@@ -166,3 +168,13 @@ def test_sizes_read_right_after_an_ingest_are_the_stored_ones(open_core: Opener)
         assert after.statistics()["TotalDiskSize"] == before.statistics()["TotalDiskSize"]
         sizes = after.resource_statistics(instance_id, Level.INSTANCE)
         assert sizes == before.resource_statistics(instance_id, Level.INSTANCE)
+
+
+def test_without_worker_processes_instances_are_converted_before_the_answer(
+    open_core: Opener,
+) -> None:
+    core = open_core("one-core", ingest_workers=0)
+    result = core.ingest(instances()[0])
+    record = core.index.resource(result.ids[Level.INSTANCE])
+    assert record is not None and not is_received_digest(record["digest"])
+    assert list(core.settings.data_dir.rglob("*.dcm")) == []

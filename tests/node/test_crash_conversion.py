@@ -1,12 +1,13 @@
 """SIGKILL of a real ``pacsnode serve`` while acknowledged instances wait for their
 background conversion (node/conversion.py, storage/received.py).
 
-The node converts in its own process (``ingest_workers = 0``), so a backlog of received
-files builds up while two clients store CT slices over DICOM; it is killed as soon as
-some are seen on disk. Then the data directory is opened here (start-up recovery, as
-``serve`` runs it) and checked: every acknowledged instance is there with the very data
-set sent, converted (no received file left, every digest a content digest), still with the
-origin it came with, and ``verify`` finds nothing. The next ``serve`` serves them.
+Two clients store CT slices over DICOM, each file in its own association, and the node
+is killed as soon as a received file is seen on disk without its conversion (one worker
+process converts them, ``ingest_workers = 1``). Then the data directory is opened here
+(start-up recovery, as ``serve`` runs it) and checked: every acknowledged instance is
+there with the very data set sent, converted (no received file left, every digest a
+content digest), still with the origin it came with, and ``verify`` finds nothing. The
+next ``serve`` serves them.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Sender:
 def test_sigkill_while_received_instances_wait_for_conversion(tmp_path: Path) -> None:
     node = NodeProcess(
         tmp_path,
-        extra_toml="[storage]\nstable_age_s = 3600\ningest_workers = 0\n",
+        extra_toml="[storage]\nstable_age_s = 3600\ningest_workers = 1\n",
     )
     data_dir = tmp_path / "data"
     acked: dict[str, str] = {}
