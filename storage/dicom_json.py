@@ -150,13 +150,9 @@ def top_level_entries(
     result: dict[str, Any] = {}
     for tag in sorted(tags & set(dataset.keys())):
         element = dataset.get_item(tag)
-        entry: Entry | None = None
-        if isinstance(element, RawDataElement):
-            found = by_tag.get(tag)
-            if found is not None and found[0] is element:
-                entry = found[1]
-            elif fast:
-                entry = _raw_entry(element, encoding, inline_limit)
+        entry = None
+        if fast:
+            entry = _entry_from_bytes(element, by_tag.get(tag), encoding, inline_limit)
         if entry is None:
             try:
                 entry = _pydicom_entry(
@@ -188,17 +184,28 @@ def _dataset_json(
     result: dict[str, Any] = {}
     for tag, element in list(dataset.items()):
         key = f"{tag:08X}"
-        entry: Entry | None = None
-        if isinstance(element, RawDataElement):
-            kept = entries.get(tag)
-            if kept is not None and kept[0] is element:
-                entry = kept[1]
-            elif fast:
-                entry = _raw_entry(element, encoding, inline_limit)
+        entry = (
+            _entry_from_bytes(element, entries.get(tag), encoding, inline_limit) if fast else None
+        )
         if entry is None:
             entry = _pydicom_entry(dataset[tag], threshold, bulk_uri, prefix + key, fast)
         result[key] = entry
     return result
+
+
+def _entry_from_bytes(
+    element: DataElement | RawDataElement,
+    kept: tuple[RawDataElement, Entry] | None,
+    encoding: str | None,
+    inline_limit: int,
+) -> Entry | None:
+    """A raw element's entry: the one :func:`decode_all` made if that very raw element is
+    still in place, else one made from its bytes now; ``None`` for pydicom's turn."""
+    if not isinstance(element, RawDataElement):
+        return None
+    if kept is not None and kept[0] is element:
+        return kept[1]
+    return _raw_entry(element, encoding, inline_limit)
 
 
 def _pydicom_entry(
