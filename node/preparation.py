@@ -159,11 +159,9 @@ class Preparer:
         return self._most > 0
 
     def prepare_aside(self, path: Path) -> PreparedInstance:
-        """Parse and convert a stored file in a worker process when there may be one (here
-        otherwise): for background work, which should leave this process's GIL to the
-        instances arriving."""
-        if self._most == 0:
-            return prepare_instance(path, self._limits, self._level)
+        """Parse and convert a stored file in a worker process when there is one to take
+        (here otherwise): for background work, which should leave this process's GIL to
+        the instances arriving."""
         return self._in_a_worker(path)
 
     def _in_a_worker(self, source: bytes | Path) -> PreparedInstance:

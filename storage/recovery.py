@@ -145,7 +145,8 @@ def _sort_staged(
                 report.removed_converted += 1
             report.received += 1
             continue
-        if sop_uid_of_staged(path) is None or sop_uid_of_staged(path) in received:
+        staged_uid = sop_uid_of_staged(path)
+        if staged_uid is None or staged_uid in received:
             continue
         state = _staged_state(path, sealed)
         if state == "sealed":

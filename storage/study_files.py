@@ -113,15 +113,6 @@ class StudyFiles:
         except FileNotFoundError:
             return []
 
-    def _converted(self, study_uid: str, sop_uid: str) -> InstanceSource | None:
-        """Convert the instance's received file if it has one not converted yet; the
-        instance converted in memory when its ZIP could not be written."""
-        if not received_instance_path(self.root, study_uid, sop_uid).exists():
-            return None
-        if staged_instance_path(self.root, study_uid, sop_uid).exists():
-            return None
-        return self._convert(study_uid, sop_uid)
-
     def holds(self, study_uid: str, sop_uid: str) -> bool:
         """Whether any copy of the instance is stored (received, staged or sealed)."""
         if received_instance_path(self.root, study_uid, sop_uid).exists():
@@ -141,7 +132,7 @@ class StudyFiles:
             staged = open_zip(staged_instance_path(self.root, study_uid, sop_uid))
         except FileNotFoundError:
             staged = None  # not staged, or sealed since, or received and not converted yet
-            unwritten = self._converted(study_uid, sop_uid)
+            unwritten = self._convert(study_uid, sop_uid)
             if unwritten is not None and unwritten.series_uid == series_uid:
                 yield unwritten
                 return
@@ -163,7 +154,7 @@ class StudyFiles:
         raise NotFound(f"no instance {sop_uid} in series {series_uid} of study {study_uid}")
 
     def existing_digest(self, study_uid: str, sop_uid: str) -> str | None:
-        unwritten = self._converted(study_uid, sop_uid)
+        unwritten = self._convert(study_uid, sop_uid)
         if unwritten is not None:
             return unwritten.digest
         try:

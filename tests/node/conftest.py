@@ -17,10 +17,10 @@ MakeCore = Callable[..., NodeCore]
 def make_core(tmp_path: Path) -> Iterator[MakeCore]:
     opened: list[NodeCore] = []
 
-    def make(**settings: Any) -> NodeCore:
+    def make(*, background: bool = False, search: bool | None = None, **settings: Any) -> NodeCore:
         settings.setdefault("data_dir", tmp_path / "data")
         core = NodeCore(CoreSettings(**settings))
-        core.open(background=False)
+        core.open(background=background, search=search)
         opened.append(core)
         return core
 

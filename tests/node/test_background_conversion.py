@@ -6,7 +6,7 @@ converts after must end the same: index records, sizes, metadata, bytes served."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +22,24 @@ from pacsnode.node.verify import verify
 from pacsnode.storage.limits import ArchiveLimits
 from pacsnode.storage.received import is_received_digest, receive_instance
 from pacsnode.storage.store import StudyStore
+from tests.node.conftest import MakeCore
 from tests.storage.helpers import ct_instance, to_bytes
 
 Opener = Callable[..., NodeCore]
 
 
 @pytest.fixture
-def open_core(tmp_path: Path) -> Iterator[Opener]:
-    opened: list[NodeCore] = []
+def open_core(tmp_path: Path, make_core: MakeCore) -> Opener:
+    """A core converting in the background, in its own data directory."""
 
-    def open_one(name: str, background: bool = True, **settings: Any) -> NodeCore:
+    def open_one(name: str, **settings: Any) -> NodeCore:
         # one worker whatever the cores: without any, conversion is not put off
         settings.setdefault("ingest_workers", 1)
-        core = NodeCore(CoreSettings(data_dir=tmp_path / name, stable_age_s=3600, **settings))
-        core.open(background=background, search=False)
-        opened.append(core)
-        return core
+        return make_core(
+            data_dir=tmp_path / name, stable_age_s=3600, background=True, search=False, **settings
+        )
 
-    yield open_one
-    for core in opened:
-        if core.is_open:
-            core.close()
+    return open_one
 
 
 def instances() -> list[bytes]:
