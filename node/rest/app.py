@@ -19,6 +19,7 @@ from pacsnode.node.rest import (
     hierarchy,
     modalities,
     peers,
+    plugin_list,
     queries,
     resources,
     runtime_settings,
@@ -93,6 +94,7 @@ def create_app(
         module.setup_routes(app)
     dicomweb.setup(app, config.dicomweb)
     mount_web_plugins(app, core, config)  # under /plugins/{name}/, behind the same middlewares
+    plugin_list.setup_routes(app, config)
     if serve_dicom:
         app.cleanup_ctx.append(services.dicom_server)
     app.cleanup_ctx.append(services.replicator)

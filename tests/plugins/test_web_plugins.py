@@ -81,6 +81,9 @@ async def test_the_example_counts_studies_per_modality(make_client: MakeClient) 
     assert page.content_type == "text/html" and "<td>MR</td><td>1</td>" in await page.text()
     folder = await client.get("/plugins/example?x=1", allow_redirects=False)
     assert folder.status == 308 and folder.headers["Location"] == "/plugins/example/?x=1"
+    # listed as Orthanc lists its plugins; its /plugins/example stays its folder
+    listed = await (await client.get("/plugins")).json()
+    assert listed[-2:] == ["example", "example-faulty"]
     # the UI links to its page, with the title from its settings; the faulty one has none
     studies = await (await client.get("/ui/studies")).text()
     assert '<a href="/plugins/example/" class="plugin" data-plugin="example">Per modality</a>' in (
