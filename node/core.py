@@ -22,13 +22,14 @@ from pacsnode.node import plugins
 from pacsnode.node.annotations import Annotations
 from pacsnode.node.conversion import Converter
 from pacsnode.node.deletion import Deleter
-from pacsnode.node.errors import SearchUnavailable
+from pacsnode.node.errors import SearchUnavailable, UnknownResource
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
 from pacsnode.node.index.maintags import INDEXED_TAGS
 from pacsnode.node.index_plugins.finder import Finder
 from pacsnode.node.index_plugins.loading import IndexPlugins
+from pacsnode.node.index_plugins.planning import instance_matches, on_instances
 from pacsnode.node.ingest import Ingestor, IngestResult, Receive
 from pacsnode.node.preparation import Preparer, auto_workers, skip_pydicom_value_warnings
 from pacsnode.node.query import Constraint, parse_query
@@ -348,6 +349,27 @@ class NodeCore:
         """One instance below (or at) a resource (for attributes the index does not keep);
         None when it was deleted meanwhile."""
         return self.index.first_instance(resource_id)
+
+    def matching_instance_json(
+        self, resource_id: str, level: Level, constraints: Sequence[Constraint]
+    ) -> dict[str, Any] | None:
+        """The DICOM JSON of an instance below a resource that matches the query's
+        constraints its main tags do not decide, so that an answer shows the values that
+        matched (a study found by BodyPartExamined=ABDOMEN answers ABDOMEN, whichever
+        series comes first); the first instance when nothing is asked of instances or
+        none matches any more. None when the resource was deleted meanwhile."""
+        asked = on_instances(level, constraints)
+        if asked:
+            try:
+                refs = self.instances_of([resource_id])
+            except UnknownResource:
+                return None
+            for ref in refs:
+                metadata = self.instance_json(ref)
+                if instance_matches(asked, metadata):
+                    return metadata
+        ref = self.first_instance(resource_id)
+        return self.instance_json(ref) if ref is not None else None
 
     def changes(self, since: int = 0, limit: int = 100) -> ChangePage:
         return self.index.changes(since, limit)

@@ -94,19 +94,57 @@ def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+#: joins a sequence's keyword and the keyword of an attribute in its items
+#: (``ReferencedStudySequence.ReferencedSOPInstanceUID``), as PS3.18 names one in QIDO-RS
+SEQUENCE_SEPARATOR = "."
+
+
+@functools.lru_cache(maxsize=1024)
+def keyword_tags(keyword: str) -> tuple[int, ...] | None:
+    """The tags on an attribute's path: one for a top-level keyword, one a level for an
+    attribute inside sequence items (``Sequence.Keyword``, any depth); None when a part
+    is not a DICOM keyword, or one before the last is not a sequence."""
+    parts = keyword.split(SEQUENCE_SEPARATOR)
+    # pydicom's dictionary has an entry without a keyword: "" is none
+    tags = tuple(tag_for_keyword(part) if part else None for part in parts)
+    if any(tag is None for tag in tags):
+        return None
+    if any(dictionary_VR(tag) != "SQ" for tag in tags[:-1]):
+        return None
+    return tags  # type: ignore[return-value]
+
+
+def leaf_keyword(keyword: str) -> str:
+    """The attribute a path ends at (the keyword itself at the top level)."""
+    return keyword.rpartition(SEQUENCE_SEPARATOR)[2]
+
+
+def _matched_vr(keyword: str, asked: bool) -> str:
+    if keyword == "ModalitiesInStudy":
+        return "CS"
+    tags = keyword_tags(keyword)
+    if tags is None:
+        raise BadRequest(f"unknown DICOM keyword {keyword!r} in query")
+    vr = dictionary_VR(tags[-1])
+    if vr == "SQ" and asked:  # an empty value (universal) asks nothing of it
+        raise BadRequest(
+            f"{keyword} is a sequence: match an attribute of its items "
+            f"({keyword}{SEQUENCE_SEPARATOR}Keyword)"
+        )
+    return vr
+
+
 def parse_constraint(
     keyword: str, value: str, case_sensitive: bool = False, *, fold_identifiers: bool = False
 ) -> Constraint:
-    """One attribute's constraint. Person names match case-insensitively unless
+    """One attribute's constraint (``keyword`` may be a path into sequence items, see
+    :func:`keyword_tags`). Person names match case-insensitively unless
     ``case_sensitive``; with ``fold_identifiers``, so do PatientID and AccessionNumber
     (Orthanc's ``/tools/find``; DICOM's C-FIND matches them as written)."""
-    tag = tag_for_keyword(keyword)
-    if tag is None and keyword != "ModalitiesInStudy":
-        raise BadRequest(f"unknown DICOM keyword {keyword!r} in query")
-    vr = dictionary_VR(tag) if tag is not None else "CS"
-    folded = PERSON_NAME_KEYWORDS | (CASE_FOLDED_IDENTIFIERS if fold_identifiers else set())
-    sensitive = case_sensitive or keyword not in folded
     text = value.strip()
+    vr = _matched_vr(keyword, bool(text))
+    folded = PERSON_NAME_KEYWORDS | (CASE_FOLDED_IDENTIFIERS if fold_identifiers else set())
+    sensitive = case_sensitive or leaf_keyword(keyword) not in folded
     if not text:
         return Constraint(keyword, Kind.UNIVERSAL, (), sensitive)
     if "\\" in text:

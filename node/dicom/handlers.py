@@ -160,8 +160,8 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
             continue
         match = Match(tags, counts)
         if request.needs_file(tags):
-            ref = core.first_instance(resource_id)
-            match.metadata = core.instance_json(ref) if ref is not None else {}
+            metadata = core.matching_instance_json(resource_id, request.level, request.constraints)
+            match.metadata = metadata if metadata is not None else {}
         if wants_sop_classes:
             refs = core.instances_of([resource_id])
             match.sop_classes = sorted({r.sop_class_uid for r in refs if r.sop_class_uid})

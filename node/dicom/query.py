@@ -19,7 +19,7 @@ from pydicom.tag import BaseTag, Tag
 
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.maintags import main_tag_keywords
-from pacsnode.node.query import Constraint, parse_constraint
+from pacsnode.node.query import SEQUENCE_SEPARATOR, Constraint, parse_constraint
 
 #: QueryRetrieveLevel values, with the plurals some devices send (Orthanc takes them too)
 _LEVELS = {
@@ -104,7 +104,10 @@ def parse_request(identifier: Dataset, level: Level) -> FindRequest:
         if keyword in _ANSWERED:
             continue
         request.requested.append(element.tag)
-        if not keyword or element.VR == "SQ" or keyword in COUNTERS:
+        if keyword and element.VR == "SQ":
+            request.constraints.extend(_item_constraints(keyword, element.value))
+            continue
+        if not keyword or keyword in COUNTERS:
             continue
         value = _text(element.value).strip()
         if not value:
@@ -112,6 +115,26 @@ def parse_request(identifier: Dataset, level: Level) -> FindRequest:
         if keyword != SOP_CLASSES_IN_STUDY:
             request.constraints.append(parse_constraint(keyword, value))
     return request
+
+
+def _item_constraints(path: str, items: Any) -> list[Constraint]:
+    """Sequence matching (PS3.4 C.2.2.2.6): the keys of a sequence's one item, each to be
+    matched by an item of the stored sequence (``Sequence.Keyword``, nested sequences
+    deeper). A sequence without an item, or with keys all empty, asks nothing: it is
+    only returned (whole, as Orthanc returns sequences)."""
+    if not items or len(items) != 1:
+        return []
+    constraints: list[Constraint] = []
+    for element in items[0]:
+        keyword = element.keyword
+        if not keyword:
+            continue  # a private key: nothing to name it by across instances
+        nested = f"{path}{SEQUENCE_SEPARATOR}{keyword}"
+        if element.VR == "SQ":
+            constraints.extend(_item_constraints(nested, element.value))
+        elif value := _text(element.value).strip():
+            constraints.append(parse_constraint(nested, value))
+    return constraints
 
 
 #: Python's codecs where pydicom's would write something else: plain ASCII for ISO_IR 6

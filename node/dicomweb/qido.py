@@ -19,7 +19,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.index.maintags import MAIN_TAGS
-from pacsnode.node.query import Constraint, parse_constraint
+from pacsnode.node.query import SEQUENCE_SEPARATOR, Constraint, leaf_keyword, parse_constraint
 from pacsnode.node.rest.params import non_negative_int
 
 _LEVEL_ORDER = (Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE)
@@ -78,9 +78,6 @@ class Search:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
-    #: attributes asked for matching that are not matched (PS3.18: warn, ignore): those
-    #: inside sequences
-    ignored: list[str] = field(default_factory=list)
 
     def constraints(self) -> list[Constraint]:
         return [parse_constraint(keyword, value) for keyword, value in self.matches.items()]
@@ -115,8 +112,10 @@ def parse_search(
                     search.include.append(keyword_of(item))
         elif lowered == "orderby":
             continue  # optional in PS3.18; answers come in the index's stable order
-        elif "." in name:
-            search.ignored.append(name)  # sequence matching is not supported
+        elif SEQUENCE_SEPARATOR in name:  # an attribute inside a sequence's items
+            path = SEQUENCE_SEPARATOR.join(map(keyword_of, name.split(SEQUENCE_SEPARATOR)))
+            search.matches[path] = _match_value(leaf_keyword(path), raw)
+            search.include.append(path.split(SEQUENCE_SEPARATOR)[0])  # answered whole
         else:
             keyword = keyword_of(name)
             if keyword in scope:

@@ -128,6 +128,7 @@ def _stored_for(
     """For each match, stored metadata of one of its instances, when an answer needs it."""
     by_study: dict[str, dict[str, dict[str, Any]]] = {}
     stored: list[dict[str, Any] | None] = []
+    constraints = search.constraints()
     for match in matches:
         if not qido.needs_stored(search, match.tags):
             stored.append(None)
@@ -139,8 +140,7 @@ def _stored_for(
                 }
             stored.append(by_study[study_uid].get(match.tags.get("SOPInstanceUID", "")))
         else:
-            refs = core.instances_of([match.resource_id])
-            stored.append(core.instance_json(refs[0]) if refs else None)
+            stored.append(core.matching_instance_json(match.resource_id, search.level, constraints))
     return stored
 
 
@@ -168,15 +168,11 @@ def _search_handler(level: Level, scope_names: tuple[str, ...]) -> Any:
             _answers, core_of(request), search, cap, service_url(request)
         )
         headers = {"Content-Type": DICOM_JSON}
-        warnings = []
-        if search.ignored:
-            ignored = ", ".join(search.ignored)
-            warnings.append(f"attributes not matched (inside sequences): {ignored}")
         if more:
-            warnings.append("there are more results: ask again with a higher offset")
-        if warnings:
             host = request.host.replace('"', "")
-            headers["Warning"] = ", ".join(f'299 {host} "{text}"' for text in warnings)
+            headers["Warning"] = (
+                f'299 {host} "there are more results: ask again with a higher offset"'
+            )
         return web.Response(
             body=json.dumps(answers, separators=(",", ":")).encode(), headers=headers
         )

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.datadict import dictionary_VR
 
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.contract import IndexPlugin
-from pacsnode.node.query import Constraint, Kind
+from pacsnode.node.index_plugins.maintags import main_tag_keywords
+from pacsnode.node.query import Constraint, Kind, keyword_tags
 
 T = TypeVar("T")
 
@@ -115,11 +116,26 @@ def tags_match(constraints: Iterable[Constraint], tags: Mapping[str, str]) -> bo
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_key_and_vr(keyword: str) -> tuple[str, str]:
-    tag = tag_for_keyword(keyword)
-    if tag is None:
-        return "", "UN"
-    return f"{tag:08X}", dictionary_VR(tag).split(" or ")[0]
+def _json_keys_and_vr(keyword: str) -> tuple[tuple[str, ...], str]:
+    """The DICOM JSON keys on an attribute's path (one per sequence level) and its VR."""
+    tags = keyword_tags(keyword)
+    if tags is None:
+        return (), "UN"
+    return tuple(f"{tag:08X}" for tag in tags), dictionary_VR(tags[-1]).split(" or ")[0]
+
+
+def _elements_at(
+    data: Mapping[str, Any], keys: tuple[str, ...]
+) -> Iterator[Mapping[str, Any] | None]:
+    """The elements at a path in a DICOM JSON object: the one element at the top level
+    (None when absent), and inside sequences the element of every item that has one."""
+    element = data.get(keys[0]) if keys else None
+    if len(keys) <= 1:
+        yield element
+        return
+    for item in (element or {}).get("Value") or []:
+        if isinstance(item, Mapping):
+            yield from (found for found in _elements_at(item, keys[1:]) if found is not None)
 
 
 def _as_text(value: Any) -> str:
@@ -154,16 +170,30 @@ def element_matches(constraint: Constraint, element: Mapping[str, Any] | None) -
         return True
     if len(texts) > 1 and any(constraint.matches(text) for text in texts):
         return True
-    return _json_key_and_vr(constraint.keyword)[1] in _NUMBER_VRS and _same_number(
+    return _json_keys_and_vr(constraint.keyword)[1] in _NUMBER_VRS and _same_number(
         constraint, values
     )
 
 
+def _attribute_matches(constraint: Constraint, metadata: Mapping[str, Any]) -> bool:
+    """Whether an instance matches one constraint: inside sequences, when any item does
+    (PS3.4 C.2.2.2.6)."""
+    if constraint.kind is Kind.UNIVERSAL:
+        return True
+    keys = _json_keys_and_vr(constraint.keyword)[0]
+    return any(element_matches(constraint, e) for e in _elements_at(metadata, keys))
+
+
 def instance_matches(constraints: Iterable[Constraint], metadata: Mapping[str, Any]) -> bool:
     """Whether one instance's DICOM JSON matches every constraint."""
-    return all(
-        element_matches(c, metadata.get(_json_key_and_vr(c.keyword)[0])) for c in constraints
-    )
+    return all(_attribute_matches(c, metadata) for c in constraints)
+
+
+def on_instances(level: Level, constraints: Iterable[Constraint]) -> list[Constraint]:
+    """The constraints that an instance below a resource of ``level`` must match, those its
+    main tags do not decide (nor a study's modalities, which no one instance holds)."""
+    main = main_tag_keywords(level)
+    return [c for c in asking(constraints) if c.keyword not in main and c.keyword not in AGGREGATES]
 
 
 def page(found: Iterable[T], offset: int, limit: int | None) -> list[T]:

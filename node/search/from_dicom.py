@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydicom.datadict import tag_for_keyword
-
 from pacsnode.node.errors import BadRequest
-from pacsnode.node.query import Constraint, Kind
+from pacsnode.node.query import Constraint, Kind, keyword_tags
 from pacsnode.node.search.fields import StandardTag
 from pacsnode.node.search.query_ast import (
     All,
@@ -34,10 +32,11 @@ _ALIASES = {"ModalitiesInStudy": "Modality"}
 
 
 def _field(keyword: str) -> FieldRef:
-    tag = tag_for_keyword(_ALIASES.get(keyword, keyword))
-    if tag is None:
+    """The indexed field of an attribute, inside sequence items for a path (any item)."""
+    tags = keyword_tags(_ALIASES.get(keyword, keyword))
+    if tags is None:
         raise BadRequest(f"unknown DICOM keyword {keyword!r} in query")
-    return FieldRef((StandardTag(tag),))
+    return FieldRef(tuple(StandardTag(tag) for tag in tags))
 
 
 def _value(text: str) -> Word | Wildcard:

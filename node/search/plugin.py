@@ -13,11 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.contract import IndexFeed
-from pacsnode.node.query import Constraint
+from pacsnode.node.query import Constraint, keyword_tags
 from pacsnode.node.search import feeder
 from pacsnode.node.search.from_dicom import constraints_query
 from pacsnode.node.search.query_ast import Node
@@ -50,7 +48,7 @@ class SearchPlugin:
         return self._running().lag()
 
     def answers(self, level: Level, keyword: str) -> bool:
-        return keyword == "ModalitiesInStudy" or tag_for_keyword(keyword) is not None
+        return keyword == "ModalitiesInStudy" or keyword_tags(keyword) is not None
 
     def find(
         self, level: Level, constraints: Sequence[Constraint], limit: int | None, offset: int = 0

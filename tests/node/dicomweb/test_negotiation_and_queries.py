@@ -118,13 +118,33 @@ def test_qido_path_scope_and_attributes_beyond_the_main_tags():
         "BodyPartExamined": "CHEST",
     }
     assert "ContrastBolusRoute" in search.include and "BodyPartExamined" in search.include
-    nested = qido.parse_search(Level.STUDY, [("00081140.00081155", "1.2.3")], {})
-    assert nested.ignored == ["00081140.00081155"] and not nested.matches
+    # inside a sequence's items, by tags or keywords: matched, the sequence answered whole
+    nested = qido.parse_search(
+        Level.STUDY,
+        [
+            ("00081140.00081155", "1.2.3,1.2.4"),
+            ("RequestAttributesSequence.ScheduledProcedureStepID", "S*"),
+        ],
+        {},
+    )
+    assert nested.matches == {
+        "ReferencedImageSequence.ReferencedSOPInstanceUID": "1.2.3\\1.2.4",
+        "RequestAttributesSequence.ScheduledProcedureStepID": "S*",
+    }
+    assert nested.include == ["ReferencedImageSequence", "RequestAttributesSequence"]
 
 
 @pytest.mark.parametrize(
     "query",
-    [[("limit", "-1")], [("limit", "many")], [("NoSuchKeyword", "x")], [("99999999", "x")]],
+    [
+        [("limit", "-1")],
+        [("limit", "many")],
+        [("NoSuchKeyword", "x")],
+        [("99999999", "x")],
+        [("PatientName.PatientID", "x")],  # not a sequence
+        [("ReferencedImageSequence.NoSuchKeyword", "x")],
+        [("ReferencedImageSequence", "x")],  # a whole sequence has no value to match
+    ],
 )
 def test_bad_qido_parameters_are_refused_with_their_name(query):
     with pytest.raises(BadRequest):

@@ -35,10 +35,24 @@ def _instance(index: int, patient: int, study: int, series: int, **values: objec
     return dataset
 
 
+def requests(*procedures: tuple[str, str | None]) -> list[Dataset]:
+    """Request Attributes Sequence items: (Requested Procedure ID, Scheduled Procedure
+    Step ID or None)."""
+    found = []
+    for procedure, step in procedures:
+        item = Dataset()
+        item.RequestedProcedureID = procedure
+        if step is not None:
+            item.ScheduledProcedureStepID = step
+        found.append(item)
+    return found
+
+
 def corpus() -> list[Item]:
     """a1, a2: patient 1's chest series; b1: its abdomen series, same study; c1: patient 2's
     MR head; d1: patient 3's chest study of another date, whose series description differs
-    from c1's only in case."""
+    from c1's only in case. a1 and c1 carry requests (a sequence of two items, and one
+    whose procedure differs from a1's first only in case)."""
     chest = {
         "BodyPartExamined": "CHEST",
         "SeriesDescription": "Axial CHEST 5mm",
@@ -46,7 +60,18 @@ def corpus() -> list[Item]:
         "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
     }
     return [
-        Item("a1", _instance(0, 1, 1, 1, AcquisitionDate="20240110", **chest)),
+        Item(
+            "a1",
+            _instance(
+                0,
+                1,
+                1,
+                1,
+                AcquisitionDate="20240110",
+                RequestAttributesSequence=requests(("RP-7", "SPS-1"), ("RP-8", None)),
+                **chest,
+            ),
+        ),
         Item("a2", _instance(1, 1, 1, 1, AcquisitionDate="20240112", **chest)),
         Item(
             "b1",
@@ -69,6 +94,7 @@ def corpus() -> list[Item]:
                 1,
                 1,
                 Modality="MR",
+                RequestAttributesSequence=requests(("rp-7", "SPS-2")),
                 BodyPartExamined="HEAD",
                 SeriesDescription="axial head",
                 AcquisitionDate="20240301",

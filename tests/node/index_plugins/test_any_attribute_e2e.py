@@ -68,12 +68,42 @@ def test_qido_on_attributes_that_are_not_main_tags(node: NodeProcess, items: lis
     assert uids(qido(node, "/studies?SeriesDescription=*axial*")) == study_uids(items, "c1")
     mixed = qido(node, "/studies?PatientID=PAT00001&BodyPartExamined=ABDOMEN")
     assert uids(mixed) == study_uids(items, "b1")
+    # the value that matched, from the instance that matched (a1 is the study's first)
+    for day in ("20240110", "20240120"):
+        (study,) = qido(node, f"/studies?PatientID=PAT00001&AcquisitionDate={day}")
+        assert study["00080022"]["Value"] == [day]
     a1 = items[0].dataset
     scoped = qido(node, f"/studies/{a1.StudyInstanceUID}/series?SliceThickness=5.0")
     assert uids(scoped, "0020000E") == {a1.SeriesInstanceUID}
     instances = qido(node, "/instances?ImageType=AXIAL&AcquisitionDate=20240101-20240131")
     assert uids(instances, "00080018") == {i.dataset.SOPInstanceUID for i in items[:2]}
     assert len(qido(node, "/instances?ImageType=AXIAL&limit=1&offset=2")) == 1
+
+
+def test_qido_and_tools_find_inside_sequences(node: NodeProcess, items: list[Item]) -> None:
+    # PS3.18's sequence matching, by keywords or tags: an item of the sequence must match
+    by_keyword = qido(node, "/studies?RequestAttributesSequence.RequestedProcedureID=RP-8")
+    assert uids(by_keyword) == study_uids(items, "a1")
+    assert uids(qido(node, "/studies?00400275.00401001=rp-7")) == study_uids(items, "c1")
+    steps = qido(node, "/instances?RequestAttributesSequence.ScheduledProcedureStepID=SPS-*")
+    assert uids(steps, "00080018") == {
+        items[0].dataset.SOPInstanceUID,
+        items[3].dataset.SOPInstanceUID,
+    }
+    # the matched sequence is answered whole, from the stored instance
+    (a1,) = by_keyword
+    requested = [item["00401001"]["Value"] for item in a1["00400275"]["Value"]]
+    assert requested == [["RP-7"], ["RP-8"]]
+    query = {"RequestAttributesSequence.RequestedProcedureID": "RP-7\\rp-7"}
+    assert set(find(node, {"Level": "Study", "Query": query})) == ids(
+        items, Level.STUDY, "a1", "c1"
+    )
+    refused = node.request(
+        "GET",
+        "/dicom-web/studies?RequestAttributesSequence=RP-7",
+        headers={"Accept": "application/dicom+json"},
+    )
+    assert refused.status == 400 and "sequence" in refused.json()["Message"], refused.body
 
 
 def findscu(node: NodeProcess, *keys: str) -> str:
@@ -105,10 +135,31 @@ def test_c_find_on_attributes_that_are_not_main_tags(node: NodeProcess, items) -
         "PatientID=PAT00001",
     )
     assert values(series, "0020,000e") == {items[0].dataset.SeriesInstanceUID}
+    for part in ("ABDOMEN", "CHEST"):  # answered from the instance that matched
+        study = findscu(
+            node, "QueryRetrieveLevel=STUDY", "PatientID=PAT00001", f"BodyPartExamined={part}"
+        )
+        assert values(study, "0018,0015") == {part}
     images = findscu(
         node, "QueryRetrieveLevel=IMAGE", "SOPInstanceUID", "AcquisitionDate=20240111-20240131"
     )
     assert values(images, "0008,0018") == {i.dataset.SOPInstanceUID for i in items[1:3]}
+    # sequence matching: the one item's keys, matched by any stored item
+    requested = findscu(
+        node,
+        "QueryRetrieveLevel=STUDY",
+        "StudyInstanceUID",
+        "RequestAttributesSequence[0].RequestedProcedureID=RP-8",
+    )
+    assert values(requested, "0020,000d") == study_uids(items, "a1")
+    assert values(requested, "0040,1001") == {"RP-7", "RP-8"}  # the sequence, returned whole
+    steps = findscu(
+        node,
+        "QueryRetrieveLevel=STUDY",
+        "StudyInstanceUID",
+        "RequestAttributesSequence[0].ScheduledProcedureStepID=SPS-*",
+    )
+    assert values(steps, "0020,000d") == study_uids(items, "a1", "c1")
 
 
 def find(node: NodeProcess, body: dict[str, Any], path: str = "/tools/find") -> Any:

@@ -83,6 +83,32 @@ def test_search_candidates_are_checked_by_dicom_matching(core: NodeCore, search)
     assert set(pages[0] + pages[1]) == ids(items, Level.INSTANCE, "a1", "a2", "c1")
 
 
+REQUESTED = "RequestAttributesSequence.RequestedProcedureID"
+STEP = "RequestAttributesSequence.ScheduledProcedureStepID"
+
+
+def sequence_matches(found: Finder, items: list[Item]) -> None:
+    """Attributes inside sequence items, matched as DICOM does: any item, case as written."""
+
+    def studies(**query: str) -> set[str]:
+        return set(found.find(Level.STUDY, parsed(**query), 0, None))
+
+    assert studies(**{REQUESTED: "RP-7"}) == ids(items, Level.STUDY, "a1")  # not c1's rp-7
+    assert studies(**{REQUESTED: "RP-8"}) == ids(items, Level.STUDY, "a1")  # the second item
+    assert studies(**{REQUESTED: "rp-7\\RP-8"}) == ids(items, Level.STUDY, "a1", "c1")
+    assert studies(**{STEP: "SPS-*"}) == ids(items, Level.STUDY, "a1", "c1")
+    assert studies(**{STEP: "SPS-*", "PatientID": "PAT00002"}) == ids(items, Level.STUDY, "c1")
+    assert studies(**{REQUESTED: "RP-9"}) == set()
+    instances = set(found.find(Level.INSTANCE, parsed(**{STEP: "SPS-1"}), 0, None))
+    assert instances == ids(items, Level.INSTANCE, "a1")
+
+
+def test_attributes_inside_sequences_from_the_search_index(core: NodeCore, search) -> None:
+    items = stored(core)
+    caught_up(search)
+    sequence_matches(Finder(core, main_tags(core), [("search", search)]), items)
+
+
 def test_what_the_search_index_has_not_seen_is_read_from_the_feed(
     core: NodeCore, tmp_path: Path
 ) -> None:
@@ -95,6 +121,7 @@ def test_what_the_search_index_has_not_seen_is_read_from_the_feed(
         found = Finder(core, main_tags(core), [("search", slow)])
         chest = found.find(Level.STUDY, parsed(BodyPartExamined="CHEST"), 0, None)
         assert set(chest) == ids(items, Level.STUDY, "a1", "d1")
+        sequence_matches(found, items)
         core.delete(ids(items, Level.STUDY, "d1").pop())
         chest = found.find(Level.STUDY, parsed(BodyPartExamined="CHEST"), 0, None)
         assert set(chest) == ids(items, Level.STUDY, "a1")
@@ -109,6 +136,7 @@ def test_without_search_main_tag_candidates_are_read_from_the_files(core: NodeCo
     assert set(chest) == ids(items, Level.STUDY, "a1", "d1")
     axial = found.find(Level.SERIES, parsed(SeriesDescription="*axial*", ImageType="*"), 0, None)
     assert set(axial) == ids(items, Level.SERIES, "c1")  # a main tag there, a lone star
+    sequence_matches(found, items)
 
 
 def test_the_fallback_reads_a_bounded_number_of_resources(

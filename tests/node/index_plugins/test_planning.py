@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from pacsnode.node.errors import BadRequest
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.maintags import MainTagIndex
 from pacsnode.node.index_plugins.planning import (
@@ -153,6 +154,55 @@ def test_an_instance_matches_when_every_attribute_does() -> None:
     }
     assert instance_matches(parsed(BodyPartExamined="CHEST", SliceThickness="5.0"), metadata)
     assert not instance_matches(parsed(BodyPartExamined="CHEST", SliceThickness="1"), metadata)
+
+
+def test_inside_sequences_any_item_at_any_depth_matches() -> None:
+    def item(**elements: dict[str, object]) -> dict[str, object]:
+        return elements
+
+    step = {"vr": "SH", "Value": ["SPS-1"]}
+    code = {"vr": "SH", "Value": ["T-D3000"]}
+    metadata = {
+        "00400275": {  # Request Attributes Sequence: the second item has the step
+            "vr": "SQ",
+            "Value": [
+                item(**{"00401001": {"vr": "SH", "Value": ["RP-7"]}}),
+                item(
+                    **{
+                        "00400009": step,
+                        "00400008": {"vr": "SQ", "Value": [item(**{"00080100": code})]},
+                    }
+                ),
+            ],
+        },
+        "00081140": {"vr": "SQ"},  # an empty sequence
+    }
+    requests = "RequestAttributesSequence"
+    assert instance_matches(parsed(**{f"{requests}.RequestedProcedureID": "RP-7"}), metadata)
+    assert instance_matches(parsed(**{f"{requests}.ScheduledProcedureStepID": "SPS*"}), metadata)
+    assert not instance_matches(parsed(**{f"{requests}.RequestedProcedureID": "rp-7"}), metadata)
+    nested = f"{requests}.ScheduledProtocolCodeSequence.CodeValue"
+    assert instance_matches(parsed(**{nested: "T-D3000"}), metadata)
+    assert not instance_matches(parsed(**{nested: "T-D4000"}), metadata)
+    empty = "ReferencedImageSequence.ReferencedSOPInstanceUID"
+    assert not instance_matches(parsed(**{empty: "1.2.3"}), metadata)
+    assert not instance_matches(parsed(**{"OtherPatientIDsSequence.PatientID": "X"}), metadata)
+    assert instance_matches(parsed(**{empty: ""}), metadata)  # universal: asks nothing
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [
+        "PatientName.PatientID",  # not a sequence
+        "RequestAttributesSequence.NoSuchKeyword",
+        "RequestAttributesSequence.",
+        "",
+        "RequestAttributesSequence",  # a whole sequence: no value to match
+    ],
+)
+def test_a_path_that_names_no_attribute_in_items_is_refused(keyword: str) -> None:
+    with pytest.raises(BadRequest):
+        parse_constraint(keyword, "x")
 
 
 def test_pages() -> None:
