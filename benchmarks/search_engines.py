@@ -17,6 +17,13 @@ size in ``--sizes`` records:
   Study level twice: the first page (100 ids) and the count;
 - the idle RSS of importing each engine's module in a fresh interpreter.
 
+With ``--node`` (the default), the tantivy index is also queried by a real ``pacsnode
+serve`` at each size: a copy of the index becomes the node's search index (its change
+feed is empty, so the node takes the index as it is), and the same queries go to ``POST
+/tools/search`` over one keep-alive HTTP connection (a Study page of 100). That gives the
+node's RSS (VmRSS of its process, idle and after the queries) and the latency a client
+sees, HTTP and the node's answer included.
+
 Query kinds: free text (a family name), a field (``Modality:CT AND
 BodyPartExamined:CHEST``, random pairs), a wildcard (``SeriesDescription:*axial*``,
 random infixes) and a range (``StudyDate:[d TO d+30 days]``). Target (issue 16):
@@ -26,10 +33,12 @@ p99 under 50 ms at 1M instances, RSS under 200 MiB. Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import http.client
 import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -167,6 +176,54 @@ def measure(name: str, path: Path, queries: int) -> dict[str, Any]:
     return results
 
 
+def _rss_of(pid: int) -> dict[str, float]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) / 1024  # kB -> MiB
+    return fields
+
+
+def measure_node(index: Path, queries: int, workdir: Path) -> dict[str, Any]:
+    """A real ``pacsnode serve`` on a copy of a tantivy index: its RSS, and the queries'
+    latency over HTTP (``POST /tools/search``, Study level, a page of 100)."""
+    from tests.node.server import NodeProcess
+
+    directory = workdir / "node"
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(index, directory / "data" / "search")
+    node = NodeProcess(directory).start()
+    try:
+        assert node.process is not None
+        pid = node.process.pid
+        time.sleep(2)  # past the start: the feeder finds nothing to do
+        idle = _rss_of(pid)
+        connection = http.client.HTTPConnection("127.0.0.1", node.http_port, timeout=120)
+
+        def ask(text: str) -> None:
+            body = json.dumps({"Query": text, "Level": "Study", "Limit": PAGE})
+            connection.request("POST", "/tools/search", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answered = answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"{text!r}: {answer.status} {answered[:300]!r}")
+
+        kinds: dict[str, Any] = {}
+        for number, kind in enumerate(QUERY_KINDS):
+            rng = random.Random(SEED + number)
+            texts = [make_query(kind, rng) for _ in range(queries + 5)]
+            for text in texts[:5]:  # warm-up
+                ask(text)
+            kinds[kind] = _percentiles([_timed(lambda t=text: ask(t))[0] for text in texts[5:]])
+        connection.close()
+        return {"rss_idle": idle, "rss_after": _rss_of(pid), "kinds": kinds}
+    finally:
+        node.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def import_rss(module: str) -> float:
     """MiB of RSS that importing ``module`` adds to a fresh interpreter with pydicom loaded."""
     code = (
@@ -240,6 +297,9 @@ def run(args: argparse.Namespace, root: Path) -> list[Checkpoint]:
             point.disk_bytes[name] = disk_size(root / name)
             progress(f"{size:,}: measuring {name}")
             point.measured[name] = _measure_child(name, root / name, args.queries)
+            if name == "tantivy" and args.node and point.measured[name]:
+                progress(f"{size:,}: measuring a node on the tantivy index")
+                point.measured[name]["node"] = measure_node(root / name, args.queries, root)
             engines[name] = open_engine(name, root / name)
         points.append(point)
         progress(f"{size:,}: {json.dumps(asdict(point))[:3000]}")
@@ -286,7 +346,30 @@ def rows(points: list[Checkpoint], names: list[str]) -> list[list[str]]:
                 f"{kind}: mean studies matched",
                 lambda n, k=kind: _cell(point, n, lambda m: m["kinds"][k]["mean_studies"]),  # noqa: B023
             )
+        if any("node" in (point.measured.get(n) or {}) for n in names):
+            _node_rows(point, names, table.append)
     return table
+
+
+def _node_rows(point: Checkpoint, names: list[str], add: Callable[[list[str]], None]) -> None:
+    """The real node's rows: figures in the tantivy column, "-" in the others."""
+    at = _size(point.size)
+
+    def cells(pick: Callable[[dict[str, Any]], str]) -> list[str]:
+        found = [(point.measured.get(n) or {}).get("node") for n in names]
+        return [pick(node) if node else "-" for node in found]
+
+    for when in ("idle", "after"):
+        rss = cells(lambda node, w=when: format_value(node[f"rss_{w}"]["VmRSS"]))
+        target = f"< {RSS_TARGET_MIB:g}" if when == "after" else ""
+        add([at, f"node (pacsnode serve) VmRSS, {when} (MiB)", *rss, target])
+    for kind in QUERY_KINDS:
+        latency = cells(
+            lambda node, k=kind: (
+                f"{format_value(node['kinds'][k]['p50'])} / {format_value(node['kinds'][k]['p99'])}"
+            )
+        )
+        add([at, f"node, {kind} over HTTP: p50 / p99 ms", *latency, f"p99 < {P99_TARGET_MS:g}"])
 
 
 def _cell(point: Checkpoint, name: str, pick: Callable[[dict[str, Any]], float]) -> str:
@@ -317,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=5000, help="documents per commit")
     parser.add_argument("--dir", type=Path, help="where the indexes go (default: a temp dir)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--node",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also query the tantivy index through a real pacsnode serve (default: on)",
+    )
     parser.add_argument("--measure", nargs=2, metavar=("ENGINE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.measure:
