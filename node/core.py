@@ -254,6 +254,19 @@ class NodeCore:
         plugin = self._plugins.search if self._plugins is not None else None
         return None if plugin is None else plugin.lag()
 
+    def index_lags(self) -> dict[str, int | None]:
+        """Changes each index plugin beyond the main tags (the search index first) has not
+        taken in yet; None for one whose lag() raises (a plugin's bug: logged, the
+        statistics still answered)."""
+        lags: dict[str, int | None] = {}
+        for name, plugin in self._plugins.others if self._plugins is not None else []:
+            try:
+                lags[name] = plugin.lag()
+            except Exception:
+                log.exception("index plugin %r failed to tell its lag", name)
+                lags[name] = None
+        return lags
+
     def rebuild_search(self) -> int:
         """Rebuild the search index from the archive (the node's feeder not running)."""
         if self._plugins is not None and self._plugins.search is not None:

@@ -21,6 +21,7 @@ from pacsnode.node.errors import BadRequest, UnknownResource
 from pacsnode.node.ids import Level
 from pacsnode.node.rest.context import blocking
 from pacsnode.node.rest.resources import describe
+from pacsnode.node.rest.system import statistics_of
 
 LevelName = Level | str
 
@@ -102,13 +103,6 @@ class NodeReader:
         off."""
         return await blocking(self._core.search, query, _level(level), limit, offset)
 
-    async def statistics(self) -> dict[str, int]:
+    async def statistics(self) -> dict[str, object]:
         """Counts and sizes, as ``GET /statistics`` (sizes in bytes, as numbers)."""
-        return await blocking(self._statistics)
-
-    def _statistics(self) -> dict[str, int]:
-        stats = dict(self._core.statistics())
-        lag = self._core.search_lag()
-        if lag is not None:
-            stats["SearchIndexLag"] = lag
-        return stats
+        return await blocking(statistics_of, self._core)

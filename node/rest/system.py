@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from pacsnode.node.core import NodeCore
+from pacsnode.node.index_plugins.loading import SEARCH
 from pacsnode.node.rest.context import CONFIG, blocking, core_of
 from pacsnode.node.rest.params import flag_param, int_param
 
@@ -59,17 +60,22 @@ async def clear_exports(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
-def _statistics(core: NodeCore) -> dict[str, object]:
+def statistics_of(core: NodeCore) -> dict[str, object]:
+    """Counts and sizes (bytes, as numbers), and how far behind the index plugins are:
+    ``SearchIndexLag`` (search on), ``IndexPluginLags`` (every plugin beyond the main tags,
+    by name; null for one that cannot say)."""
     stats: dict[str, object] = dict(core.statistics())
-    lag = core.search_lag()
-    if lag is not None:  # search is on: the changes its answers do not reflect yet
-        stats["SearchIndexLag"] = lag
+    lags = core.index_lags()
+    if lags:
+        stats["IndexPluginLags"] = lags
+    if SEARCH in lags:  # search is on: the changes its answers do not reflect yet
+        stats["SearchIndexLag"] = lags[SEARCH]
     return stats
 
 
 async def statistics(request: web.Request) -> web.Response:
     """Orthanc's shape: sizes in bytes as strings (they may pass 2**53), in MiB as numbers."""
-    stats = await blocking(_statistics, core_of(request))
+    stats = await blocking(statistics_of, core_of(request))
     mib = 1024 * 1024
     for key in ("TotalDiskSize", "TotalUncompressedSize"):
         size = int(stats[key])  # type: ignore[call-overload]

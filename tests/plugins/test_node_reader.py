@@ -58,6 +58,20 @@ async def test_search_and_statistics(core: NodeCore) -> None:
     stats = await node.statistics()
     assert stats["CountStudies"] == 2 and stats["CountInstances"] == 3
     assert stats["SearchIndexLag"] == 0
+    assert stats["IndexPluginLags"] == {"search": 0}
+
+
+async def test_a_plugin_that_cannot_tell_its_lag_leaves_the_statistics_answered(
+    core: NodeCore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> int:  # a plugin's bug
+        raise RuntimeError("lost its position")
+
+    (name, plugin) = core._plugins.others[0]  # type: ignore[union-attr]
+    monkeypatch.setattr(plugin, "lag", broken)
+    stats = await NodeReader(core).statistics()
+    assert stats["IndexPluginLags"] == {name: None} and stats["CountStudies"] == 2
+    assert any("failed to tell its lag" in r.getMessage() for r in caplog.records)
 
 
 async def test_it_refuses_as_the_rest_api_does(core: NodeCore) -> None:
