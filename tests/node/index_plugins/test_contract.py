@@ -123,6 +123,17 @@ def test_main_tags_and_other_attributes_together(fed: Fed) -> None:
     check(fed, Level.STUDY, {"Modality": "CT", "BodyPartExamined": "HEAD"}, [])
 
 
+def test_attributes_inside_sequence_items(fed: Fed) -> None:
+    """A path into a sequence (``Sequence.Keyword``) matches when any item does."""
+    requested = "RequestAttributesSequence.RequestedProcedureID"
+    claims(fed, Level.STUDY, requested)
+    check(fed, Level.STUDY, {requested: "RP-8"}, ["a1"])  # a1's second item
+    check(fed, Level.STUDY, {requested: "RP-7"}, ["a1"], maybe=["c1"])  # c1's is rp-7
+    step = "RequestAttributesSequence.ScheduledProcedureStepID"
+    check(fed, Level.INSTANCE, {step: "SPS-*"}, ["a1", "c1"])
+    check(fed, Level.STUDY, {requested: "RP-9"}, [])
+
+
 # --- following the feed --------------------------------------------------------------------
 
 
