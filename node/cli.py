@@ -32,6 +32,7 @@ from pacsnode.node.plugins import PluginError
 from pacsnode.node.settings import NodeConfig
 from pacsnode.node.uploads import FileOutcome, ingest_zip, is_zip
 from pacsnode.node.viewer.install import DEFAULT_REGISTRY, DEFAULT_VERSION
+from pacsnode.storage.migration import Moved
 
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
@@ -144,6 +145,38 @@ def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
             {"studies": report.studies, "indexed": report.indexed, "unindexed": report.unindexed}
         )
     )
+    return EXIT_OK
+
+
+def cmd_migrate_storage(config: NodeConfig, args: argparse.Namespace) -> int:
+    """Move the sealed studies of the old storage backend into the configured one."""
+    core = NodeCore(config.core)
+    # no sealing, no conversions, no index plugins: the migration is all that writes; and
+    # no check that the configured backend holds the studies, since it does not yet
+    core.open(background=False, check_storage=False)
+    done = 0
+
+    def progress(study_uid: str, moved: Moved) -> None:
+        nonlocal done
+        done += 1
+        if sys.stderr.isatty():
+            print(f"\r{done} studies ({moved.value}: {study_uid})", end="", file=sys.stderr)
+
+    try:
+        report = core.migrate_storage(
+            args.source, remove_source=args.remove_source, progress=progress
+        )
+    finally:
+        core.close()
+    print(json.dumps(report.as_json()))
+    if report.conflicts:
+        print(
+            f"pacsnode: {len(report.conflicts)} studies hold instances that differ between "
+            f"the backends: kept as {config.core.plugins.storage_backend!r} has them, and "
+            f"left in {args.source!r} too",
+            file=sys.stderr,
+        )
+        return EXIT_FOUND_PROBLEMS
     return EXIT_OK
 
 
@@ -315,6 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--search",
         action="store_true",
         help="rebuild the search index (every attribute) instead, from the study ZIPs",
+    )
+    sub = add(
+        "migrate-storage",
+        cmd_migrate_storage,
+        "move the sealed studies of another storage backend into the configured one "
+        "(after changing [storage] backend; the node stopped)",
+    )
+    sub.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="the backend the studies are in now (its [plugins.NAME] settings apply)",
+    )
+    sub.add_argument(
+        "--remove-source",
+        action="store_true",
+        help="remove each study from the old backend once the new one holds it (checked)",
     )
     sub = add("protect", cmd_protect, "protect a patient from recycling")
     sub.add_argument("patient", help="patient resource id")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +22,7 @@ from pacsnode.node import plugins
 from pacsnode.node.annotations import Annotations
 from pacsnode.node.conversion import Converter
 from pacsnode.node.deletion import Deleter
-from pacsnode.node.errors import SearchUnavailable, UnknownResource
+from pacsnode.node.errors import ConfigError, SearchUnavailable, UnknownResource
 from pacsnode.node.ids import Level
 from pacsnode.node.index import ChangePage, DeletionReason, Index, InstanceRef, Origin, Removed
 from pacsnode.node.index.annotation_keys import MetadataNames
@@ -41,6 +41,7 @@ from pacsnode.node.settings import CoreSettings
 from pacsnode.storage.attachments import AttachmentStore
 from pacsnode.storage.backends.base import SealedBackend
 from pacsnode.storage.gzip_parts import DeflatedPart
+from pacsnode.storage.migration import MigrationReport, Moved, migrate
 from pacsnode.storage.multipart import Part
 from pacsnode.storage.received import is_received_digest, receive_instance
 from pacsnode.storage.results import MergeResult
@@ -50,11 +51,14 @@ log = logging.getLogger(__name__)
 _SEAL_INTERVAL_S = 1.0
 #: the longest a request for sizes waits for the conversions in flight
 SIZES_WAIT_S = 5.0
+#: how many sealed studies the start looks for in the storage backend
+STORAGE_CHECK_SAMPLE = 8
 
 
-def storage_backend(settings: CoreSettings) -> SealedBackend:
-    """The ``[storage] backend`` plugin, built from its ``[plugins.NAME]`` settings."""
-    name = settings.plugins.storage_backend
+def storage_backend(settings: CoreSettings, name: str | None = None) -> SealedBackend:
+    """The ``[storage] backend`` plugin (or the one named), built from its
+    ``[plugins.NAME]`` settings."""
+    name = name or settings.plugins.storage_backend
     own = settings.plugins.settings_of(name)
     backend = plugins.build(
         plugins.PluginKind.STORAGE, name, lambda factory: factory(own, Path(settings.data_dir))
@@ -92,11 +96,15 @@ class NodeCore:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def open(self, *, background: bool = True, search: bool | None = None) -> ReconcileReport:
+    def open(
+        self, *, background: bool = True, search: bool | None = None, check_storage: bool = True
+    ) -> ReconcileReport:
         """Recover storage, open the index, reconcile them; start the sealing loop and the
         index plugins: the main tags always, the search index (``[search] enabled``) and
         ``[index] plugins`` when ``search`` says (whatever ``background`` says, unless
-        given). A broken plugin stops the start before anything is opened."""
+        given). A broken plugin stops the start before anything is opened; a storage
+        backend that holds none of the sealed studies the index knows stops it too
+        (``check_storage``; ConfigError)."""
         index_plugins = IndexPlugins.configured(
             self.settings, background if search is None else search
         )
@@ -125,6 +133,12 @@ class NodeCore:
             MetadataNames(self.settings.metadata_names),
             self.settings.attachment_types,
         )
+        if check_storage:
+            try:
+                self._check_storage(index, {*storage_report.pending, *index.dirty_studies()})
+            except BaseException:
+                self.close()  # nothing stays half-open, as for a plugin that does not start
+                raise
         report = recover(self._store, index, storage_report.pending)
         if self._converter is not None:
             self._converter.start()
@@ -233,6 +247,48 @@ class NodeCore:
 
     def reindex(self) -> ReconcileReport:
         return reindex(self._store, self.index)
+
+    def migrate_storage(
+        self,
+        source: str,
+        *,
+        remove_source: bool = False,
+        progress: Callable[[str, Moved], None] | None = None,
+    ) -> MigrationReport:
+        """Move the sealed studies the storage backend ``source`` holds into the configured
+        one (:mod:`pacsnode.storage.migration`). Only with the node's background work
+        stopped (``open(background=False, check_storage=False)``): nothing else seals."""
+        if self._sealer is not None:
+            raise RuntimeError("the node is serving: stop it to migrate its storage")
+        if source == self.settings.plugins.storage_backend:
+            raise ConfigError(
+                f"--from names the configured [storage] backend {source!r}: set [storage] "
+                "backend to the new one first, then migrate from the old one"
+            )
+        old = storage_backend(self.settings, source)
+        old.open()
+        try:
+            return migrate(self._store, old, remove_source=remove_source, progress=progress)
+        finally:
+            old.close()
+
+    def _check_storage(self, index: Index, pending: set[str]) -> None:
+        """Refuse to start on a storage backend that holds none of the sealed studies the
+        index knows (a sample of them): ``[storage] backend`` was changed without moving
+        the studies, and serving (or a reindex) would treat every study as lost."""
+        sealed = sorted(index.indexed_study_uids() - pending)
+        if not sealed:
+            return
+        sample = sealed[:: max(1, len(sealed) // STORAGE_CHECK_SAMPLE)][:STORAGE_CHECK_SAMPLE]
+        if any(self._store.backend.version(uid) is not None for uid in sample):
+            return
+        name = self.settings.plugins.storage_backend
+        raise ConfigError(
+            f"the storage backend {name!r} holds none of the sealed studies the index "
+            f"knows ({len(sample)} of {len(sealed)} looked for): if [storage] backend was "
+            "changed, move the studies first with 'pacsnode migrate-storage --from OLD' "
+            "(the node stopped)"
+        )
 
     # --- search over every attribute -------------------------------------------------------
 

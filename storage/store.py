@@ -338,7 +338,7 @@ class StudyStore:
 
     def merge_study_zip(
         self,
-        path: Path,
+        path: Path | BinaryIO,
         admit: Callable[[list[StoredInstance]], None] | None = None,
         *,
         hold_pending: bool = False,

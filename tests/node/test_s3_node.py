@@ -255,3 +255,58 @@ def test_a_bucket_the_node_cannot_use_stops_its_start(
     assert started.returncode == 2
     (line,) = started.stderr.strip().splitlines()  # one line, no traceback
     assert said in line and "<?xml" not in line
+
+
+def cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(node.config), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_node_moves_from_its_disk_to_a_bucket(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
+    """The site outgrows its disk: [storage] backend switched to s3 refuses to start until
+    the studies are moved, ``pacsnode migrate-storage --from local`` moves them (checked,
+    the disk's copies removed), and the node then serves every instance from the bucket."""
+    directory = tmp_path / "site"
+    sent = {p: patient_files(tmp_path / "in", p) for p in (1, 2)}
+    on_disk = NodeProcess(directory, "[storage]\nstable_age_s = 0.3\n[search]\nenabled = false\n")
+    on_disk.start()
+    try:
+        store(on_disk, {**sent[1], **sent[2]})
+        deadline = time.monotonic() + 30
+        while len(list(directory.rglob("study.zip"))) < 2:
+            assert time.monotonic() < deadline, "the studies were never sealed"
+            time.sleep(0.1)
+    finally:
+        on_disk.stop()
+
+    prefix = unique_prefix()
+    toml = seaweedfs.toml(BUCKET, prefix, {"stable_age_s": 0.3}) + "[search]\nenabled = false\n"
+    on_s3 = NodeProcess(directory, toml)
+    refused = cli(on_s3, "serve")
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]  # after the start's log lines
+    assert "holds none of the sealed studies" in line and "migrate-storage --from" in line
+    assert cli(on_s3, "reindex").returncode == 2  # which would have unindexed them all
+
+    moved = cli(on_s3, "migrate-storage", "--from", "local", "--remove-source")
+    assert moved.returncode == 0, moved.stderr
+    report = json.loads(moved.stdout)
+    assert report["copied"] == 2 and report["removed from the old backend"] == 2
+    assert not list(directory.rglob("study.zip"))
+    again = cli(on_s3, "migrate-storage", "--from", "local")
+    assert again.returncode == 0 and json.loads(again.stdout)["copied"] == 0
+    assert cli(on_s3, "migrate-storage", "--from", "s3").returncode == 2  # the configured one
+
+    client = ObjectClient(parse_settings(seaweedfs.settings(BUCKET, prefix), {}))
+    assert {info.key.split("/")[-2] for info in client.list(prefix)} == {
+        study_uid(1),
+        study_uid(2),
+    }
+    on_s3.start()
+    try:
+        assert_files_served(on_s3, {**sent[1], **sent[2]})
+    finally:
+        on_s3.stop()
