@@ -37,9 +37,9 @@ from pacsnode.storage.migration import Moved
 EXIT_OK, EXIT_FOUND_PROBLEMS, EXIT_USAGE = 0, 1, 2
 
 
-def _open(config: NodeConfig, background: bool = False) -> NodeCore:
+def _open(config: NodeConfig, background: bool = False, check_storage: bool = True) -> NodeCore:
     core = NodeCore(config.core)
-    core.open(background=background)
+    core.open(background=background, check_storage=check_storage)
     return core
 
 
@@ -121,7 +121,7 @@ def cmd_export(config: NodeConfig, args: argparse.Namespace) -> int:
 def cmd_verify(config: NodeConfig, args: argparse.Namespace) -> int:
     from pacsnode.node.verify import verify
 
-    core = _open(config)
+    core = _open(config, check_storage=False)  # a backend missing every study is a finding
     try:
         problems = verify(core)
     finally:
@@ -135,7 +135,8 @@ def cmd_verify(config: NodeConfig, args: argparse.Namespace) -> int:
 def cmd_reindex(config: NodeConfig, args: argparse.Namespace) -> int:
     if args.search:
         return _reindex_search(config)
-    core = _open(config)
+    # --drop-missing: the operator says the studies the backend lacks are lost for good
+    core = _open(config, check_storage=not args.drop_missing)
     try:
         report = core.reindex()
     finally:
@@ -348,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--search",
         action="store_true",
         help="rebuild the search index (every attribute) instead, from the study ZIPs",
+    )
+    sub.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="run even when the storage backend holds none of the sealed studies the index "
+        "knows, removing them from the index (they are lost: not for a changed backend)",
     )
     sub = add(
         "migrate-storage",

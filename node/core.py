@@ -287,7 +287,8 @@ class NodeCore:
             f"the storage backend {name!r} holds none of the sealed studies the index "
             f"knows ({len(sample)} of {len(sealed)} looked for): if [storage] backend was "
             "changed, move the studies first with 'pacsnode migrate-storage --from OLD' "
-            "(the node stopped)"
+            "(the node stopped); if they are lost, 'pacsnode reindex --drop-missing' "
+            "removes them from the index"
         )
 
     # --- search over every attribute -------------------------------------------------------

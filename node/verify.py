@@ -8,7 +8,14 @@ from pacsnode.node.core import NodeCore
 def verify(core: NodeCore) -> list[str]:
     """Every problem found, one line each; an empty list means all is well."""
     problems: list[str] = []
-    for study_uid in sorted(core.study_uids_on_disk()):
+    on_disk = set(core.study_uids_on_disk())
+    for study_uid in sorted(core.index.indexed_study_uids() - on_disk):
+        count = len(core.index.indexed_instances(study_uid))
+        problems.append(
+            f"study {study_uid}: {count} instances indexed, but the storage backend holds "
+            "no study ZIP"
+        )
+    for study_uid in sorted(on_disk):
         found, stored = core.check_stored_study(study_uid)
         problems.extend(found)
         if found and not stored:

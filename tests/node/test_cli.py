@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from pacsnode.node.core import NodeCore
+from pacsnode.node.settings import CoreSettings
 from tests.node.server import REPO, NodeProcess
 from tests.storage.helpers import ct_bytes
 
@@ -92,6 +95,33 @@ def test_reindex_protect_unprotect(tmp_path: Path) -> None:
     assert pacsnode(config, "unprotect", patient).returncode == 0
     missing = pacsnode(config, "protect", "00000000-00000000-00000000-00000000-00000000")
     assert missing.returncode == 2 and "no resource" in missing.stderr
+
+
+def test_a_backend_without_the_sealed_studies_stops_the_start(tmp_path: Path) -> None:
+    """Every study ZIP gone (a changed [storage] backend, or a lost disk): the start and a
+    plain reindex refuse, saying what to do; ``reindex --drop-missing`` accepts the loss."""
+    config = make_config(tmp_path, "[search]\nenabled = false\n")
+    core = NodeCore(CoreSettings(data_dir=tmp_path / "data", stable_age_s=0))
+    core.open(background=False)
+    try:
+        for study in (1, 2):
+            core.ingest(ct_bytes(0, study=study))
+        assert len(core.seal_quiet_studies(now=time.monotonic() + 1)) == 2
+    finally:
+        core.close()
+    for lost in (tmp_path / "data").rglob("study.zip"):
+        lost.unlink()
+    for command in (("stats",), ("reindex",)):
+        refused = pacsnode(config, *command)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "holds none of the sealed studies the index knows" in refused.stderr
+        assert "migrate-storage --from" in refused.stderr and "--drop-missing" in refused.stderr
+    verified = pacsnode(config, "verify")  # it reports what is missing rather than refuse
+    assert verified.returncode == 1 and json.loads(verified.stdout.splitlines()[-1])["problems"]
+    dropped = pacsnode(config, "reindex", "--drop-missing")
+    assert dropped.returncode == 0, dropped.stderr
+    assert json.loads(dropped.stdout)["unindexed"] == 2
+    assert json.loads(pacsnode(config, "stats").stdout)["CountInstances"] == 0
 
 
 def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
