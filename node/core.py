@@ -421,23 +421,30 @@ class NodeCore:
         return self.index.first_instance(resource_id)
 
     def matching_instance_json(
-        self, resource_id: str, level: Level, constraints: Sequence[Constraint]
+        self,
+        resource_id: str,
+        level: Level,
+        constraints: Sequence[Constraint],
+        accept: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any] | None:
         """The DICOM JSON of an instance below a resource that matches the query's
         constraints its main tags do not decide, so that an answer shows the values that
         matched (a study found by BodyPartExamined=ABDOMEN answers ABDOMEN, whichever
         series comes first); the first instance when nothing is asked of instances or
-        none matches any more. None when the resource was deleted meanwhile."""
+        none matches any more. None when the resource was deleted meanwhile, and, with
+        ``accept`` (a further test an instance must pass), when no instance passes it."""
         asked = on_instances(level, constraints)
-        if asked:
+        if asked or accept is not None:
             try:
                 refs = self.instances_of([resource_id])
             except UnknownResource:
                 return None
             for ref in refs:
                 metadata = self.instance_json(ref)
-                if instance_matches(asked, metadata):
+                if instance_matches(asked, metadata) and (accept is None or accept(metadata)):
                     return metadata
+            if accept is not None:
+                return None
         ref = self.first_instance(resource_id)
         return self.instance_json(ref) if ref is not None else None
 

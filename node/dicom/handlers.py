@@ -159,7 +159,14 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
         if not tags:  # deleted meanwhile
             continue
         match = Match(tags, counts)
-        if request.needs_file(tags):
+        if request.asks_items:  # one stored sequence item must match all its item keys
+            metadata = core.matching_instance_json(
+                resource_id, request.level, request.constraints, request.items_match
+            )
+            if metadata is None:
+                continue
+            match.metadata = metadata
+        elif request.needs_file(tags):
             metadata = core.matching_instance_json(resource_id, request.level, request.constraints)
             match.metadata = metadata if metadata is not None else {}
         if wants_sop_classes:

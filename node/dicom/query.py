@@ -17,9 +17,11 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
+from pacsnode.node.dicom.sequence_keys import ItemKeys, identifier_text, parse_item_keys
+from pacsnode.node.dicom.sequence_keys import constraints as sequence_constraints
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.maintags import main_tag_keywords
-from pacsnode.node.query import SEQUENCE_SEPARATOR, Constraint, parse_constraint
+from pacsnode.node.query import Constraint, parse_constraint
 
 #: QueryRetrieveLevel values, with the plurals some devices send (Orthanc takes them too)
 _LEVELS = {
@@ -64,12 +66,6 @@ def query_level(identifier: Dataset) -> Level | None:
     return _LEVELS.get(str(identifier.get("QueryRetrieveLevel", "")).strip().upper())
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(item) for item in value)
-    return "" if value is None else str(value)
-
-
 @dataclass
 class FindRequest:
     """A parsed C-FIND identifier."""
@@ -81,6 +77,23 @@ class FindRequest:
     requested: list[BaseTag] = field(default_factory=list)
     #: what the index (or the node) answers at this level without reading a file
     in_index: set[str] = field(default_factory=set)
+    #: sequence keys: their item keys, or None for a sequence returned whole
+    sequences: dict[BaseTag, ItemKeys | None] = field(default_factory=dict)
+
+    @property
+    def asks_items(self) -> bool:
+        """Whether a sequence key asks something of its items (then one stored item must
+        match all its item keys: :meth:`items_match`)."""
+        return any(keys is not None and not keys.universal for keys in self.sequences.values())
+
+    def items_match(self, metadata: dict[str, Any]) -> bool:
+        """Whether an instance's DICOM JSON has, in each sequence asked of, one item that
+        matches all its item keys."""
+        return all(
+            keys.universal or keys.matching_items(metadata.get(f"{int(tag):08X}"))
+            for tag, keys in self.sequences.items()
+            if keys is not None
+        )
 
     def needs_file(self, tags: dict[str, str]) -> bool:
         """Whether answering needs an instance's metadata beyond the index."""
@@ -105,36 +118,18 @@ def parse_request(identifier: Dataset, level: Level) -> FindRequest:
             continue
         request.requested.append(element.tag)
         if keyword and element.VR == "SQ":
-            request.constraints.extend(_item_constraints(keyword, element.value))
+            item_keys = parse_item_keys(keyword, element)
+            request.sequences[element.tag] = item_keys
+            request.constraints.extend(sequence_constraints(item_keys))
             continue
         if not keyword or keyword in COUNTERS:
             continue
-        value = _text(element.value).strip()
+        value = identifier_text(element.value).strip()
         if not value:
             continue
         if keyword != SOP_CLASSES_IN_STUDY:
             request.constraints.append(parse_constraint(keyword, value))
     return request
-
-
-def _item_constraints(path: str, items: Any) -> list[Constraint]:
-    """Sequence matching (PS3.4 C.2.2.2.6): the keys of a sequence's one item, each to be
-    matched by an item of the stored sequence (``Sequence.Keyword``, nested sequences
-    deeper). A sequence without an item, or with keys all empty, asks nothing: it is
-    only returned (whole, as Orthanc returns sequences)."""
-    if not items or len(items) != 1:
-        return []
-    constraints: list[Constraint] = []
-    for element in items[0]:
-        keyword = element.keyword
-        if not keyword:
-            continue  # a private key: nothing to name it by across instances
-        nested = f"{path}{SEQUENCE_SEPARATOR}{keyword}"
-        if element.VR == "SQ":
-            constraints.extend(_item_constraints(nested, element.value))
-        elif value := _text(element.value).strip():
-            constraints.append(parse_constraint(nested, value))
-    return constraints
 
 
 #: Python's codecs where pydicom's would write something else: plain ASCII for ISO_IR 6
@@ -177,10 +172,25 @@ def answer(request: FindRequest, match: Match, charset: Charset, aet: str) -> Da
     response.QueryRetrieveLevel = DICOM_LEVEL_NAMES[request.level]
     response.RetrieveAETitle = aet
     for tag in request.requested:
-        element = _answered(tag, request.level, match, charset)
+        item_keys = request.sequences.get(tag)
+        if item_keys is not None:
+            element = _answered_items(tag, item_keys, match.metadata, charset)
+        else:
+            element = _answered(tag, request.level, match, charset)
         if element is not None:
             response.add(element)
     return response
+
+
+def _answered_items(
+    tag: BaseTag, item_keys: ItemKeys, metadata: dict[str, Any] | None, charset: Charset
+) -> DataElement:
+    """A sequence key's answer: the stored items that match, cut to the item keys."""
+    key = f"{int(tag):08X}"
+    items = item_keys.answered((metadata or {}).get(key))
+    return _from_metadata(tag, {key: {"vr": "SQ", "Value": items}}, charset) or DataElement(
+        tag, "SQ", []
+    )
 
 
 def _answered(tag: BaseTag, level: Level, match: Match, charset: Charset) -> DataElement | None:
@@ -264,7 +274,7 @@ def retrieve_query(identifier: Dataset) -> tuple[Level, dict[str, str]] | None:
     if level is None:
         return None
     for keyword in _RETRIEVE_KEYS[level]:
-        value = _text(identifier.get(keyword, "")).strip()
+        value = identifier_text(identifier.get(keyword, "")).strip()
         if value and not any(c in value for c in "*?"):
             return level, {keyword: value}
     return None

@@ -152,7 +152,16 @@ def test_c_find_on_attributes_that_are_not_main_tags(node: NodeProcess, items) -
         "RequestAttributesSequence[0].RequestedProcedureID=RP-8",
     )
     assert values(requested, "0020,000d") == study_uids(items, "a1")
-    assert values(requested, "0040,1001") == {"RP-7", "RP-8"}  # the sequence, returned whole
+    assert values(requested, "0040,1001") == {"RP-8"}  # the matching item only
+    # a1's items are (RP-7, SPS-1) and (RP-8): no one item is RP-8 and SPS-1
+    crossed = findscu(
+        node,
+        "QueryRetrieveLevel=STUDY",
+        "StudyInstanceUID",
+        "RequestAttributesSequence[0].RequestedProcedureID=RP-8",
+        "RequestAttributesSequence[0].ScheduledProcedureStepID=SPS-1",
+    )
+    assert values(crossed, "0020,000d") == set()
     steps = findscu(
         node,
         "QueryRetrieveLevel=STUDY",
