@@ -60,6 +60,7 @@ from benchmarks.search_corpus import (
     documents,
     templates,
 )
+from benchmarks.servers import proc_status
 from pacsnode.node.ids import Level
 from pacsnode.node.search.documents import Document, flatten, level_ids
 from pacsnode.node.search.query_language import Node, parse
@@ -177,13 +178,7 @@ def measure(name: str, path: Path, queries: int) -> dict[str, Any]:
 
 
 def _rss_of(pid: int) -> dict[str, float]:
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                fields[name] = int(value.split()[0]) / 1024  # kB -> MiB
-    return fields
+    return {key: proc_status(pid, key) / MIB for key in ("VmRSS", "VmHWM")}
 
 
 def measure_node(index: Path, queries: int, workdir: Path) -> dict[str, Any]:

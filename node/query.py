@@ -94,6 +94,14 @@ def _wildcard_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
+def identifier_text(value: Any) -> str:
+    """A DICOM identifier element's value (pydicom's) as a query value: values joined by
+    ``\\``, as the index keeps them."""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(item) for item in value)
+    return "" if value is None else str(value)
+
+
 #: joins a sequence's keyword and the keyword of an attribute in its items
 #: (``ReferencedStudySequence.ReferencedSOPInstanceUID``), as PS3.18 names one in QIDO-RS
 SEQUENCE_SEPARATOR = "."

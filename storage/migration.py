@@ -99,7 +99,8 @@ def move_study(
     """Bring one study's ZIP from ``source`` into the store's backend (module docstring)."""
     check_uid(study_uid, "study")
     target = store.backend
-    if target.size(study_uid) is None:
+    held = target.size(study_uid)
+    if held is None:
         digest, size = _copy(source, target, study_uid)
         if _sha256(target, study_uid) != digest:
             raise StorageError(
@@ -108,9 +109,7 @@ def move_study(
             )
         report.bytes_copied += size
         return Moved.COPIED
-    if target.size(study_uid) == source.size(study_uid) and _sha256(target, study_uid) == _sha256(
-        source, study_uid
-    ):
+    if held == source.size(study_uid) and _sha256(target, study_uid) == _sha256(source, study_uid):
         return Moved.ALREADY_THERE
     with source.get(study_uid) as blob:
         # pending until the next start, whose recovery reconciles the index with it

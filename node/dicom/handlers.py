@@ -159,15 +159,14 @@ def _matching(core: NodeCore, request: FindRequest, cap: int | None) -> Iterator
         if not tags:  # deleted meanwhile
             continue
         match = Match(tags, counts)
-        if request.asks_items:  # one stored sequence item must match all its item keys
+        # one stored sequence item must match all the item keys of a sequence key
+        accept = request.items_match if request.asks_items else None
+        if accept is not None or request.needs_file(tags):
             metadata = core.matching_instance_json(
-                resource_id, request.level, request.constraints, request.items_match
+                resource_id, request.level, request.constraints, accept
             )
-            if metadata is None:
-                continue
-            match.metadata = metadata
-        elif request.needs_file(tags):
-            metadata = core.matching_instance_json(resource_id, request.level, request.constraints)
+            if metadata is None and accept is not None:
+                continue  # no instance holds such an item: not a match
             match.metadata = metadata if metadata is not None else {}
         if wants_sop_classes:
             refs = core.instances_of([resource_id])

@@ -17,11 +17,11 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
-from pacsnode.node.dicom.sequence_keys import ItemKeys, identifier_text, parse_item_keys
+from pacsnode.node.dicom.sequence_keys import ItemKeys, parse_item_keys
 from pacsnode.node.dicom.sequence_keys import constraints as sequence_constraints
 from pacsnode.node.ids import Level
 from pacsnode.node.index_plugins.maintags import main_tag_keywords
-from pacsnode.node.query import Constraint, parse_constraint
+from pacsnode.node.query import Constraint, identifier_text, parse_constraint
 
 #: QueryRetrieveLevel values, with the plurals some devices send (Orthanc takes them too)
 _LEVELS = {

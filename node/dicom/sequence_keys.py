@@ -21,14 +21,13 @@ from typing import Any
 from pydicom.dataelem import DataElement
 
 from pacsnode.node.index_plugins.planning import element_matches
-from pacsnode.node.query import SEQUENCE_SEPARATOR, Constraint, Kind, parse_constraint
-
-
-def identifier_text(value: Any) -> str:
-    """An identifier element's value as the index writes values (``\\`` between many)."""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(item) for item in value)
-    return "" if value is None else str(value)
+from pacsnode.node.query import (
+    SEQUENCE_SEPARATOR,
+    Constraint,
+    Kind,
+    identifier_text,
+    parse_constraint,
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,6 @@ class ItemKey:
 
 @dataclass(frozen=True)
 class ItemKeys:
-    path: str  # Sequence.Keyword... as the constraints name it
     keys: tuple[ItemKey, ...]
 
     @property
@@ -101,7 +99,7 @@ def parse_item_keys(path: str, sequence: DataElement) -> ItemKeys | None:
         value = identifier_text(element.value).strip()
         constraint = parse_constraint(nested_path, value) if value else None
         keys.append(ItemKey(json_key, element.VR, constraint=constraint))
-    return ItemKeys(path, tuple(keys)) if keys else None
+    return ItemKeys(tuple(keys)) if keys else None
 
 
 def constraints(item_keys: ItemKeys | None) -> Iterable[Constraint]:

@@ -17,15 +17,13 @@ from importlib.metadata import EntryPoint
 from aiohttp import web
 
 from pacsnode.node import plugins
+from pacsnode.node.index_plugins.loading import MAIN, SEARCH
 from pacsnode.node.plugins import PluginKind
 from pacsnode.node.rest.system import VERSION
 from pacsnode.node.settings import NodeConfig
 
 #: Orthanc's DICOMweb plugin's name, which Orthanc clients look for
 DICOMWEB = "dicom-web"
-#: what the main-tag index is called as an index plugin (always on)
-MAIN_TAGS = "maintags"
-SEARCH = "search"
 
 
 @dataclass(frozen=True)
@@ -51,14 +49,9 @@ def _version(entry: EntryPoint | None) -> str:
     return str(dist.version) if dist is not None else VERSION
 
 
-def _entry(kind: PluginKind, name: str) -> EntryPoint | None:
-    return plugins.available(kind).get(name)
-
-
 def _configured(kind: PluginKind, name: str, what: str) -> PluginInfo:
-    entry = _entry(kind, name)
-    source = f"{kind.group}: {entry.value}" if entry is not None else kind.group
-    return PluginInfo(name, kind.value, _version(entry), f"{what} ({source})")
+    entry = plugins.available(kind).get(name)
+    return PluginInfo(name, kind.value, _version(entry), f"{what} ({plugins.located(kind, name)})")
 
 
 def listed(config: NodeConfig) -> list[PluginInfo]:
@@ -78,7 +71,7 @@ def listed(config: NodeConfig) -> list[PluginInfo]:
     found.append(
         _configured(PluginKind.STORAGE, chosen.storage_backend, "storage of sealed studies")
     )
-    index = [MAIN_TAGS, *([SEARCH] if config.core.search.enabled else []), *chosen.index]
+    index = [MAIN, *([SEARCH] if config.core.search.enabled else []), *chosen.index]
     found.extend(_configured(PluginKind.INDEX, name, "index plugin") for name in index)
     found.extend(
         _configured(PluginKind.WEB, name, f"web plugin, under /plugins/{name}/")

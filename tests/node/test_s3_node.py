@@ -24,6 +24,7 @@ import pytest
 from pacsnode.storage.backends.s3_client import ObjectClient
 from pacsnode.storage.backends.s3_settings import parse_settings
 from tests.node.server import REPO, NodeProcess, free_port
+from tests.node.test_cli import pacsnode
 from tests.peer.test_replication import identity_of, peer_toml, sync
 from tests.s3_server import BUCKET, SeaweedFS, unique_prefix
 from tests.storage.helpers import ct_bytes
@@ -258,10 +259,7 @@ def test_a_bucket_the_node_cannot_use_stops_its_start(
 
 
 def cli(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pacsnode.node.cli", "--config", str(node.config), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return pacsnode(node.config, *args)
 
 
 def test_a_node_moves_from_its_disk_to_a_bucket(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
